@@ -1,0 +1,159 @@
+//! Histories: every event of a run, from every process and from the issuer's ledger, on one
+//! monotonic clock. This is what the checkers judge; nothing else about a run reaches them.
+//!
+//! Each worker appends its records to its own JSON-lines file as it goes (so a killed worker
+//! leaves a readable prefix); the issuer appends its ledger the same way; the parent merges
+//! them by time. Secrets appear only as [`pool_core::digest::tag`]s.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use pool_core::world::{EntrySummary, Event};
+use serde::{Deserialize, Serialize};
+
+/// A process in a run: workers count from 1; 0 is the harness itself (setup and final check).
+pub type ProcId = u32;
+
+/// Nanoseconds on `CLOCK_MONOTONIC`, which every process on the machine shares.
+pub fn now_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// One event at one time in one process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub t_ns: u64,
+    pub proc: ProcId,
+    #[serde(flatten)]
+    pub ev: Ev,
+}
+
+/// Everything a history can hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Ev {
+    /// What the pool code reported (op boundaries, store reads and writes, refreshes).
+    Pool { event: Event },
+    /// Ledger: the issuer minted a token pair, generation `generation` of family `family`
+    /// (generation 0 is the pair the run starts with).
+    Issued {
+        family: u32,
+        generation: u32,
+        refresh: String,
+        access: String,
+        expires_at_ms: u64,
+    },
+    /// Ledger: a refresh-grant request for `refresh`, and what the issuer did.
+    Redeemed { refresh: String, outcome: RedeemVerdict },
+    /// Ledger: the issuer revoked a whole token family (RFC 9700 §4.14.2) because `cause` was
+    /// presented again.
+    FamilyRevoked { family: u32, cause: String },
+    /// Ledger: an API call with an access token or API key, and the verdict.
+    Used { credential: String, outcome: UseVerdict },
+    /// Harness: a worker started with this role.
+    ProcStart { role: String },
+    /// Harness: a worker ended; `crashed` when it did not exit 0.
+    ProcExit { status: String, crashed: bool },
+    /// Harness: an external CLI wrote its own credentials file holding `refresh`.
+    ExternalWrite { path: String, refresh: String },
+    /// Harness: the store at the end of the run.
+    FinalStore { hash: String, outcome: FinalStore },
+}
+
+/// What the token endpoint did with one refresh request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedeemVerdict {
+    /// First redemption: a new pair was issued.
+    Rotated,
+    /// A repeat within the reuse grace period: the same new pair was returned again.
+    Grace,
+    /// A repeat after the grace period: refused, and the family revoked.
+    Reused,
+    /// The family was already revoked: refused.
+    Revoked,
+    /// Never issued by this issuer: refused.
+    Unknown,
+}
+
+/// What the resource API said of one credential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UseVerdict {
+    Accepted,
+    RateLimited,
+    Expired,
+    Revoked,
+    Unknown,
+}
+
+/// The final store as the harness found it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum FinalStore {
+    Parsed { entries: Vec<EntrySummary> },
+    Missing,
+    Corrupt { detail: String },
+}
+
+/// A whole run's history, sorted by time, with the role of each process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub roles: BTreeMap<ProcId, String>,
+    pub records: Vec<Record>,
+}
+
+impl History {
+    /// Merge records from any number of sources into one time-ordered history.
+    pub fn from_records(records: impl IntoIterator<Item = Record>) -> History {
+        let mut records: Vec<Record> = records.into_iter().collect();
+        records.sort_by_key(|r| (r.t_ns, r.proc));
+        let roles = records
+            .iter()
+            .filter_map(|r| match &r.ev {
+                Ev::ProcStart { role } => Some((r.proc, role.clone())),
+                _ => None,
+            })
+            .collect();
+        History { roles, records }
+    }
+
+    /// The role of a process, for stories (`p3 (gateway)`).
+    pub fn who(&self, proc: ProcId) -> String {
+        match self.roles.get(&proc) {
+            Some(role) => format!("p{proc} ({role})"),
+            None if proc == 0 => "harness".to_string(),
+            None => format!("p{proc}"),
+        }
+    }
+
+    /// Time of a record relative to the first record, for stories (`+12.3ms`).
+    pub fn at(&self, t_ns: u64) -> String {
+        let t0 = self.records.first().map_or(t_ns, |r| r.t_ns);
+        format!("+{:.1}ms", t_ns.saturating_sub(t0) as f64 / 1e6)
+    }
+}
+
+/// Read one JSON-lines record file. A torn last line (a killed writer) is skipped; any other
+/// bad line is an error naming the file and line.
+pub fn read_jsonl(path: &Path) -> Result<Vec<Record>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(r) => out.push(r),
+            Err(_) if i + 1 == lines.len() => {} // torn tail of a killed writer
+            Err(e) => return Err(format!("{}:{}: bad history record: {e}", path.display(), i + 1)),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,7 @@
+//! # harness
+//!
+//! The library behind `poolcheck`: it drives pool-core with real processes against a real
+//! loopback OAuth issuer, records every run as a [`history::History`], and judges it with the
+//! anomaly checkers in [`check`].
+
+pub mod history;

@@ -1,0 +1,122 @@
+//! How a write combines the snapshot with the store on disk.
+//!
+//! Two rules, both from upstream:
+//! - [`overlay`] (upstream at #8040): re-load the file and replace this provider's whole list
+//!   (and its `providers` record) with the in-memory one. Other providers survive; anything a
+//!   peer changed in this provider's list since the snapshot was taken is lost.
+//! - [`merge`] (upstream main): merge by entry `id`. The in-memory entry wins, except that a
+//!   newer binding cooldown on disk wins unless the access token changed; entries on disk but
+//!   not in memory are kept unless this pool removed them.
+
+use std::collections::BTreeSet;
+
+use crate::store::{Entry, Store};
+
+/// `disk` with `provider`'s list and provider record taken from `mem`.
+pub fn overlay(disk: Store, mem: &Store, provider: &str) -> Store {
+    overlay_list(disk, mem, provider, mem.entries(provider).to_vec())
+}
+
+/// `disk` merged with `mem` by entry id (see the module docs).
+pub fn merge(
+    disk: Store,
+    mem: &Store,
+    provider: &str,
+    removed: &BTreeSet<String>,
+    now_ms: u64,
+    default_cooldown_ms: u64,
+) -> Store {
+    let on_disk = disk.entries(provider).to_vec();
+    let mut list: Vec<Entry> = Vec::with_capacity(on_disk.len().max(mem.entries(provider).len()));
+    for m in mem.entries(provider) {
+        let mut e = m.clone();
+        if let Some(d) = on_disk.iter().find(|d| d.id == m.id) {
+            if binding_cooldown_is_newer(d, m, now_ms, default_cooldown_ms)
+                && d.access_token == m.access_token
+            {
+                e.copy_status_from(d);
+            }
+        }
+        list.push(e);
+    }
+    for d in &on_disk {
+        if !list.iter().any(|e| e.id == d.id) && !removed.contains(&d.id) {
+            list.push(d.clone());
+        }
+    }
+    overlay_list(disk, mem, provider, list)
+}
+
+fn overlay_list(mut disk: Store, mem: &Store, provider: &str, list: Vec<Entry>) -> Store {
+    disk.credential_pool.insert(provider.to_string(), list);
+    if let Some(rec) = mem.providers.get(provider) {
+        disk.providers.insert(provider.to_string(), rec.clone());
+    }
+    disk
+}
+
+/// The disk entry carries a cooldown still in force at `now_ms` that was set after
+/// whatever status the memory entry holds.
+fn binding_cooldown_is_newer(disk: &Entry, mem: &Entry, now_ms: u64, default_cooldown_ms: u64) -> bool {
+    let binding = disk
+        .cooldown_until(default_cooldown_ms)
+        .is_some_and(|until| until > now_ms);
+    binding && disk.last_status_at > mem.last_status_at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuthType, Status};
+
+    fn entry(id: &str) -> Entry {
+        let mut e = Entry::new(id, id, AuthType::ApiKey, "manual");
+        e.access_token = Some(format!("key-{id}"));
+        e
+    }
+
+    fn store(entries: Vec<Entry>) -> Store {
+        let mut s = Store::default();
+        s.credential_pool.insert("p".into(), entries);
+        s
+    }
+
+    fn exhausted(mut e: Entry, at: u64) -> Entry {
+        e.last_status = Some(Status::Exhausted);
+        e.last_status_at = Some(at);
+        e
+    }
+
+    #[test]
+    fn merge_keeps_disk_only_entries_overlay_drops_them() {
+        let disk = store(vec![entry("a"), entry("b"), entry("c")]);
+        let mem = store(vec![entry("a"), entry("b")]);
+        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), 0, 10);
+        assert_eq!(merged.entries("p").len(), 3);
+        assert_eq!(overlay(disk, &mem, "p").entries("p").len(), 2);
+    }
+
+    #[test]
+    fn merge_does_not_resurrect_what_this_pool_removed() {
+        let disk = store(vec![entry("a"), entry("c")]);
+        let mem = store(vec![entry("a")]);
+        let removed = BTreeSet::from(["c".to_string()]);
+        assert_eq!(merge(disk, &mem, "p", &removed, 0, 10).entries("p").len(), 1);
+    }
+
+    #[test]
+    fn a_binding_cooldown_on_disk_wins_unless_the_token_changed() {
+        let disk = store(vec![exhausted(entry("a"), 100)]);
+        let mem = store(vec![entry("a")]);
+        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), 105, 10);
+        assert_eq!(merged.entries("p")[0].last_status, Some(Status::Exhausted));
+        // Expired cooldown: memory wins.
+        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), 200, 10);
+        assert_eq!(merged.entries("p")[0].last_status, None);
+        // Access token changed in memory: memory wins.
+        let mut fresh = entry("a");
+        fresh.access_token = Some("rotated".into());
+        let merged = merge(disk, &store(vec![fresh]), "p", &BTreeSet::new(), 105, 10);
+        assert_eq!(merged.entries("p")[0].last_status, None);
+    }
+}
