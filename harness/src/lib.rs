@@ -1,7 +1,12 @@
 //! # harness
 //!
 //! The library behind `poolcheck`: it drives pool-core with real processes against a real
-//! loopback OAuth issuer, records every run as a [`history::History`], and judges it with the
-//! anomaly checkers in [`check`].
+//! loopback OAuth issuer ([`issuer`], [`drive`]), records every run as a [`history::History`],
+//! judges it with the anomaly checkers in [`check`], and renders [`report`]s.
 
+pub mod check;
+pub mod drive;
 pub mod history;
+pub mod issuer;
+pub mod report;
+pub mod scenario;

@@ -21,6 +21,24 @@ pub trait Hooks {
     fn record(&self, _event: Event) {}
 }
 
+impl<T: Hooks + ?Sized> Hooks for std::sync::Arc<T> {
+    fn pause(&self, point: Pause) {
+        (**self).pause(point)
+    }
+    fn record(&self, event: Event) {
+        (**self).record(event)
+    }
+}
+
+impl<T: Hooks + ?Sized> Hooks for &T {
+    fn pause(&self, point: Pause) {
+        (**self).pause(point)
+    }
+    fn record(&self, event: Event) {
+        (**self).record(event)
+    }
+}
+
 /// Hooks that do nothing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoHooks;

@@ -1,0 +1,281 @@
+//! The fork driver: one run of a scenario under a strategy on real processes.
+//!
+//! The parent (single-threaded when it forks: a precondition of forking safely) prepares the
+//! run directory, starts the issuer in its own process, forks one worker per role instance,
+//! opens the start gate, and reaps them. Each worker writes its own event log; the parent
+//! then merges the logs and the issuer's ledger into one [`History`] and adds the final
+//! store. A worker that crashes or hangs is reported in the history, never fatal to the run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use pool_core::digest::content_hash;
+use pool_core::real::SystemClock;
+use pool_core::store::Store;
+use pool_core::world::{Clock, Pause};
+use pool_core::Strategy;
+
+use super::hooks::{Rule, WorkerHooks};
+use super::log::EventLog;
+use super::rendezvous::Coordination;
+use super::roles::{play, WorkerPlan};
+use super::setup::prepare;
+use crate::history::{read_jsonl, Ev, FinalStore, History};
+use crate::issuer::server::FileLedger;
+use crate::issuer::IssuerServer;
+use crate::scenario::Scenario;
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+    /// Overrides the count of the scenario's first role.
+    pub procs: Option<u32>,
+    /// Run in this directory (kept afterwards) instead of a temp directory.
+    pub dir: Option<PathBuf>,
+    /// Kill workers still running after this long.
+    pub deadline: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            seed: None,
+            procs: None,
+            dir: None,
+            deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A finished run: its history and some counts.
+pub struct RunRecord {
+    pub history: History,
+    pub seed: u64,
+    pub processes: u32,
+    pub crashed: u32,
+    pub operations: u64,
+    pub seconds: f64,
+    /// Where the run's files are, if they were kept.
+    pub kept: Option<PathBuf>,
+}
+
+/// Why a run could not be carried out (as opposed to a run that found anomalies).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DriveError(pub String);
+
+fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
+    let what = what.to_string();
+    move |e| DriveError(format!("{what} {}: {e}", path.display()))
+}
+
+/// Run `sc` under `strategy` on real processes.
+pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRecord, DriveError> {
+    let started = Instant::now();
+    let seed = opts.seed.unwrap_or(sc.seed);
+    let mut sc = sc.clone();
+    if let (Some(n), Some(first)) = (opts.procs, sc.roles.first_mut()) {
+        first.count = n.max(1);
+    }
+    let tmp;
+    let dir = match &opts.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(io("cannot create run directory", d))?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::Builder::new()
+                .prefix("poolcheck-run.")
+                .tempdir()
+                .map_err(|e| DriveError(format!("cannot create a temp directory: {e}")))?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(io("cannot create", &logs))?;
+
+    let harness_log = EventLog::create(&logs.join("p0.jsonl"), 0).map_err(io("cannot create", &logs))?;
+    let ledger_path = logs.join("ledger.jsonl");
+    let ledger = FileLedger::create(&ledger_path).map_err(io("cannot create", &ledger_path))?;
+    let now = SystemClock.now_ms();
+    let state = prepare(&sc, seed, &dir, now, Box::new(ledger), &harness_log)
+        .map_err(io("cannot prepare the run in", &dir))?;
+    let issuer = IssuerServer::spawn_process(state).map_err(|e| DriveError(format!("cannot start the issuer: {e}")))?;
+
+    // Barriers: index and party count per name.
+    let parties = sc.barrier_parties();
+    let barrier_index: Vec<(String, u32)> = parties.into_iter().collect();
+    let coord = Coordination::new(barrier_index.len()).map_err(|e| DriveError(format!("cannot map shared memory: {e}")))?;
+
+    let mut children: Vec<(u32, Pid)> = Vec::new();
+    let mut proc = 0u32;
+    for role in &sc.roles {
+        for _ in 0..role.count {
+            proc += 1;
+            let plan = WorkerPlan {
+                proc,
+                role: role.clone(),
+                strategy,
+                dir: dir.clone(),
+                issuer_url: issuer.url().to_string(),
+                seed: seed ^ (u64::from(proc) << 32),
+            };
+            // SAFETY: the parent is single-threaded here (the issuer runs in its own process);
+            // the child only runs `worker_main` and leaves through `_exit`.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker_main(&sc, &plan, &logs, &coord, &barrier_index)
+                    }))
+                    .unwrap_or(101);
+                    // SAFETY: leave without running the parent's destructors (temp dir, issuer).
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(ForkResult::Parent { child }) => children.push((proc, child)),
+                Err(e) => {
+                    for (_, pid) in &children {
+                        let _ = kill(*pid, Signal::SIGKILL);
+                    }
+                    return Err(DriveError(format!("fork failed: {e}")));
+                }
+            }
+        }
+    }
+    coord.open_gate();
+    let crashed = reap(&mut children, opts.deadline, &harness_log);
+    issuer.stop();
+
+    // The final store.
+    let store_path = dir.join("auth.json");
+    let final_store = match std::fs::read(&store_path) {
+        Err(_) => (String::new(), FinalStore::Missing),
+        Ok(bytes) => (
+            content_hash(&bytes),
+            match serde_json::from_slice::<Store>(&bytes) {
+                Ok(s) => FinalStore::Parsed {
+                    entries: s.entries(&sc.pool.provider).iter().map(pool_core::pool::summary).collect(),
+                },
+                Err(e) => FinalStore::Corrupt { detail: e.to_string() },
+            },
+        ),
+    };
+    harness_log.push(Ev::FinalStore {
+        hash: final_store.0,
+        outcome: final_store.1,
+    });
+
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(&logs).map_err(io("cannot read", &logs))? {
+        let path = entry.map_err(io("cannot read", &logs))?.path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            records.extend(read_jsonl(&path).map_err(DriveError)?);
+        }
+    }
+    let history = History::from_records(records);
+    let operations = history
+        .records
+        .iter()
+        .filter(|r| matches!(&r.ev, Ev::Pool { event: pool_core::Event::OpBegin { .. } }))
+        .count() as u64;
+    Ok(RunRecord {
+        history,
+        seed,
+        processes: proc,
+        crashed,
+        operations,
+        seconds: started.elapsed().as_secs_f64(),
+        kept: opts.dir.clone(),
+    })
+}
+
+/// The body of a forked worker; returns its exit code.
+fn worker_main(sc: &Scenario, plan: &WorkerPlan, logs: &Path, coord: &Coordination, barriers: &[(String, u32)]) -> i32 {
+    // Keep workers' stray output out of the parent's terminal.
+    if let Ok(f) = std::fs::File::create(logs.join(format!("p{}.stderr", plan.proc))) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto stderr of this (child) process.
+        unsafe {
+            libc::dup2(f.as_raw_fd(), 2);
+        }
+    }
+    let Ok(log) = EventLog::create(&logs.join(format!("p{}.jsonl", plan.proc)), plan.proc) else {
+        return 3;
+    };
+    let rules = sc
+        .rules_for(&plan.role.label())
+        .into_iter()
+        .map(|rule| {
+            let barrier = (rule.action == "rendezvous").then(|| {
+                let name = rule.barrier.clone().unwrap_or_else(|| rule.point.clone());
+                let i = barriers.iter().position(|(n, _)| *n == name).expect("barrier counted");
+                (i, barriers[i].1)
+            });
+            Rule {
+                point: Pause::from_name(&rule.point).expect("validated"),
+                rule,
+                barrier,
+            }
+        })
+        .collect();
+    let hooks = WorkerHooks::new(&log, coord, rules, plan.seed);
+    log.push(Ev::ProcStart {
+        role: plan.role.label(),
+    });
+    if !coord.wait_gate(Duration::from_secs(30)) {
+        return 4;
+    }
+    play(sc, plan, &hooks);
+    0
+}
+
+/// Wait for every child; kill those still running at the deadline. Returns how many crashed.
+fn reap(children: &mut Vec<(u32, Pid)>, deadline: Duration, log: &EventLog) -> u32 {
+    let until = Instant::now() + deadline;
+    let mut crashed = 0;
+    while !children.is_empty() {
+        let mut i = 0;
+        while i < children.len() {
+            let (proc, pid) = children[i];
+            let status = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => None,
+                Ok(WaitStatus::Exited(_, 0)) => Some(("exit 0".to_string(), false)),
+                Ok(WaitStatus::Exited(_, c)) => Some((format!("exit {c}"), true)),
+                Ok(WaitStatus::Signaled(_, s, _)) => Some((format!("killed by {s:?}"), true)),
+                Ok(_) => None,
+                Err(e) => Some((format!("lost: {e}"), true)),
+            };
+            match status {
+                Some((status, bad)) => {
+                    crashed += u32::from(bad);
+                    log_exit(log, proc, status, bad);
+                    children.swap_remove(i);
+                }
+                None => i += 1,
+            }
+        }
+        if children.is_empty() {
+            break;
+        }
+        if Instant::now() >= until {
+            for (proc, pid) in children.drain(..) {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                crashed += 1;
+                log_exit(log, proc, "killed at the run deadline".into(), true);
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    crashed
+}
+
+fn log_exit(log: &EventLog, proc: u32, status: String, crashed: bool) {
+    // The exit is recorded by the harness but attributed to the worker.
+    log.push_for(proc, Ev::ProcExit { status, crashed });
+}

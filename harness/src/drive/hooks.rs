@@ -1,0 +1,100 @@
+//! What a forked worker does at pause points (sleep, jitter, rendezvous, per the scenario's
+//! rules) and with the pool's events (append them to its log).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pool_core::real::Hooks;
+use pool_core::world::{Event, Pause};
+
+use super::log::EventLog;
+use super::rendezvous::Coordination;
+use crate::history::Ev;
+use crate::scenario::PauseRule;
+
+/// One pause rule, resolved for this process.
+pub struct Rule {
+    pub point: Pause,
+    pub rule: PauseRule,
+    /// Barrier index and party count, for rendezvous rules.
+    pub barrier: Option<(usize, u32)>,
+}
+
+pub struct WorkerHooks<'a> {
+    log: &'a EventLog,
+    coord: &'a Coordination,
+    rules: Vec<Rule>,
+    state: Mutex<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    arrivals: HashMap<Pause, u32>,
+    generations: HashMap<usize, u32>,
+    rng: u64,
+}
+
+impl<'a> WorkerHooks<'a> {
+    pub fn new(log: &'a EventLog, coord: &'a Coordination, rules: Vec<Rule>, seed: u64) -> Self {
+        WorkerHooks {
+            log,
+            coord,
+            rules,
+            state: Mutex::new(Counters {
+                rng: seed | 1,
+                ..Counters::default()
+            }),
+        }
+    }
+
+    pub fn log(&self) -> &EventLog {
+        self.log
+    }
+}
+
+impl Hooks for WorkerHooks<'_> {
+    fn pause(&self, point: Pause) {
+        let n = {
+            let mut st = self.state.lock().expect("hooks");
+            let n = st.arrivals.entry(point).or_insert(0);
+            *n += 1;
+            *n
+        };
+        for r in self.rules.iter().filter(|r| r.point == point) {
+            let p = &r.rule;
+            if n <= p.skip || (p.times > 0 && n > p.skip + p.times) {
+                continue;
+            }
+            match p.action.as_str() {
+                "sleep" => std::thread::sleep(Duration::from_millis(p.ms)),
+                "jitter" => {
+                    let ms = {
+                        let mut st = self.state.lock().expect("hooks");
+                        st.rng ^= st.rng << 13;
+                        st.rng ^= st.rng >> 7;
+                        st.rng ^= st.rng << 17;
+                        st.rng % (p.ms + 1)
+                    };
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                _ => {
+                    let (b, parties) = r.barrier.expect("rendezvous rules carry a barrier");
+                    let generation = {
+                        let mut st = self.state.lock().expect("hooks");
+                        let g = st.generations.entry(b).or_insert(0);
+                        *g += 1;
+                        *g
+                    };
+                    self.coord
+                        .rendezvous(b, generation, parties, Duration::from_millis(p.timeout_ms));
+                    std::thread::sleep(Duration::from_millis(p.ms));
+                }
+            }
+        }
+    }
+
+    fn record(&self, event: Event) {
+        self.log.push(Ev::Pool { event });
+    }
+}

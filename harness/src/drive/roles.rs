@@ -1,0 +1,189 @@
+//! The roles a forked worker plays, modelled on who shares the upstream store:
+//! a long-lived `gateway`, one-shot `cli` invocations, `auth-add` commands, and an
+//! `external-cli` (another tool refreshing the same token family in its own file, lock-free).
+//!
+//! A role never stops on an operation error: the error is in the history (an `op_end` with
+//! the message), and the role goes on, as the upstream programs do.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pool_core::external::ExternalFormat;
+use pool_core::real::{Hooks, RealOs, SystemClock};
+use pool_core::world::{Clock, Issuer, Pause, UseOutcome};
+use pool_core::{AuthType, Config, ExternalSource, NewEntry, Pool, Selected, Selection, Strategy};
+
+use super::hooks::WorkerHooks;
+use crate::history::Ev;
+use crate::issuer::client::HttpIssuer;
+use crate::scenario::{RoleKind, RoleSpec, Scenario};
+
+/// Everything one worker needs, computed by the parent before it forks.
+pub struct WorkerPlan {
+    pub proc: u32,
+    pub role: RoleSpec,
+    pub strategy: Strategy,
+    pub dir: PathBuf,
+    pub issuer_url: String,
+    pub seed: u64,
+}
+
+/// The path of an external source's credentials file in a run directory.
+pub fn external_path(dir: &Path, source: &str) -> PathBuf {
+    dir.join(format!("{source}.credentials.json"))
+}
+
+pub fn external_format(source: &str) -> Option<ExternalFormat> {
+    match source {
+        "claude_code" => Some(ExternalFormat::ClaudeCode),
+        "codex" => Some(ExternalFormat::Codex),
+        _ => None,
+    }
+}
+
+/// The pool configuration a worker of `plan` runs with.
+pub fn pool_config(sc: &Scenario, plan: &WorkerPlan) -> Config {
+    let mut cfg = Config::new(&plan.dir, plan.strategy);
+    cfg.provider = sc.pool.provider.clone();
+    let selection = plan.role.selection.as_deref().unwrap_or(&sc.pool.selection);
+    cfg.selection = selection.parse::<Selection>().expect("validated");
+    cfg.refresh_margin_ms = sc.pool.refresh_margin_s * 1000;
+    cfg.default_cooldown_ms = sc.pool.cooldown_s * 1000;
+    cfg.write_chunk = sc.pool.write_chunk;
+    cfg.seed = plan.seed;
+    cfg.external = sc
+        .entries
+        .iter()
+        .filter_map(|e| {
+            external_format(&e.source).map(|format| ExternalSource {
+                format,
+                path: external_path(&plan.dir, &e.source),
+            })
+        })
+        .collect();
+    cfg
+}
+
+type WorkerPool<'h> = Pool<RealOs<&'h WorkerHooks<'h>>, HttpIssuer, SystemClock>;
+
+/// Play the role to its end.
+pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
+    let cfg = pool_config(sc, plan);
+    let new_pool = || -> WorkerPool<'_> {
+        Pool::new(
+            RealOs::with_hooks(hooks),
+            HttpIssuer::new(&plan.issuer_url, plan.proc),
+            SystemClock,
+            cfg.clone(),
+        )
+    };
+    let think = || std::thread::sleep(Duration::from_millis(plan.role.think_ms));
+    match plan.role.kind {
+        RoleKind::Gateway => {
+            let pool = new_pool();
+            // A gateway that cannot load (a torn read) tries again, as a restarted one would.
+            for _ in 0..3 {
+                if pool.load_pool().is_ok() {
+                    break;
+                }
+            }
+            for _ in 0..plan.role.ops {
+                if let Ok(Some(s)) = pool.select() {
+                    use_and_react(&pool, s);
+                }
+                think();
+            }
+        }
+        RoleKind::Cli => {
+            for _ in 0..plan.role.ops {
+                let pool = new_pool();
+                if pool.load_pool().is_ok() {
+                    if let Ok(Some(s)) = pool.select() {
+                        use_and_react(&pool, s);
+                    }
+                }
+                think();
+            }
+        }
+        RoleKind::AuthAdd => {
+            for i in 0..plan.role.ops {
+                let pool = new_pool();
+                if pool.load_pool().is_ok() {
+                    let _ = pool.add_entry(NewEntry {
+                        label: format!("added-by-p{}-{i}", plan.proc),
+                        auth_type: AuthType::ApiKey,
+                        source: "manual".into(),
+                        access_token: Some(format!("sk-poolcheck-added-{}-{i}-{:016x}", plan.proc, plan.seed)),
+                        refresh_token: None,
+                        expires_at_ms: None,
+                    });
+                }
+                think();
+            }
+        }
+        RoleKind::ExternalCli => {
+            let source = plan.role.source.as_deref().expect("validated");
+            let format = external_format(source).expect("validated");
+            let path = external_path(&plan.dir, source);
+            let issuer = HttpIssuer::new(&plan.issuer_url, plan.proc);
+            for _ in 0..plan.role.ops {
+                external_refresh(&path, format, &issuer, hooks, cfg.refresh_margin_ms);
+                think();
+            }
+        }
+    }
+}
+
+/// Use the credential; on a 429 or 401, mark it exhausted and use what the pool rotates to.
+fn use_and_react<O: pool_core::Os, C: Clock>(pool: &Pool<O, HttpIssuer, C>, s: Selected) {
+    let mut current = Some(s);
+    // At most one rotation per request, as upstream retries once.
+    for _ in 0..2 {
+        let Some(s) = current.take() else { return };
+        let (code, reset) = match pool.issuer().use_credential(&s.credential) {
+            UseOutcome::Accepted | UseOutcome::Unavailable(_) => return,
+            UseOutcome::RateLimited { reset_at_ms } => (429, reset_at_ms),
+            UseOutcome::Rejected => (401, None),
+        };
+        let reason = if code == 429 { "rate_limited" } else { "unauthorized" };
+        current = pool.mark_exhausted_and_rotate(&s.id, code, reason, reset).ok().flatten();
+    }
+}
+
+/// The external CLI's refresh: read its own file, refresh if the token is expiring, write the
+/// file back (temp + rename, 0600). It takes no lock: that is the point of the role.
+fn external_refresh(path: &Path, format: ExternalFormat, issuer: &HttpIssuer, hooks: &WorkerHooks<'_>, margin_ms: u64) {
+    let Ok(old) = std::fs::read(path) else { return };
+    let Some(creds) = format.parse(&old) else { return };
+    let now = SystemClock.now_ms();
+    if creds.expires_at_ms.is_some_and(|t| t > now + margin_ms) {
+        return;
+    }
+    hooks.pause(Pause::BeforeRedeem);
+    let reply = issuer.redeem(&creds.refresh_token);
+    hooks.pause(Pause::AfterRedeem);
+    let Ok(g) = reply else { return };
+    let new = pool_core::external::ExternalCreds {
+        access_token: g.access_token,
+        refresh_token: g.refresh_token,
+        expires_at_ms: Some(SystemClock.now_ms() + g.expires_in_s * 1000),
+    };
+    let bytes = format.render(Some(&old), &new, now);
+    if write_private(path, &bytes).is_ok() {
+        hooks.log().push(Ev::ExternalWrite {
+            path: path.display().to_string(),
+            refresh: pool_core::digest::tag(&new.refresh_token),
+        });
+    }
+}
+
+/// Write a 0600 file atomically (temp + rename).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".poolcheck.").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The world a run starts from: the issuer's initial token families, the initial store, the
+//! external credential files, all in the run directory, each secret file 0600.
+//!
+//! The initial store is recorded in the history as a write by the harness (proc 0, op 0), so
+//! every later read and write can be traced back to a version someone wrote.
+
+use std::path::Path;
+
+use pool_core::digest::content_hash;
+use pool_core::external::ExternalCreds;
+use pool_core::store::{Status, Store};
+use pool_core::world::Event;
+use pool_core::{AuthType, Entry};
+
+use super::log::EventLog;
+use super::roles::{external_format, external_path, write_private};
+use crate::history::Ev;
+use crate::issuer::rules::{IssuerConfig, IssuerState, LedgerSink};
+use crate::scenario::Scenario;
+
+/// The issuer configuration a scenario asks for (API keys are added by [`prepare`]).
+pub fn issuer_config(sc: &Scenario, seed: u64) -> IssuerConfig {
+    IssuerConfig {
+        latency_ms: (sc.issuer.latency_ms[0], sc.issuer.latency_ms[1]),
+        grace_ms: sc.issuer.grace_ms,
+        access_lifetime_s: sc.issuer.access_lifetime_s,
+        seed,
+        ..IssuerConfig::default()
+    }
+}
+
+/// Build the issuer state and write the initial store and external files into `dir`.
+pub fn prepare(
+    sc: &Scenario,
+    seed: u64,
+    dir: &Path,
+    now_ms: u64,
+    sink: Box<dyn LedgerSink>,
+    log: &EventLog,
+) -> std::io::Result<IssuerState> {
+    let mut cfg = issuer_config(sc, seed);
+    let mut rng = crate::issuer::rules::Rng::new(seed ^ 0xA11CE);
+    let keys: Vec<Option<String>> = sc
+        .entries
+        .iter()
+        .map(|e| (e.auth_type == "api_key").then(|| format!("sk-poolcheck-{}", rng.token())))
+        .collect();
+    for (spec, key) in sc.entries.iter().zip(&keys) {
+        if let Some(k) = key {
+            if spec.rate_limited {
+                cfg.rate_limited_keys.push(k.clone());
+            } else {
+                cfg.api_keys.push(k.clone());
+            }
+        }
+    }
+    let cooldown_ms = sc.pool.cooldown_s * 1000;
+    let mut issuer = IssuerState::new(cfg, sink);
+    let mut store = Store {
+        active_provider: Some(sc.pool.provider.clone()),
+        ..Store::default()
+    };
+    let list = store.entries_mut(&sc.pool.provider);
+    for (i, (spec, key)) in sc.entries.iter().zip(keys).enumerate() {
+        let id = loop {
+            let id = format!("{:06x}", rng.next_u64() & 0xff_ffff);
+            if !list.iter().any(|e: &Entry| e.id == id) {
+                break id;
+            }
+        };
+        let auth = if spec.auth_type == "oauth" { AuthType::Oauth } else { AuthType::ApiKey };
+        let mut e = Entry::new(&id, &spec.label, auth, &spec.source);
+        e.priority = i as i64;
+        match key {
+            Some(k) => e.access_token = Some(k),
+            None => {
+                let pair = issuer.mint_family(now_ms);
+                e.access_token = Some(pair.access.clone());
+                e.refresh_token = Some(pair.refresh.clone());
+                e.expires_at_ms = Some(now_ms + spec.expires_in_s * 1000);
+                if let Some(format) = external_format(&spec.source) {
+                    // The other CLI's file holds the same pair, or, when it already rotated
+                    // the family, the newer one (and the store's pair is then spent).
+                    let file_pair = if spec.external_newer {
+                        issuer
+                            .redeem(0, &pair.refresh, now_ms)
+                            .map_err(|r| std::io::Error::other(format!("setup redeem refused: {r:?}")))?
+                    } else {
+                        pair.clone()
+                    };
+                    let creds = ExternalCreds {
+                        access_token: file_pair.access.clone(),
+                        refresh_token: file_pair.refresh.clone(),
+                        expires_at_ms: Some(if spec.external_newer {
+                            file_pair.expires_at_ms
+                        } else {
+                            now_ms + spec.expires_in_s * 1000
+                        }),
+                    };
+                    write_private(&external_path(dir, &spec.source), &format.render(None, &creds, now_ms))?;
+                }
+            }
+        }
+        if spec.status == "exhausted" {
+            e.last_status = Some(Status::Exhausted);
+            e.last_status_at = Some(now_ms);
+            e.last_error_code = Some(429);
+            e.last_error_reason = Some("rate_limited".into());
+            e.last_error_reset_at = Some(now_ms + cooldown_ms);
+        }
+        list.push(e);
+    }
+    store.updated_at = Some(pool_core::store::rfc3339(now_ms));
+    let bytes = store.to_bytes();
+    write_private(&dir.join("auth.json"), &bytes)?;
+    log.push(Ev::Pool {
+        event: Event::Write {
+            op: 0,
+            hash: content_hash(&bytes),
+            base: None,
+            entries: store.entries(&sc.pool.provider).iter().map(pool_core::pool::summary).collect(),
+        },
+    });
+    Ok(issuer)
+}

@@ -1,0 +1,120 @@
+//! Reports: the judged runs in the `poolcheck.report.v1` contract, rendered as a terminal
+//! table, JSON or Markdown. The JSON shape is documented in the README and kept stable.
+
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use pool_core::Strategy;
+use serde::{Deserialize, Serialize};
+
+use crate::check::{self, Witness};
+use crate::drive::fork::RunRecord;
+use crate::scenario::Scenario;
+
+pub const SCHEMA: &str = "poolcheck.report.v1";
+
+/// The whole report of one command.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub runs: Vec<RunReport>,
+}
+
+/// One judged run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    pub driver: String,
+    /// Preset name, or the spec string of a custom strategy.
+    pub strategy: String,
+    pub spec: String,
+    pub scenario: String,
+    /// `clean` or `anomalous` (fork runs).
+    pub verdict: String,
+    /// All eight anomaly keys, always.
+    pub anomalies: BTreeMap<String, u64>,
+    pub witnesses: Vec<Witness>,
+    pub stats: Stats,
+    /// The scenario's expectations that apply to this run, and whether each held.
+    pub expectations: Vec<Expectation>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stats {
+    pub processes: u32,
+    pub operations: u64,
+    pub seconds: f64,
+    pub seed: u64,
+    /// Workers that did not exit 0 (crashed, or killed at the run deadline).
+    pub crashed: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Expectation {
+    /// What was expected, e.g. `clean` or `finds double_redeem`.
+    pub expect: String,
+    pub held: bool,
+}
+
+impl Report {
+    pub fn new(runs: Vec<RunReport>) -> Report {
+        Report {
+            schema: SCHEMA.to_string(),
+            runs,
+        }
+    }
+
+    /// Expectations that failed, as (run, expectation) pairs.
+    pub fn failures(&self) -> Vec<(&RunReport, &Expectation)> {
+        self.runs
+            .iter()
+            .flat_map(|r| r.expectations.iter().filter(|e| !e.held).map(move |e| (r, e)))
+            .collect()
+    }
+}
+
+/// Judge a fork run: the checkers' verdict plus the scenario's expectations.
+pub fn judge_fork(sc: &Scenario, strategy: Strategy, rec: &RunRecord) -> RunReport {
+    let verdict = check::check(&rec.history);
+    let expectations = expectations(sc, strategy, &verdict.counts);
+    RunReport {
+        driver: "fork".into(),
+        strategy: strategy.label(),
+        spec: strategy.spec(),
+        scenario: sc.name.clone(),
+        verdict: if verdict.is_clean() { "clean" } else { "anomalous" }.into(),
+        anomalies: verdict.counts,
+        witnesses: verdict.witnesses,
+        stats: Stats {
+            processes: rec.processes,
+            operations: rec.operations,
+            seconds: (rec.seconds * 1000.0).round() / 1000.0,
+            seed: rec.seed,
+            crashed: rec.crashed,
+        },
+        expectations,
+    }
+}
+
+/// The scenario's expectations about `strategy`, judged against `counts`.
+pub fn expectations(sc: &Scenario, strategy: Strategy, counts: &BTreeMap<String, u64>) -> Vec<Expectation> {
+    let is = |s: &String| Strategy::parse(s).is_ok_and(|p| p == strategy);
+    let mut out = Vec::new();
+    if sc.expect.clean.iter().any(is) {
+        out.push(Expectation {
+            expect: "clean".into(),
+            held: counts.values().all(|&c| c == 0),
+        });
+    }
+    for (s, anomalies) in &sc.expect.finds {
+        if is(s) {
+            for a in anomalies {
+                out.push(Expectation {
+                    expect: format!("finds {a}"),
+                    held: counts.get(a).copied().unwrap_or(0) > 0,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,185 @@
+//! Rendering a [`Report`]: a terminal table, Markdown, JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::{Report, RunReport};
+use crate::check::ANOMALIES;
+
+/// Short column names for the anomaly table.
+pub fn short(anomaly: &str) -> &'static str {
+    match anomaly {
+        "torn_read" => "torn",
+        "partial_sync_read" => "partial",
+        "lost_update" => "lost",
+        "token_rollback" => "rollback",
+        "double_redeem" => "double",
+        "stale_token_use" => "stale",
+        "dead_credential" => "dead",
+        "corrupt_store" => "corrupt",
+        _ => "?",
+    }
+}
+
+/// Strategies in first-seen order, with their runs.
+fn by_strategy(report: &Report) -> Vec<(String, Vec<&RunReport>)> {
+    let mut out: Vec<(String, Vec<&RunReport>)> = Vec::new();
+    for r in &report.runs {
+        match out.iter_mut().find(|(s, _)| *s == r.strategy) {
+            Some((_, v)) => v.push(r),
+            None => out.push((r.strategy.clone(), vec![r])),
+        }
+    }
+    out
+}
+
+fn scenarios(report: &Report) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in &report.runs {
+        if !out.contains(&r.scenario) {
+            out.push(r.scenario.clone());
+        }
+    }
+    out
+}
+
+/// The cell of one run: `clean`, or the anomalies found with counts (`double:3 lost:1`).
+pub fn cell(r: &RunReport) -> String {
+    let found: Vec<String> = ANOMALIES
+        .iter()
+        .filter(|a| r.anomalies.get(**a).copied().unwrap_or(0) > 0)
+        .map(|a| format!("{}:{}", short(a), r.anomalies[*a]))
+        .collect();
+    let mut s = if found.is_empty() { "clean".to_string() } else { found.join(" ") };
+    if r.expectations.iter().any(|e| !e.held) {
+        s.push_str(" (!)");
+    }
+    s
+}
+
+fn grid(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
+    let scs = scenarios(report);
+    let mut header = vec!["strategy".to_string()];
+    header.extend(scs.iter().cloned());
+    let mut rows = Vec::new();
+    for (strategy, runs) in by_strategy(report) {
+        let mut row = vec![strategy];
+        for sc in &scs {
+            let cells: Vec<String> = runs.iter().filter(|r| r.scenario == *sc).map(|r| cell(r)).collect();
+            row.push(if cells.is_empty() { "-".into() } else { cells.join(", ") });
+        }
+        rows.push(row);
+    }
+    (header, rows)
+}
+
+/// Totals per strategy and anomaly, over every scenario run.
+fn totals(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut header = vec!["strategy".to_string()];
+    header.extend(ANOMALIES.iter().map(|a| short(a).to_string()));
+    let mut rows = Vec::new();
+    for (strategy, runs) in by_strategy(report) {
+        let mut sum: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in &runs {
+            for a in ANOMALIES {
+                *sum.entry(a).or_default() += r.anomalies.get(a).copied().unwrap_or(0);
+            }
+        }
+        let mut row = vec![strategy];
+        row.extend(ANOMALIES.iter().map(|a| match sum[a] {
+            0 => ".".to_string(),
+            n => n.to_string(),
+        }));
+        rows.push(row);
+    }
+    (header, rows)
+}
+
+fn text_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |out: &mut String, cells: &[String]| {
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(out, header);
+    let _ = writeln!(out, "{}", w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
+    for row in rows {
+        line(out, row);
+    }
+}
+
+fn md_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+}
+
+fn failures_text(report: &Report, out: &mut String, md: bool) {
+    let failures = report.failures();
+    if failures.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{}Expectations that failed:", if md { "### " } else { "" });
+    for (r, e) in failures {
+        let _ = writeln!(out, "- {} under {}: expected {}, found {}", r.scenario, r.strategy, e.expect, cell(r));
+        if let Some(w) = r.witnesses.first() {
+            for step in &w.story {
+                let _ = writeln!(out, "    {step}");
+            }
+        }
+    }
+}
+
+/// The terminal table: verdicts per strategy x scenario, then totals per anomaly.
+pub fn table(report: &Report) -> String {
+    let mut out = String::new();
+    let (h, rows) = grid(report);
+    text_table(&mut out, &h, &rows);
+    out.push('\n');
+    let (h, rows) = totals(report);
+    let _ = writeln!(out, "Anomalies found, summed over scenarios ('.' = none):");
+    text_table(&mut out, &h, &rows);
+    let crashed: u32 = report.runs.iter().map(|r| r.stats.crashed).sum();
+    if crashed > 0 {
+        let _ = writeln!(out, "\n{crashed} worker process(es) crashed or were killed; see the JSON report's stats.");
+    }
+    failures_text(report, &mut out, false);
+    out
+}
+
+/// Markdown: the same two tables, then the first witness of each anomalous run.
+pub fn markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## poolcheck report\n");
+    let (h, rows) = grid(report);
+    md_table(&mut out, &h, &rows);
+    let _ = writeln!(out, "\nAnomalies found, summed over scenarios:\n");
+    let (h, rows) = totals(report);
+    md_table(&mut out, &h, &rows);
+    failures_text(report, &mut out, true);
+    let anomalous: Vec<&RunReport> = report.runs.iter().filter(|r| !r.witnesses.is_empty()).collect();
+    if !anomalous.is_empty() {
+        let _ = writeln!(out, "\n### Witnesses\n");
+        for r in anomalous {
+            for w in &r.witnesses {
+                let _ = writeln!(out, "<details><summary>{} under {}: {}</summary>\n", r.scenario, r.strategy, w.anomaly);
+                for step in &w.story {
+                    let _ = writeln!(out, "    {step}");
+                }
+                let _ = writeln!(out, "\n</details>");
+            }
+        }
+    }
+    out
+}
+
+pub fn json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).expect("reports serialize")
+}

@@ -1,0 +1,442 @@
+//! Scenarios: who runs, how many, what they do, where they pause, and what is expected.
+//!
+//! A scenario is a TOML file (format documented in the README, section "Scenario files").
+//! The catalog in `scenarios/` is compiled into the binary, so `poolcheck matrix` needs no
+//! files; `--scenario PATH` loads any other file. Loading validates everything a run needs
+//! and reports errors as `FILE:LINE:COL: problem`, naming the field and the allowed values.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pool_core::world::Pause;
+use pool_core::{Selection, Strategy};
+use serde::Deserialize;
+
+/// The catalog, compiled in: (name, TOML text).
+pub const CATALOG: &[(&str, &str)] = &[
+    ("seed-8040", include_str!("../../scenarios/seed-8040.toml")),
+    ("refresh-race", include_str!("../../scenarios/refresh-race.toml")),
+    ("lost-update", include_str!("../../scenarios/lost-update.toml")),
+    ("cooldown-erasure", include_str!("../../scenarios/cooldown-erasure.toml")),
+    ("external-cli", include_str!("../../scenarios/external-cli.toml")),
+];
+
+/// A loaded, validated scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    #[serde(default = "one")]
+    pub seed: u64,
+    #[serde(default)]
+    pub pool: PoolSpec,
+    #[serde(default)]
+    pub issuer: IssuerSpec,
+    #[serde(rename = "entry", default)]
+    pub entries: Vec<EntrySpec>,
+    #[serde(rename = "role", default)]
+    pub roles: Vec<RoleSpec>,
+    #[serde(rename = "pause", default)]
+    pub pauses: Vec<PauseRule>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    #[serde(default = "default_selection")]
+    pub selection: String,
+    #[serde(default = "default_margin")]
+    pub refresh_margin_s: u64,
+    #[serde(default = "default_cooldown")]
+    pub cooldown_s: u64,
+    #[serde(default = "default_chunk")]
+    pub write_chunk: usize,
+}
+
+impl Default for PoolSpec {
+    fn default() -> Self {
+        PoolSpec {
+            provider: default_provider(),
+            selection: default_selection(),
+            refresh_margin_s: default_margin(),
+            cooldown_s: default_cooldown(),
+            write_chunk: default_chunk(),
+        }
+    }
+}
+
+fn default_provider() -> String {
+    "anthropic".into()
+}
+fn default_selection() -> String {
+    "fill_first".into()
+}
+fn default_margin() -> u64 {
+    120
+}
+fn default_cooldown() -> u64 {
+    3600
+}
+fn default_chunk() -> usize {
+    256
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSpec {
+    /// Token endpoint latency, uniformly in [min, max] milliseconds.
+    #[serde(default = "default_latency")]
+    pub latency_ms: [u64; 2],
+    /// Reuse grace period (0: every reuse revokes the family).
+    #[serde(default)]
+    pub grace_ms: u64,
+    /// Lifetime of access tokens the issuer mints.
+    #[serde(default = "default_lifetime")]
+    pub access_lifetime_s: u64,
+}
+
+impl Default for IssuerSpec {
+    fn default() -> Self {
+        IssuerSpec {
+            latency_ms: default_latency(),
+            grace_ms: 0,
+            access_lifetime_s: default_lifetime(),
+        }
+    }
+}
+
+fn default_latency() -> [u64; 2] {
+    [30, 50]
+}
+fn default_lifetime() -> u64 {
+    3600
+}
+
+/// One entry of the store the run starts from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntrySpec {
+    pub label: String,
+    /// `oauth` or `api_key`.
+    pub auth_type: String,
+    /// `manual`, or an external file source: `claude_code`, `codex`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Remaining life of the initial access token (OAuth): 0 means it is already expiring.
+    #[serde(default = "default_lifetime")]
+    pub expires_in_s: u64,
+    /// `ok` or `exhausted` (exhausted entries start in a cooldown that has not ended).
+    #[serde(default = "default_status")]
+    pub status: String,
+    /// The API answers 429 for this key.
+    #[serde(default)]
+    pub rate_limited: bool,
+    /// For an external source: the other CLI already rotated the family, so its file holds a
+    /// newer pair than the store.
+    #[serde(default)]
+    pub external_newer: bool,
+}
+
+fn default_source() -> String {
+    "manual".into()
+}
+fn default_status() -> String {
+    "ok".into()
+}
+
+/// What a role does; see the README's role table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleKind {
+    /// Long-lived: loads once, then selects and uses in a loop; marks exhausted on a 429.
+    Gateway,
+    /// One CLI invocation per iteration: fresh snapshot, load, select, use.
+    Cli,
+    /// One `auth add` per iteration: fresh snapshot, load, add an API key.
+    AuthAdd,
+    /// Another tool sharing the token family: refreshes it in its own file, without our lock.
+    ExternalCli,
+}
+
+impl RoleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RoleKind::Gateway => "gateway",
+            RoleKind::Cli => "cli",
+            RoleKind::AuthAdd => "auth-add",
+            RoleKind::ExternalCli => "external-cli",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// The name pause rules refer to (defaults to the kind).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub kind: RoleKind,
+    #[serde(default = "one_u32")]
+    pub count: u32,
+    /// Iterations (loop turns) per process.
+    #[serde(default = "one_u32")]
+    pub ops: u32,
+    /// Sleep between iterations.
+    #[serde(default)]
+    pub think_ms: u64,
+    /// Overrides `[pool].selection` for this role.
+    #[serde(default)]
+    pub selection: Option<String>,
+    /// external-cli: which external file it owns (`claude_code` or `codex`).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+impl RoleSpec {
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.kind.name().to_string())
+    }
+}
+
+/// What a process does when it reaches a pause point.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRule {
+    /// A pause point name (`op_start`, `after_load`, `between_persists`, `before_redeem`,
+    /// `after_redeem`, `mid_write`, `before_rename`, `after_rename`).
+    pub point: String,
+    /// Role names this rule applies to (default: every role).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// `sleep` (for `ms`), `jitter` (uniform 0..`ms`), or `rendezvous` (wait until every
+    /// process with a rule on the same barrier arrives, or `timeout_ms`; then sleep `ms`).
+    pub action: String,
+    #[serde(default)]
+    pub ms: u64,
+    /// Rendezvous group (default: the point name).
+    #[serde(default)]
+    pub barrier: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Arrivals to let pass before the rule acts.
+    #[serde(default)]
+    pub skip: u32,
+    /// Arrivals the rule acts on after `skip` (0: all).
+    #[serde(default = "one_u32")]
+    pub times: u32,
+}
+
+fn default_timeout() -> u64 {
+    300
+}
+
+/// Expectations judged by `run` and `matrix` (exit code 1 when one fails).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Strategies (preset names or specs) that must show no anomaly in this scenario.
+    #[serde(default)]
+    pub clean: Vec<String>,
+    /// Strategy -> anomalies that must each be found at least once.
+    #[serde(default)]
+    pub finds: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a scenario was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}{at}: {message}")]
+pub struct ScenarioError {
+    pub origin: String,
+    pub at: String,
+    pub message: String,
+}
+
+impl Scenario {
+    /// A catalog name or a path to a TOML file.
+    pub fn find(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+        if let Some((name, text)) = CATALOG.iter().find(|(n, _)| *n == name_or_path) {
+            return Scenario::parse(text, &format!("scenarios/{name}.toml"));
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() {
+            return Err(ScenarioError {
+                origin: name_or_path.to_string(),
+                at: String::new(),
+                message: format!(
+                    "no such catalog scenario or file (catalog: {}; run `poolcheck scenarios`)",
+                    CATALOG.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            origin: path.display().to_string(),
+            at: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Scenario::parse(&text, &path.display().to_string())
+    }
+
+    /// Every catalog scenario.
+    pub fn catalog() -> Vec<Scenario> {
+        CATALOG
+            .iter()
+            .map(|(n, t)| Scenario::parse(t, &format!("scenarios/{n}.toml")).expect("the catalog is valid"))
+            .collect()
+    }
+
+    /// Parse and validate TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        let err = |span: Option<std::ops::Range<usize>>, message: String| {
+            let at = span
+                .map(|s| {
+                    let before = &text[..s.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!(":{line}:{col}")
+                })
+                .unwrap_or_default();
+            ScenarioError {
+                origin: origin.to_string(),
+                at,
+                message,
+            }
+        };
+        let sc: Scenario = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
+        sc.validate().map_err(|m| err(None, m))?;
+        Ok(sc)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.pool.selection.parse::<Selection>().map_err(|e| format!("[pool] selection: {e}"))?;
+        if self.issuer.latency_ms[0] > self.issuer.latency_ms[1] {
+            return Err("[issuer] latency_ms: the first value (min) is larger than the second (max)".into());
+        }
+        if self.roles.is_empty() {
+            return Err("no [[role]]: a scenario needs at least one role (kinds: gateway, cli, auth-add, external-cli)".into());
+        }
+        let mut names = Vec::new();
+        for (i, r) in self.roles.iter().enumerate() {
+            let label = r.label();
+            if names.contains(&label) {
+                return Err(format!("[[role]] #{}: name '{label}' is used twice; give each role a distinct `name`", i + 1));
+            }
+            if r.count == 0 {
+                return Err(format!("[[role]] '{label}': count must be at least 1"));
+            }
+            if let Some(s) = &r.selection {
+                s.parse::<Selection>().map_err(|e| format!("[[role]] '{label}' selection: {e}"))?;
+            }
+            if r.kind == RoleKind::ExternalCli {
+                let src = r.source.as_deref().unwrap_or("");
+                if !self.entries.iter().any(|e| e.source == src) {
+                    return Err(format!(
+                        "[[role]] '{label}': an external-cli needs `source` naming the source of an [[entry]] (claude_code or codex); got '{src}'"
+                    ));
+                }
+            }
+            names.push(label);
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            let at = format!("[[entry]] #{} '{}'", i + 1, e.label);
+            if !matches!(e.auth_type.as_str(), "oauth" | "api_key") {
+                return Err(format!("{at} auth_type: '{}' (allowed values: oauth, api_key)", e.auth_type));
+            }
+            if !matches!(e.status.as_str(), "ok" | "exhausted") {
+                return Err(format!("{at} status: '{}' (allowed values: ok, exhausted)", e.status));
+            }
+            let external = matches!(e.source.as_str(), "claude_code" | "codex");
+            if e.external_newer && !external {
+                return Err(format!("{at}: external_newer needs an external source (claude_code or codex)"));
+            }
+            if external && e.auth_type != "oauth" {
+                return Err(format!("{at}: an external source holds OAuth tokens; set auth_type = \"oauth\""));
+            }
+            if external && self.entries.iter().filter(|o| o.source == e.source).count() > 1 {
+                return Err(format!("{at}: only one entry may use source '{}'", e.source));
+            }
+        }
+        for (i, p) in self.pauses.iter().enumerate() {
+            let at = format!("[[pause]] #{}", i + 1);
+            if Pause::from_name(&p.point).is_none() {
+                let all: Vec<_> = Pause::ALL.iter().map(|p| p.name()).collect();
+                return Err(format!("{at} point: '{}' (allowed values: {})", p.point, all.join(", ")));
+            }
+            if !matches!(p.action.as_str(), "sleep" | "jitter" | "rendezvous") {
+                return Err(format!("{at} action: '{}' (allowed values: sleep, jitter, rendezvous)", p.action));
+            }
+            for r in &p.roles {
+                if !names.contains(r) {
+                    return Err(format!("{at} roles: no role named '{r}' (roles: {})", names.join(", ")));
+                }
+            }
+        }
+        for s in self.expect.clean.iter().chain(self.expect.finds.keys()) {
+            Strategy::parse(s).map_err(|e| format!("[expect]: {e}"))?;
+        }
+        for list in self.expect.finds.values() {
+            for a in list {
+                if !crate::check::ANOMALIES.contains(&a.as_str()) {
+                    return Err(format!(
+                        "[expect.finds]: unknown anomaly '{a}' (allowed values: {})",
+                        crate::check::ANOMALIES.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pause rules that apply to a role.
+    pub fn rules_for(&self, role: &str) -> Vec<PauseRule> {
+        self.pauses
+            .iter()
+            .filter(|p| p.roles.is_empty() || p.roles.iter().any(|r| r == role))
+            .cloned()
+            .collect()
+    }
+
+    /// How many processes take part in each rendezvous barrier.
+    pub fn barrier_parties(&self) -> BTreeMap<String, u32> {
+        let mut out = BTreeMap::new();
+        for r in &self.roles {
+            let label = r.label();
+            let mut mine: Vec<String> = self
+                .rules_for(&label)
+                .iter()
+                .filter(|p| p.action == "rendezvous")
+                .map(|p| p.barrier.clone().unwrap_or_else(|| p.point.clone()))
+                .collect();
+            mine.sort();
+            mine.dedup();
+            for b in mine {
+                *out.entry(b).or_insert(0) += r.count;
+            }
+        }
+        out
+    }
+
+    /// `--quick`: at most two iterations per process.
+    pub fn make_quick(&mut self) {
+        for r in &mut self.roles {
+            r.ops = r.ops.min(2);
+        }
+    }
+
+    /// Total worker processes.
+    pub fn processes(&self) -> u32 {
+        self.roles.iter().map(|r| r.count).sum()
+    }
+}
