@@ -4,4 +4,5 @@
 //! loopback OAuth issuer, records every run as a [`history::History`], and judges it with the
 //! anomaly checkers in [`check`].
 
+pub mod check;
 pub mod history;
