@@ -1,0 +1,534 @@
+//! The anomaly checkers: pure functions from a [`History`] to named anomalies, each with a
+//! minimal witness (Elle/Jepsen style). The same code judges every driver.
+//!
+//! One module per anomaly; each exposes `check(&History) -> Finding`. [`check`] runs them all
+//! over one shared [`Index`] and returns a [`Verdict`] that always names all eight anomalies.
+//!
+//! Witnesses are short numbered stories (`"1. +3.2ms p2 (cli) op 4 select: read store
+//! a1b2c3d4"`). Tokens appear only as the tags already in the history; anything that does not
+//! look like a tag is re-tagged before it is printed, so a witness never holds a secret.
+
+use std::collections::{BTreeMap, HashMap};
+
+use pool_core::world::{EntrySummary, Event, OpKind, RefreshOutcome};
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Ev, History, ProcId, Record};
+
+pub mod corrupt_store;
+pub mod dead_credential;
+pub mod double_redeem;
+pub mod lost_update;
+pub mod partial_sync_read;
+pub mod stale_token_use;
+pub mod token_rollback;
+pub mod torn_read;
+
+/// Every anomaly a report names, in report order.
+pub const ANOMALIES: [&str; 8] = [
+    "torn_read",
+    "partial_sync_read",
+    "lost_update",
+    "token_rollback",
+    "double_redeem",
+    "stale_token_use",
+    "dead_credential",
+    "corrupt_store",
+];
+
+/// What one checker found: how many instances, and the first one as a story.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub count: u64,
+    pub witness: Option<Vec<String>>,
+}
+
+impl Finding {
+    /// Nothing found.
+    pub fn none() -> Finding {
+        Finding::default()
+    }
+}
+
+/// The first witness of one anomaly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Witness {
+    pub anomaly: String,
+    pub story: Vec<String>,
+}
+
+/// The judgement of one history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// All eight anomaly names, always present (zero when clean).
+    pub counts: BTreeMap<String, u64>,
+    /// The first witness of each anomaly found, in [`ANOMALIES`] order.
+    pub witnesses: Vec<Witness>,
+}
+
+impl Verdict {
+    /// No anomaly of any kind.
+    pub fn is_clean(&self) -> bool {
+        self.total() == 0
+    }
+
+    /// Instances of all anomalies together.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+/// Judge a history with every checker.
+pub fn check(h: &History) -> Verdict {
+    let ix = Index::new(h);
+    let findings: [(&str, Finding); 8] = [
+        ("torn_read", torn_read::find(&ix)),
+        ("partial_sync_read", partial_sync_read::find(&ix)),
+        ("lost_update", lost_update::find(&ix)),
+        ("token_rollback", token_rollback::find(&ix)),
+        ("double_redeem", double_redeem::find(&ix)),
+        ("stale_token_use", stale_token_use::find(&ix)),
+        ("dead_credential", dead_credential::find(&ix)),
+        ("corrupt_store", corrupt_store::find(&ix)),
+    ];
+    let mut counts = BTreeMap::new();
+    let mut witnesses = Vec::new();
+    for (name, f) in findings {
+        counts.insert(name.to_string(), f.count);
+        if f.count > 0 {
+            if let Some(story) = f.witness {
+                witnesses.push(Witness {
+                    anomaly: name.to_string(),
+                    story,
+                });
+            }
+        }
+    }
+    Verdict { counts, witnesses }
+}
+
+/// One `Pool{Write}` of the history.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteRef<'h> {
+    /// Index of the record in `History::records`.
+    pub rec: usize,
+    pub t_ns: u64,
+    pub proc: ProcId,
+    pub op: u64,
+    pub hash: &'h str,
+    pub base: Option<&'h str>,
+    pub entries: &'h [EntrySummary],
+}
+
+/// Lookups shared by the checkers, built once per history.
+pub struct Index<'h> {
+    pub h: &'h History,
+    /// Every store write, in time order.
+    pub writes: Vec<WriteRef<'h>>,
+    /// Write positions (into `writes`) by content hash, in time order.
+    pub by_hash: HashMap<&'h str, Vec<usize>>,
+    /// The kind of each operation, by (process, op id).
+    pub op_kinds: HashMap<(ProcId, u64), OpKind>,
+    /// Refresh-token tag -> (family, generation, record index of the `Issued`).
+    pub issued_refresh: HashMap<&'h str, (u32, u32, usize)>,
+    /// Access-token tag -> (family, generation, record index of the `Issued`).
+    pub issued_access: HashMap<&'h str, (u32, u32, usize)>,
+    /// `Redeemed` record index -> the pool `Refresh` record that made that request, when one
+    /// matches (same token, not adopted, at or after the ledger time, first come first served).
+    pub requester: HashMap<usize, usize>,
+}
+
+impl<'h> Index<'h> {
+    pub fn new(h: &'h History) -> Index<'h> {
+        let mut writes = Vec::new();
+        let mut by_hash: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut op_kinds = HashMap::new();
+        let mut issued_refresh = HashMap::new();
+        let mut issued_access = HashMap::new();
+        // token -> pool refresh records (not adopted), in time order
+        let mut refreshes: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut redeems: Vec<(usize, &str)> = Vec::new();
+        for (i, r) in h.records.iter().enumerate() {
+            match &r.ev {
+                Ev::Pool {
+                    event:
+                        Event::Write {
+                            op,
+                            hash,
+                            base,
+                            entries,
+                        },
+                } => {
+                    by_hash.entry(hash.as_str()).or_default().push(writes.len());
+                    writes.push(WriteRef {
+                        rec: i,
+                        t_ns: r.t_ns,
+                        proc: r.proc,
+                        op: *op,
+                        hash,
+                        base: base.as_deref(),
+                        entries,
+                    });
+                }
+                Ev::Pool {
+                    event: Event::OpBegin { op, kind },
+                } => {
+                    op_kinds.insert((r.proc, *op), *kind);
+                }
+                Ev::Pool {
+                    event: Event::Refresh { token, outcome, .. },
+                } if *outcome != RefreshOutcome::Adopted => {
+                    refreshes.entry(token.as_str()).or_default().push(i);
+                }
+                Ev::Issued {
+                    family,
+                    generation,
+                    refresh,
+                    access,
+                    ..
+                } => {
+                    issued_refresh
+                        .entry(refresh.as_str())
+                        .or_insert((*family, *generation, i));
+                    issued_access
+                        .entry(access.as_str())
+                        .or_insert((*family, *generation, i));
+                }
+                Ev::Redeemed { refresh, .. } => redeems.push((i, refresh.as_str())),
+                _ => {}
+            }
+        }
+        let mut requester = HashMap::new();
+        let mut taken: HashMap<&str, Vec<bool>> = HashMap::new();
+        for (i, token) in redeems {
+            let t = h.records[i].t_ns;
+            let Some(cands) = refreshes.get(token) else {
+                continue;
+            };
+            let used = taken
+                .entry(token)
+                .or_insert_with(|| vec![false; cands.len()]);
+            let own = h.records[i].proc;
+            let pick = cands.iter().enumerate().position(|(k, &c)| {
+                !used[k] && h.records[c].t_ns >= t && (own == 0 || h.records[c].proc == own)
+            });
+            if let Some(k) = pick {
+                used[k] = true;
+                requester.insert(i, cands[k]);
+            }
+        }
+        Index {
+            h,
+            writes,
+            by_hash,
+            op_kinds,
+            issued_refresh,
+            issued_access,
+            requester,
+        }
+    }
+
+    /// The write that produced `hash` as seen from time `t`: the latest one at or before `t`,
+    /// else the earliest one after it (a writer records its write only after the bytes land).
+    pub fn write_of(&self, hash: &str, t_ns: u64) -> Option<usize> {
+        let ws = self.by_hash.get(hash)?;
+        ws.iter()
+            .rev()
+            .find(|&&w| self.writes[w].t_ns <= t_ns)
+            .or_else(|| ws.first())
+            .copied()
+    }
+
+    /// `op 4 select`, or `op 4` when the op's beginning is not in the history.
+    pub fn op_label(&self, proc: ProcId, op: u64) -> String {
+        match self.op_kinds.get(&(proc, op)) {
+            Some(k) => format!("op {op} {}", op_kind_name(*k)),
+            None => format!("op {op}"),
+        }
+    }
+
+    /// A new story over this history.
+    pub fn story(&self) -> Story<'h> {
+        Story {
+            h: self.h,
+            steps: Vec::new(),
+        }
+    }
+
+    /// The story step of a pool record: `p2 (cli) op 4 select: <text>`.
+    pub fn pool_step(&self, s: &mut Story<'_>, rec: usize, op: u64, text: &str) {
+        let r = &self.h.records[rec];
+        let label = self.op_label(r.proc, op);
+        s.push_as(r.t_ns, format!("{} {label}: {text}", self.h.who(r.proc)));
+    }
+
+    /// The story step of a write: `... wrote store 1a2b3c4d (based on 5e6f7a8b)` + `extra`.
+    pub fn write_step(&self, s: &mut Story<'_>, w: usize, extra: &str) {
+        let w = &self.writes[w];
+        let base = match w.base {
+            Some(b) => format!("based on {}", short(b)),
+            None => "based on no store".to_string(),
+        };
+        let sep = if extra.is_empty() { "" } else { ", " };
+        self.pool_step(
+            s,
+            w.rec,
+            w.op,
+            &format!("wrote store {} ({base}){sep}{extra}", short(w.hash)),
+        );
+    }
+
+    /// Who made a ledger request: the matched pool process and op, else the record's process
+    /// (or `a client outside the pool` when the issuer logged it under the harness).
+    pub fn requester_of(&self, rec: usize) -> String {
+        if let Some(&p) = self.requester.get(&rec) {
+            let r = &self.h.records[p];
+            if let Ev::Pool {
+                event: Event::Refresh { op, .. },
+            } = &r.ev
+            {
+                return format!("{} {}:", self.h.who(r.proc), self.op_label(r.proc, *op));
+            }
+        }
+        actor(self.h, &self.h.records[rec])
+    }
+
+    /// Family and generation of a refresh tag, as `(family 1 gen 2)`.
+    pub fn gen_of_refresh(&self, tag: &str) -> String {
+        match self.issued_refresh.get(tag) {
+            Some((f, g, _)) => format!("(family {f} gen {g})"),
+            None => "(never issued)".to_string(),
+        }
+    }
+}
+
+/// Who a record is by, for stories. Ledger events the issuer logged under the harness are
+/// attributed to the issuer.
+pub fn actor(h: &History, r: &Record) -> String {
+    let ledger = matches!(
+        r.ev,
+        Ev::Issued { .. } | Ev::Redeemed { .. } | Ev::FamilyRevoked { .. } | Ev::Used { .. }
+    );
+    if r.proc == 0 && ledger {
+        "issuer:".to_string()
+    } else {
+        h.who(r.proc)
+    }
+}
+
+pub fn op_kind_name(k: OpKind) -> &'static str {
+    match k {
+        OpKind::LoadPool => "load_pool",
+        OpKind::Select => "select",
+        OpKind::MarkExhausted => "mark_exhausted",
+        OpKind::AddEntry => "add_entry",
+        OpKind::Remove => "remove",
+        OpKind::ResetStatuses => "reset_statuses",
+    }
+}
+
+/// A witness under construction: steps are numbered in time order when finished.
+pub struct Story<'h> {
+    h: &'h History,
+    steps: Vec<(u64, String)>,
+}
+
+impl Story<'_> {
+    /// A step at the time of record `rec`, by its actor.
+    pub fn push(&mut self, rec: usize, text: &str) {
+        let r = &self.h.records[rec];
+        let who = actor(self.h, r);
+        self.push_as(r.t_ns, format!("{who} {text}"));
+    }
+
+    /// A step at time `t_ns` whose text already names its actor.
+    pub fn push_as(&mut self, t_ns: u64, text: String) {
+        self.steps.push((t_ns, text));
+    }
+
+    /// Numbered steps, in time order (ties keep insertion order).
+    pub fn finish(mut self) -> Vec<String> {
+        self.steps.sort_by_key(|(t, _)| *t);
+        self.steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, text))| format!("{}. {} {text}", i + 1, self.h.at(t)))
+            .collect()
+    }
+}
+
+/// A store content hash, shortened for stories.
+pub fn short(hash: &str) -> String {
+    if hash.is_empty() {
+        "(empty)".to_string()
+    } else {
+        hash.chars().take(8).collect()
+    }
+}
+
+/// A token for a story: a tag as is; anything else (a whole token that slipped into a
+/// history) is re-tagged, so a story never holds a secret.
+pub fn tok(s: &str) -> String {
+    let is_tag =
+        s.len() == 10 && s.starts_with("t:") && s[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if is_tag {
+        s.to_string()
+    } else {
+        pool_core::digest::tag(s)
+    }
+}
+
+/// Free text from a history (a parse error message) made safe and short for a story: any long
+/// token-like run is replaced, and the whole is cut to 80 characters.
+pub fn scrub(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= 20 {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || "-_.~+/=".contains(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    if out.chars().count() > 80 {
+        out = out.chars().take(77).collect::<String>() + "...";
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use super::*;
+
+    #[test]
+    fn every_anomaly_key_is_always_present() {
+        for h in [
+            HistoryBuilder::new().build(),
+            HistoryBuilder::new().init(&[e("aaaaaa")]).build(),
+        ] {
+            let v = check(&h);
+            let keys: Vec<&str> = v.counts.keys().map(String::as_str).collect();
+            let mut want = ANOMALIES.to_vec();
+            want.sort();
+            assert_eq!(keys, want);
+            assert!(v.is_clean());
+            assert_eq!(v.total(), 0);
+        }
+    }
+
+    #[test]
+    fn a_clean_run_with_a_refresh_is_clean() {
+        let r0 = tag(1);
+        let r1 = tag(2);
+        let h = HistoryBuilder::new()
+            .issued(1, 0, &r0, &tag(101))
+            .init(&[oauth("aaaaaa", &r0)])
+            .op(1, 1, OpKind::Select)
+            .read(1, 1, "h0")
+            .redeemed(&r0, RedeemVerdict::Rotated)
+            .issued(1, 1, &r1, &tag(102))
+            .refresh(1, 1, "aaaaaa", &r0, RefreshOutcome::Rotated)
+            .write(1, 1, "h1", Some("h0"), &[oauth("aaaaaa", &r1)])
+            .used(&tag(102), UseVerdict::Accepted)
+            .final_store(&[oauth("aaaaaa", &r1)])
+            .build();
+        let v = check(&h);
+        assert!(v.is_clean(), "{v:?}");
+    }
+
+    #[test]
+    fn verdict_totals_and_witness_order_follow_the_findings() {
+        let h = HistoryBuilder::new()
+            .init(&[e("aaaaaa")])
+            .read_corrupt(1, 1, "zz", "EOF while parsing")
+            .final_missing()
+            .build();
+        let v = check(&h);
+        assert_eq!(v.counts["torn_read"], 1);
+        assert_eq!(v.counts["corrupt_store"], 1);
+        assert_eq!(v.total(), 2);
+        assert!(!v.is_clean());
+        let names: Vec<&str> = v.witnesses.iter().map(|w| w.anomaly.as_str()).collect();
+        assert_eq!(names, ["torn_read", "corrupt_store"]);
+        let json = serde_json::to_string(&v).unwrap();
+        let back: Verdict = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+    }
+
+    /// A history built from tags only, with every anomaly in it: no witness step may hold
+    /// anything shaped like a whole 43-character token.
+    #[test]
+    fn witnesses_never_hold_a_whole_token() {
+        let mut seen = BTreeMap::new();
+        for corrupt_final in [false, true] {
+            let v = check(&everything_goes_wrong(corrupt_final));
+            assert_eq!(v.witnesses.len(), 7, "{v:?}");
+            for w in &v.witnesses {
+                assert!(!w.story.is_empty());
+                *seen.entry(w.anomaly.clone()).or_insert(0) += 1;
+                for step in &w.story {
+                    assert!(!has_long_token(step), "{}: {step}", w.anomaly);
+                }
+            }
+        }
+        for name in ANOMALIES {
+            assert!(seen.contains_key(name), "{name} never triggered: {seen:?}");
+        }
+    }
+
+    /// Even if a whole token slipped into a history, the stories re-tag it.
+    #[test]
+    fn a_whole_token_in_the_history_is_redacted() {
+        let secret = "A".repeat(20) + &"b".repeat(23); // 43 chars
+        assert_eq!(secret.len(), 43);
+        let h = HistoryBuilder::new()
+            .init(&[e("aaaaaa")])
+            .read_corrupt(
+                1,
+                1,
+                "zz",
+                &format!("invalid type: string \"{secret}\", expected u64"),
+            )
+            .redeemed(&secret, RedeemVerdict::Rotated)
+            .redeemed(&secret, RedeemVerdict::Reused)
+            .used(&secret, UseVerdict::Unknown)
+            .build();
+        let v = check(&h);
+        assert_eq!(v.counts["torn_read"], 1);
+        assert_eq!(v.counts["double_redeem"], 1);
+        assert_eq!(v.counts["stale_token_use"], 1);
+        for w in &v.witnesses {
+            for step in &w.story {
+                assert!(!step.contains(&secret), "{step}");
+                assert!(!has_long_token(step), "{step}");
+            }
+        }
+    }
+
+    #[test]
+    fn story_steps_are_numbered_in_time_order() {
+        let h = HistoryBuilder::new().init(&[e("aaaaaa")]).build();
+        let mut s = Story {
+            h: &h,
+            steps: vec![],
+        };
+        let t0 = h.records[0].t_ns;
+        s.push_as(t0 + 2_000_000, "b".into());
+        s.push_as(t0 + 1_000_000, "a".into());
+        assert_eq!(s.finish(), vec!["1. +1.0ms a", "2. +2.0ms b"]);
+    }
+}

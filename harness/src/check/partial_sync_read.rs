@@ -1,0 +1,130 @@
+//! `partial_sync_read`: a read saw an intermediate state of another process's multi-write
+//! operation (race 3, #8040 as filed).
+//!
+//! A `Read` by process p whose content hash is that of a `Write` by another process q which
+//! was not the last write of q's operation (q's op wrote again later).
+
+use std::collections::HashMap;
+
+use pool_core::world::{Event, ReadOutcome};
+
+use super::{short, Finding, Index};
+use crate::history::{Ev, History, ProcId};
+
+pub fn check(h: &History) -> Finding {
+    find(&Index::new(h))
+}
+
+pub(crate) fn find(ix: &Index<'_>) -> Finding {
+    // (proc, op) -> position of the op's writes, in order
+    let mut of_op: HashMap<(ProcId, u64), Vec<usize>> = HashMap::new();
+    for (k, w) in ix.writes.iter().enumerate() {
+        of_op.entry((w.proc, w.op)).or_default().push(k);
+    }
+    let mut count = 0;
+    let mut witness = None;
+    for (i, r) in ix.h.records.iter().enumerate() {
+        let Ev::Pool {
+            event:
+                Event::Read {
+                    op,
+                    hash,
+                    outcome: ReadOutcome::Parsed,
+                },
+        } = &r.ev
+        else {
+            continue;
+        };
+        let Some(k) = ix.write_of(hash, r.t_ns) else {
+            continue;
+        };
+        let w = &ix.writes[k];
+        if w.proc == r.proc {
+            continue;
+        }
+        let siblings = &of_op[&(w.proc, w.op)];
+        let last = *siblings.last().expect("the write itself");
+        if last == k {
+            continue;
+        }
+        count += 1;
+        if witness.is_none() {
+            let nth = siblings.iter().position(|&x| x == k).unwrap_or(0) + 1;
+            let mut s = ix.story();
+            ix.write_step(
+                &mut s,
+                k,
+                &format!("write {nth} of {} of this op", siblings.len()),
+            );
+            let text = format!(
+                "read store {}: an intermediate state of {} op {}",
+                short(hash),
+                ix.h.who(w.proc),
+                w.op
+            );
+            ix.pool_step(&mut s, i, *op, &text);
+            ix.write_step(&mut s, last, "the op's final write");
+            witness = Some(s.finish());
+        }
+    }
+    Finding { count, witness }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    fn two_write_op(read_of: &str) -> History {
+        HistoryBuilder::new()
+            .role(1, "gateway")
+            .role(2, "cli")
+            .init(&[exhausted("aaaaaa", 5), exhausted("bbbbbb", 5)])
+            .op(1, 3, OpKind::Select)
+            .write(
+                1,
+                3,
+                "h1",
+                Some("h0"),
+                &[e("aaaaaa"), exhausted("bbbbbb", 5)],
+            )
+            .op(2, 1, OpKind::Select)
+            .read(2, 1, read_of)
+            .write(1, 3, "h2", Some("h1"), &[e("aaaaaa"), e("bbbbbb")])
+            .build()
+    }
+
+    #[test]
+    fn a_read_between_the_writes_of_one_op_is_partial() {
+        // The read lands between p1's two writes of one select pass.
+        let f = check(&two_write_op("h1"));
+        assert_eq!(f.count, 1);
+        let w = f.witness.unwrap();
+        assert_eq!(w.len(), 3);
+        assert!(w[0].contains(
+            "p1 (gateway) op 3 select: wrote store h1 (based on h0), write 1 of 2 of this op"
+        ));
+        assert!(w[1].contains(
+            "p2 (cli) op 1 select: read store h1: an intermediate state of p1 (gateway) op 3"
+        ));
+        assert!(w[2].contains("wrote store h2"));
+    }
+
+    #[test]
+    fn a_read_of_the_final_write_is_not_partial() {
+        // Same shape; the read's bytes are those of the op's final write (recorded just after).
+        assert_eq!(check(&two_write_op("h2")), Finding::none());
+        assert_eq!(check(&two_write_op("h0")), Finding::none());
+    }
+
+    #[test]
+    fn a_process_reading_its_own_intermediate_write_is_not_partial() {
+        let h = HistoryBuilder::new()
+            .init(&[e("aaaaaa")])
+            .write(1, 3, "h1", Some("h0"), &[e("aaaaaa")])
+            .read(1, 3, "h1")
+            .write(1, 3, "h2", Some("h1"), &[e("aaaaaa")])
+            .build();
+        assert_eq!(check(&h).count, 0);
+    }
+}
