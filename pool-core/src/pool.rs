@@ -10,7 +10,7 @@
 //! operation, in place or by rename, and whether a refresh re-reads before spending a token.
 //! With `persist=each` one `select` writes k+1 times, as upstream did at #8040.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -175,6 +175,9 @@ struct State {
     seen: Option<String>,
     /// Ids this pool removed (merge must not resurrect them).
     removed: BTreeSet<String>,
+    /// When this pool last deliberately cleared an entry's status (`reset_statuses`): a
+    /// cooldown on disk older than that is not "newer" for merge.
+    cleared: BTreeMap<String, u64>,
     rng: u64,
 }
 
@@ -200,6 +203,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                 store: Store::default(),
                 seen: None,
                 removed: BTreeSet::new(),
+                cleared: BTreeMap::new(),
                 rng,
             }),
             cfg,
@@ -300,8 +304,10 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
     pub fn reset_statuses(&self) -> Result<()> {
         self.run(OpKind::ResetStatuses, |op| {
             let provider = op.pool.cfg.provider.clone();
+            let now = op.now();
             for e in op.st.store.entries_mut(&provider) {
                 e.clear_status();
+                op.st.cleared.insert(e.id.clone(), now);
             }
             op.changed()
         })
@@ -542,6 +548,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                             &op.st.store,
                             &cfg.provider,
                             &op.st.removed,
+                            &op.st.cleared,
                             now,
                             cfg.default_cooldown_ms,
                         )
