@@ -504,9 +504,18 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         });
     }
 
-    /// `persist=txn`: the snapshot becomes what is on disk.
+    /// `persist=txn`: the snapshot becomes what is on disk, except that usage counts this
+    /// process has not written yet (`select` bumps `request_count` without a write, as
+    /// upstream) are kept, as they are under every other persist mode.
     fn reload(&mut self) -> Result<()> {
-        if let Some((store, hash)) = self.read_store()? {
+        if let Some((mut store, hash)) = self.read_store()? {
+            let provider = &self.pool.cfg.provider;
+            let mem = self.st.store.entries(provider);
+            for d in store.credential_pool.get_mut(provider).into_iter().flatten() {
+                if let Some(m) = mem.iter().find(|m| m.id == d.id) {
+                    d.request_count = d.request_count.max(m.request_count);
+                }
+            }
             self.st.store = store;
             self.st.seen = Some(hash);
         }
