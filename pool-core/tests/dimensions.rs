@@ -716,3 +716,40 @@ fn fresh_profile_works_with_data_file_locks() {
         assert_eq!(disk_entries(p.pool.config()).len(), 1);
     }
 }
+
+#[test]
+fn selection_least_used_spreads_under_every_preset() {
+    for preset in pool_core::PRESETS {
+        let dir = tempdir();
+        let store = dir.path().join("auth.json");
+        std::fs::write(&store, Store::default().to_bytes()).unwrap();
+        let cfg = selection_config(dir.path(), preset.name, Selection::LeastUsed, 1);
+        let p = proc_with(cfg, &FakeIssuer::new(), &ManualClock::new(T0));
+        p.pool.load_pool().unwrap();
+        let ids0: Vec<String> = (0..3).map(|i| p.pool.add_entry(api_key(&format!("k{i}"))).unwrap()).collect();
+        let got = picks(&p, 6);
+        let spread: std::collections::BTreeSet<_> = got.iter().collect();
+        assert_eq!(spread.len(), 3, "{}: least_used picked {got:?} of {ids0:?}", preset.name);
+    }
+}
+
+#[test]
+fn merge_reset_statuses_clears_a_cooldown_but_a_later_peer_cooldown_wins() {
+    let dir = tempdir();
+    let (p, ids0) = loaded(dir.path(), "merge-on-write", 2);
+    p.pool.mark_exhausted_and_rotate(&ids0[0], 429, "x", Some(T0 + 3_600_000)).unwrap();
+    p.clock.advance(10);
+    p.pool.reset_statuses().unwrap();
+    assert_eq!(disk_entries(p.pool.config())[0].last_status, None, "own reset must stick");
+    assert_eq!(mem_entries(&p.pool)[0].last_status, None);
+    // A peer's cooldown set after the reset still wins over P's stale (cleared) entry.
+    let q = proc_with(config(dir.path(), "merge-on-write"), &p.issuer, &p.clock);
+    q.pool.load_pool().unwrap();
+    p.clock.advance(10);
+    q.pool.mark_exhausted_and_rotate(&ids0[0], 429, "x", Some(T0 + 3_600_000)).unwrap();
+    p.clock.advance(10);
+    p.pool.mark_exhausted_and_rotate(&ids0[1], 429, "x", Some(T0 + 3_600_000)).unwrap();
+    let disk = disk_entries(p.pool.config());
+    assert_eq!(disk[0].last_status, Some(Status::Exhausted), "peer's newer cooldown erased");
+    assert_eq!(disk[1].last_status, Some(Status::Exhausted));
+}
