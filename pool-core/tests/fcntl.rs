@@ -28,7 +28,11 @@ fn probe_child() {
     let Ok(path) = std::env::var(PROBE_ENV) else {
         return;
     };
-    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     // SAFETY: zeroed flock is valid; the fd is open during the call.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as libc::c_short;
@@ -50,12 +54,22 @@ fn locked_from_another_process(path: &Path) -> bool {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "probe failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "probe failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if text.contains("PROBE:LOCKED") {
-        assert!(text.contains(&format!("PROBE:LOCKED:{}", std::process::id())), "{text}");
+        assert!(
+            text.contains(&format!("PROBE:LOCKED:{}", std::process::id())),
+            "{text}"
+        );
         true
     } else {
-        assert!(text.contains("PROBE:UNLOCKED"), "probe said nothing: {text}");
+        assert!(
+            text.contains("PROBE:UNLOCKED"),
+            "probe said nothing: {text}"
+        );
         false
     }
 }
@@ -67,10 +81,16 @@ fn a_plain_read_drops_the_record_lock() {
     std::fs::write(&path, Store::default().to_bytes()).unwrap();
     let os = RealOs::new();
     let held = os.lock(LockKind::Fcntl, &path).unwrap();
-    assert!(locked_from_another_process(&path), "the record lock is visible to others");
+    assert!(
+        locked_from_another_process(&path),
+        "the record lock is visible to others"
+    );
     // What the pool's `Os::read` does: open, read, close a second descriptor.
     os.read(&path).unwrap().unwrap();
-    assert!(!locked_from_another_process(&path), "closing any descriptor drops it");
+    assert!(
+        !locked_from_another_process(&path),
+        "closing any descriptor drops it"
+    );
     os.unlock(held).unwrap();
 }
 
@@ -87,11 +107,18 @@ fn fcntl_preset_loses_its_lock_at_its_own_reread() {
     let (s, path) = (seen.clone(), store.clone());
     p.hooks.on_pause(move |pt| {
         if pt == Pause::BeforeRename {
-            s.lock().unwrap().push((pt, locked_from_another_process(&path)));
+            s.lock()
+                .unwrap()
+                .push((pt, locked_from_another_process(&path)));
         }
     });
-    p.pool.mark_exhausted_and_rotate(&id, 429, "x", None).unwrap();
+    p.pool
+        .mark_exhausted_and_rotate(&id, 429, "x", None)
+        .unwrap();
     // The operation still believes it holds the lock, but after its txn re-read another
     // process sees no lock at all, right before the write lands.
-    assert_eq!(seen.lock().unwrap().clone(), vec![(Pause::BeforeRename, false)]);
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec![(Pause::BeforeRename, false)]
+    );
 }

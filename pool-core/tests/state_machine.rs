@@ -50,7 +50,10 @@ struct Model {
 enum Op {
     Add,
     Remove(String),
-    Mark { label: String, reset_in: Option<u64> },
+    Mark {
+        label: String,
+        reset_in: Option<u64>,
+    },
     Select,
     Reset,
     Advance(u64),
@@ -84,7 +87,10 @@ impl Model {
             }
             usable.push(i);
         }
-        let idx = usable.iter().copied().min_by_key(|&i| self.entries[i].priority)?;
+        let idx = usable
+            .iter()
+            .copied()
+            .min_by_key(|&i| self.entries[i].priority)?;
         let label = self.entries[idx].label.clone();
         if self.selection == Selection::RoundRobin {
             let e = self.entries.remove(idx);
@@ -198,7 +204,12 @@ fn view(entries: &[Entry], ids: &HashMap<String, String>) -> Vec<REntry> {
     entries
         .iter()
         .map(|e| {
-            assert_eq!(ids.get(&e.label), Some(&e.id), "label {} has an unexpected id", e.label);
+            assert_eq!(
+                ids.get(&e.label),
+                Some(&e.id),
+                "label {} has an unexpected id",
+                e.label
+            );
             REntry {
                 label: e.label.clone(),
                 priority: e.priority,
@@ -244,9 +255,16 @@ impl StateMachineTest for PoolMachine {
         }
         for one in &mut sut.pools {
             let pool = &one.p.pool;
-            let id_of = |label: &str| one.ids.get(label).cloned().unwrap_or_else(|| "zzzzzz".into());
+            let id_of = |label: &str| {
+                one.ids
+                    .get(label)
+                    .cloned()
+                    .unwrap_or_else(|| "zzzzzz".into())
+            };
             let label_of = |ids: &HashMap<String, String>, id: &str| {
-                ids.iter().find(|(_, v)| v.as_str() == id).map(|(k, _)| k.clone())
+                ids.iter()
+                    .find(|(_, v)| v.as_str() == id)
+                    .map(|(k, _)| k.clone())
             };
             let got = match &op {
                 Op::Add => {
@@ -258,14 +276,19 @@ impl StateMachineTest for PoolMachine {
                 Op::Remove(label) => Outcome::Removed(pool.remove(&id_of(label)).unwrap()),
                 Op::Mark { label, reset_in } => {
                     let reset = reset_in.map(|d| m.now + d);
-                    match pool.mark_exhausted_and_rotate(&id_of(label), 429, "rate_limited", reset) {
-                        Ok(sel) => Outcome::Selected(sel.map(|s| label_of(&one.ids, &s.id).unwrap())),
+                    match pool.mark_exhausted_and_rotate(&id_of(label), 429, "rate_limited", reset)
+                    {
+                        Ok(sel) => {
+                            Outcome::Selected(sel.map(|s| label_of(&one.ids, &s.id).unwrap()))
+                        }
                         Err(pool_core::PoolError::UnknownEntry(_)) => Outcome::UnknownEntry,
                         Err(e) => panic!("{}: {e}", one.name),
                     }
                 }
                 Op::Select => Outcome::Selected(
-                    pool.select().unwrap().map(|s| label_of(&one.ids, &s.id).unwrap()),
+                    pool.select()
+                        .unwrap()
+                        .map(|s| label_of(&one.ids, &s.id).unwrap()),
                 ),
                 Op::Reset => {
                     pool.reset_statuses().unwrap();
@@ -277,7 +300,12 @@ impl StateMachineTest for PoolMachine {
                     Outcome::Unit
                 }
             };
-            assert_eq!(Some(&got), m.last.as_ref(), "{}: result of {op:?}", one.name);
+            assert_eq!(
+                Some(&got),
+                m.last.as_ref(),
+                "{}: result of {op:?}",
+                one.name
+            );
         }
         sut
     }
@@ -294,14 +322,21 @@ impl StateMachineTest for PoolMachine {
             let these = ids(&mem);
             match &first_ids {
                 None => first_ids = Some(these),
-                Some(f) => assert_eq!(f, &these, "{}: ids differ from {}", one.name, PRESETS[0].name),
+                Some(f) => assert_eq!(
+                    f, &these,
+                    "{}: ids differ from {}",
+                    one.name, PRESETS[0].name
+                ),
             }
         }
     }
 }
 
 fn env_or(var: &str, default: u32) -> u32 {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 prop_state_machine! {

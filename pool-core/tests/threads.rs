@@ -19,7 +19,9 @@ fn race(strat: &str) -> (String, bool, bool) {
     let (a0, r0) = issuer.mint();
     let p = proc_with(config(dir.path(), strat), &issuer, &ManualClock::new(T0));
     p.pool.load_pool().unwrap();
-    p.pool.add_entry(oauth("o", "manual", &a0, &r0, T0 + 1000)).unwrap();
+    p.pool
+        .add_entry(oauth("o", "manual", &a0, &r0, T0 + 1000))
+        .unwrap();
     let hooks = p.hooks.clone();
     let cfg = p.pool.config().clone();
     let pool = Arc::new(p.pool);
@@ -47,7 +49,9 @@ fn race(strat: &str) -> (String, bool, bool) {
         .name("B".into())
         .spawn(move || pb.select().unwrap())
         .unwrap();
-    go_a_rx.recv_timeout(Duration::from_secs(10)).expect("B never reached before_redeem");
+    go_a_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("B never reached before_redeem");
     let pa = pool.clone();
     let a = thread::Builder::new()
         .name("A".into())
@@ -61,7 +65,10 @@ fn race(strat: &str) -> (String, bool, bool) {
     let id = a.join().unwrap();
     assert!(sel.is_some(), "B's refresh succeeded");
     assert_eq!(issuer.redemptions(&r0), 1);
-    let finished = a_finished_while_b_paused.lock().unwrap().expect("B's hook ran");
+    let finished = a_finished_while_b_paused
+        .lock()
+        .unwrap()
+        .expect("B's hook ran");
     let in_mem = ids(&mem_entries(&pool)).contains(&id);
     let on_disk = ids(&disk_entries(&cfg)).contains(&id);
     // The interleaving really happened as intended.

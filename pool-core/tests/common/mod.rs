@@ -85,14 +85,24 @@ impl FakeIssuer {
     }
     /// How many times `refresh_token` was presented to the token endpoint.
     pub fn redemptions(&self, refresh_token: &str) -> usize {
-        self.0.lock().unwrap().redemptions.get(refresh_token).copied().unwrap_or(0)
+        self.0
+            .lock()
+            .unwrap()
+            .redemptions
+            .get(refresh_token)
+            .copied()
+            .unwrap_or(0)
     }
     /// Total presentations of any refresh token.
     pub fn total_redemptions(&self) -> usize {
         self.0.lock().unwrap().redemptions.values().sum()
     }
     pub fn rate_limit(&self, credential: &str) {
-        self.0.lock().unwrap().rate_limited.insert(credential.to_string());
+        self.0
+            .lock()
+            .unwrap()
+            .rate_limited
+            .insert(credential.to_string());
     }
     pub fn is_live_refresh(&self, rt: &str) -> bool {
         self.0.lock().unwrap().live_refresh.contains(rt)
@@ -160,7 +170,10 @@ impl RecHooks {
     }
     /// Number of completed store writes recorded.
     pub fn writes(&self) -> usize {
-        self.events().iter().filter(|e| matches!(e, Event::Write { .. })).count()
+        self.events()
+            .iter()
+            .filter(|e| matches!(e, Event::Write { .. }))
+            .count()
     }
     pub fn on_pause(&self, f: impl Fn(Pause) + Send + Sync + 'static) {
         *self.0.on_pause.lock().unwrap() = Some(Arc::new(f));
@@ -255,7 +268,12 @@ pub fn config(dir: &Path, strat: &str) -> Config {
 /// A pool (its own `RealOs`, i.e. its own process-local mutex) over `cfg`.
 pub fn proc_with(cfg: Config, issuer: &FakeIssuer, clock: &ManualClock) -> Proc {
     let hooks = RecHooks::default();
-    let pool = Pool::new(RealOs::with_hooks(hooks.clone()), issuer.clone(), clock.clone(), cfg);
+    let pool = Pool::new(
+        RealOs::with_hooks(hooks.clone()),
+        issuer.clone(),
+        clock.clone(),
+        cfg,
+    );
     Proc {
         pool,
         hooks,
@@ -265,7 +283,11 @@ pub fn proc_with(cfg: Config, issuer: &FakeIssuer, clock: &ManualClock) -> Proc 
 }
 
 pub fn proc(dir: &Path, strat: &str) -> Proc {
-    proc_with(config(dir, strat), &FakeIssuer::new(), &ManualClock::new(T0))
+    proc_with(
+        config(dir, strat),
+        &FakeIssuer::new(),
+        &ManualClock::new(T0),
+    )
 }
 
 pub fn api_key(label: &str) -> NewEntry {
@@ -279,7 +301,13 @@ pub fn api_key(label: &str) -> NewEntry {
     }
 }
 
-pub fn oauth(label: &str, source: &str, access: &str, refresh: &str, expires_at_ms: u64) -> NewEntry {
+pub fn oauth(
+    label: &str,
+    source: &str,
+    access: &str,
+    refresh: &str,
+    expires_at_ms: u64,
+) -> NewEntry {
     NewEntry {
         label: label.into(),
         auth_type: AuthType::Oauth,
