@@ -6,9 +6,10 @@
 //!   peer changed in this provider's list since the snapshot was taken is lost.
 //! - [`merge`] (upstream main): merge by entry `id`. The in-memory entry wins, except that a
 //!   newer binding cooldown on disk wins unless the access token changed; entries on disk but
-//!   not in memory are kept unless this pool removed them.
+//!   not in memory are kept unless this pool removed them. A status this pool deliberately
+//!   cleared (`reset_statuses`) counts as set at the time of the clear.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::store::{Entry, Store};
 
@@ -23,6 +24,7 @@ pub fn merge(
     mem: &Store,
     provider: &str,
     removed: &BTreeSet<String>,
+    cleared: &BTreeMap<String, u64>,
     now_ms: u64,
     default_cooldown_ms: u64,
 ) -> Store {
@@ -31,7 +33,8 @@ pub fn merge(
     for m in mem.entries(provider) {
         let mut e = m.clone();
         if let Some(d) = on_disk.iter().find(|d| d.id == m.id) {
-            if binding_cooldown_is_newer(d, m, now_ms, default_cooldown_ms)
+            let mem_at = m.last_status_at.max(cleared.get(&m.id).copied());
+            if binding_cooldown_is_newer(d, mem_at, now_ms, default_cooldown_ms)
                 && d.access_token == m.access_token
             {
                 e.copy_status_from(d);
@@ -56,12 +59,12 @@ fn overlay_list(mut disk: Store, mem: &Store, provider: &str, list: Vec<Entry>) 
 }
 
 /// The disk entry carries a cooldown still in force at `now_ms` that was set after
-/// whatever status the memory entry holds.
-fn binding_cooldown_is_newer(disk: &Entry, mem: &Entry, now_ms: u64, default_cooldown_ms: u64) -> bool {
+/// `mem_at`, when the memory entry's status was last set or deliberately cleared.
+fn binding_cooldown_is_newer(disk: &Entry, mem_at: Option<u64>, now_ms: u64, default_cooldown_ms: u64) -> bool {
     let binding = disk
         .cooldown_until(default_cooldown_ms)
         .is_some_and(|until| until > now_ms);
-    binding && disk.last_status_at > mem.last_status_at
+    binding && disk.last_status_at > mem_at
 }
 
 #[cfg(test)]
@@ -91,7 +94,7 @@ mod tests {
     fn merge_keeps_disk_only_entries_overlay_drops_them() {
         let disk = store(vec![entry("a"), entry("b"), entry("c")]);
         let mem = store(vec![entry("a"), entry("b")]);
-        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), 0, 10);
+        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), &BTreeMap::new(), 0, 10);
         assert_eq!(merged.entries("p").len(), 3);
         assert_eq!(overlay(disk, &mem, "p").entries("p").len(), 2);
     }
@@ -101,22 +104,30 @@ mod tests {
         let disk = store(vec![entry("a"), entry("c")]);
         let mem = store(vec![entry("a")]);
         let removed = BTreeSet::from(["c".to_string()]);
-        assert_eq!(merge(disk, &mem, "p", &removed, 0, 10).entries("p").len(), 1);
+        assert_eq!(merge(disk, &mem, "p", &removed, &BTreeMap::new(), 0, 10).entries("p").len(), 1);
     }
 
     #[test]
     fn a_binding_cooldown_on_disk_wins_unless_the_token_changed() {
         let disk = store(vec![exhausted(entry("a"), 100)]);
         let mem = store(vec![entry("a")]);
-        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), 105, 10);
+        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), &BTreeMap::new(), 105, 10);
         assert_eq!(merged.entries("p")[0].last_status, Some(Status::Exhausted));
         // Expired cooldown: memory wins.
-        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), 200, 10);
+        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), &BTreeMap::new(), 200, 10);
         assert_eq!(merged.entries("p")[0].last_status, None);
         // Access token changed in memory: memory wins.
         let mut fresh = entry("a");
         fresh.access_token = Some("rotated".into());
-        let merged = merge(disk, &store(vec![fresh]), "p", &BTreeSet::new(), 105, 10);
+        let merged = merge(disk.clone(), &store(vec![fresh]), "p", &BTreeSet::new(), &BTreeMap::new(), 105, 10);
         assert_eq!(merged.entries("p")[0].last_status, None);
+        // This pool cleared the status after the disk's cooldown was set: memory wins; a
+        // cooldown set after the clear still wins.
+        let cleared = BTreeMap::from([("a".to_string(), 101)]);
+        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), &cleared, 105, 10);
+        assert_eq!(merged.entries("p")[0].last_status, None);
+        let cleared = BTreeMap::from([("a".to_string(), 99)]);
+        let merged = merge(disk, &mem, "p", &BTreeSet::new(), &cleared, 105, 10);
+        assert_eq!(merged.entries("p")[0].last_status, Some(Status::Exhausted));
     }
 }

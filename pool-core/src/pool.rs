@@ -10,7 +10,7 @@
 //! operation, in place or by rename, and whether a refresh re-reads before spending a token.
 //! With `persist=each` one `select` writes k+1 times, as upstream did at #8040.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -175,6 +175,9 @@ struct State {
     seen: Option<String>,
     /// Ids this pool removed (merge must not resurrect them).
     removed: BTreeSet<String>,
+    /// When this pool last deliberately cleared an entry's status (`reset_statuses`): a
+    /// cooldown on disk older than that is not "newer" for merge.
+    cleared: BTreeMap<String, u64>,
     rng: u64,
 }
 
@@ -200,6 +203,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                 store: Store::default(),
                 seen: None,
                 removed: BTreeSet::new(),
+                cleared: BTreeMap::new(),
                 rng,
             }),
             cfg,
@@ -300,8 +304,10 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
     pub fn reset_statuses(&self) -> Result<()> {
         self.run(OpKind::ResetStatuses, |op| {
             let provider = op.pool.cfg.provider.clone();
+            let now = op.now();
             for e in op.st.store.entries_mut(&provider) {
                 e.clear_status();
+                op.st.cleared.insert(e.id.clone(), now);
             }
             op.changed()
         })
@@ -498,9 +504,18 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         });
     }
 
-    /// `persist=txn`: the snapshot becomes what is on disk.
+    /// `persist=txn`: the snapshot becomes what is on disk, except that usage counts this
+    /// process has not written yet (`select` bumps `request_count` without a write, as
+    /// upstream) are kept, as they are under every other persist mode.
     fn reload(&mut self) -> Result<()> {
-        if let Some((store, hash)) = self.read_store()? {
+        if let Some((mut store, hash)) = self.read_store()? {
+            let provider = &self.pool.cfg.provider;
+            let mem = self.st.store.entries(provider);
+            for d in store.credential_pool.get_mut(provider).into_iter().flatten() {
+                if let Some(m) = mem.iter().find(|m| m.id == d.id) {
+                    d.request_count = d.request_count.max(m.request_count);
+                }
+            }
             self.st.store = store;
             self.st.seen = Some(hash);
         }
@@ -542,6 +557,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                             &op.st.store,
                             &cfg.provider,
                             &op.st.removed,
+                            &op.st.cleared,
                             now,
                             cfg.default_cooldown_ms,
                         )
