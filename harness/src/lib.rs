@@ -5,3 +5,4 @@
 //! anomaly checkers in [`check`].
 
 pub mod history;
+pub mod issuer;
