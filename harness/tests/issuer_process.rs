@@ -147,11 +147,37 @@ fn main() {
         ),
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // libtest options that take a value; the value is not a filter.
+    const VALUED: [&str; 6] = [
+        "--format",
+        "--test-threads",
+        "--color",
+        "--logfile",
+        "--skip",
+        "-Z",
+    ];
+    let mut filter = None;
+    let mut skip = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if VALUED.contains(&a) {
+            if a == "--skip" {
+                skip.extend(args.get(i + 1).cloned());
+            }
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') && filter.is_none() {
+            filter = Some(args[i].clone());
+        }
+        i += 1;
+    }
     let exact = args.iter().any(|a| a == "--exact");
-    let filter = args.iter().find(|a| !a.starts_with('-'));
     let selected: Vec<_> = tests
         .iter()
-        .filter(|(name, _)| match filter {
+        .filter(|(name, _)| !skip.iter().any(|s| name.contains(s.as_str())))
+        .filter(|(name, _)| match &filter {
             None => true,
             Some(f) if exact => name == f,
             Some(f) => name.contains(f.as_str()),
