@@ -46,12 +46,18 @@ pub enum Ev {
         expires_at_ms: u64,
     },
     /// Ledger: a refresh-grant request for `refresh`, and what the issuer did.
-    Redeemed { refresh: String, outcome: RedeemVerdict },
+    Redeemed {
+        refresh: String,
+        outcome: RedeemVerdict,
+    },
     /// Ledger: the issuer revoked a whole token family (RFC 9700 §4.14.2) because `cause` was
     /// presented again.
     FamilyRevoked { family: u32, cause: String },
     /// Ledger: an API call with an access token or API key, and the verdict.
-    Used { credential: String, outcome: UseVerdict },
+    Used {
+        credential: String,
+        outcome: UseVerdict,
+    },
     /// Harness: a worker started with this role.
     ProcStart { role: String },
     /// Harness: a worker ended; `crashed` when it did not exit 0.
@@ -139,7 +145,8 @@ impl History {
 /// Read one JSON-lines record file. A torn last line (a killed writer) is skipped; any other
 /// bad line is an error naming the file and line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<Record>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let lines: Vec<String> = BufReader::new(f)
         .lines()
         .collect::<Result<_, _>>()
@@ -152,7 +159,13 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Record>, String> {
         match serde_json::from_str(line) {
             Ok(r) => out.push(r),
             Err(_) if i + 1 == lines.len() => {} // torn tail of a killed writer
-            Err(e) => return Err(format!("{}:{}: bad history record: {e}", path.display(), i + 1)),
+            Err(e) => {
+                return Err(format!(
+                    "{}:{}: bad history record: {e}",
+                    path.display(),
+                    i + 1
+                ))
+            }
         }
     }
     Ok(out)

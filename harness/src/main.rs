@@ -106,7 +106,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
         }
         Cmd::Scenarios => {
             for sc in Scenario::catalog() {
-                println!("{:<18} {:>2} procs  {}", sc.name, sc.processes(), sc.description);
+                println!(
+                    "{:<18} {:>2} procs  {}",
+                    sc.name,
+                    sc.processes(),
+                    sc.description
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -147,7 +152,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 )));
             }
             let strategies: Vec<Strategy> = if strategies.is_empty() {
-                PRESETS.iter().map(|p| Strategy::parse(p.name).expect("presets parse")).collect()
+                PRESETS
+                    .iter()
+                    .map(|p| Strategy::parse(p.name).expect("presets parse"))
+                    .collect()
             } else {
                 strategies
                     .iter()
@@ -175,7 +183,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         ..RunOptions::default()
                     };
                     if progress {
-                        eprint!("\r\x1b[2K[{}/{total}] {} x {} ...", runs.len() + 1, st.label(), sc.name);
+                        eprint!(
+                            "\r\x1b[2K[{}/{total}] {} x {} ...",
+                            runs.len() + 1,
+                            st.label(),
+                            sc.name
+                        );
                     }
                     let rec = fork::run(sc, *st, &opts).map_err(|e| BadInput(e.to_string()))?;
                     runs.push(report::judge_fork(sc, *st, &rec));
@@ -214,7 +227,11 @@ fn strategies_table() -> String {
         Refresh::KEY,
         "meaning"
     );
-    out = out.replacen(&format!("{:<16} {:<11}", Lock::KEY, ""), &format!("{:<16} {:<11}", "preset", Lock::KEY), 1);
+    out = out.replacen(
+        &format!("{:<16} {:<11}", Lock::KEY, ""),
+        &format!("{:<16} {:<11}", "preset", Lock::KEY),
+        1,
+    );
     for p in PRESETS {
         let s = Strategy::parse(p.name).expect("presets parse");
         out.push_str(&format!(
@@ -222,13 +239,27 @@ fn strategies_table() -> String {
             p.name, s.lock, s.scope, s.persist, s.write, s.refresh, p.meaning
         ));
     }
-    out.push_str("\nA custom strategy is a spec: lock=..,scope=..,persist=..,write=..,refresh=..\n");
+    out.push_str(
+        "\nA custom strategy is a spec: lock=..,scope=..,persist=..,write=..,refresh=..\n",
+    );
     for (key, values) in [
-        (Lock::KEY, Lock::ALL.iter().map(|v| v.name()).collect::<Vec<_>>()),
+        (
+            Lock::KEY,
+            Lock::ALL.iter().map(|v| v.name()).collect::<Vec<_>>(),
+        ),
         (Scope::KEY, Scope::ALL.iter().map(|v| v.name()).collect()),
-        (Persist::KEY, Persist::ALL.iter().map(|v| v.name()).collect()),
-        (WritePath::KEY, WritePath::ALL.iter().map(|v| v.name()).collect()),
-        (Refresh::KEY, Refresh::ALL.iter().map(|v| v.name()).collect()),
+        (
+            Persist::KEY,
+            Persist::ALL.iter().map(|v| v.name()).collect(),
+        ),
+        (
+            WritePath::KEY,
+            WritePath::ALL.iter().map(|v| v.name()).collect(),
+        ),
+        (
+            Refresh::KEY,
+            Refresh::ALL.iter().map(|v| v.name()).collect(),
+        ),
     ] {
         out.push_str(&format!("  {key:<8} {}\n", values.join(" | ")));
     }

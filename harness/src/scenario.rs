@@ -8,17 +8,29 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pool_core::world::Pause;
+use pool_core::world::{OpKind, Pause};
 use pool_core::{Selection, Strategy};
 use serde::Deserialize;
 
 /// The catalog, compiled in: (name, TOML text).
 pub const CATALOG: &[(&str, &str)] = &[
     ("seed-8040", include_str!("../../scenarios/seed-8040.toml")),
-    ("refresh-race", include_str!("../../scenarios/refresh-race.toml")),
-    ("lost-update", include_str!("../../scenarios/lost-update.toml")),
-    ("cooldown-erasure", include_str!("../../scenarios/cooldown-erasure.toml")),
-    ("external-cli", include_str!("../../scenarios/external-cli.toml")),
+    (
+        "refresh-race",
+        include_str!("../../scenarios/refresh-race.toml"),
+    ),
+    (
+        "lost-update",
+        include_str!("../../scenarios/lost-update.toml"),
+    ),
+    (
+        "cooldown-erasure",
+        include_str!("../../scenarios/cooldown-erasure.toml"),
+    ),
+    (
+        "external-cli",
+        include_str!("../../scenarios/external-cli.toml"),
+    ),
 ];
 
 /// A loaded, validated scenario.
@@ -207,7 +219,9 @@ fn one_u32() -> u32 {
 
 impl RoleSpec {
     pub fn label(&self) -> String {
-        self.name.clone().unwrap_or_else(|| self.kind.name().to_string())
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.kind.name().to_string())
     }
 }
 
@@ -221,6 +235,10 @@ pub struct PauseRule {
     /// Role names this rule applies to (default: every role).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Only inside this pool operation (`load_pool`, `select`, `mark_exhausted`, `add_entry`,
+    /// `remove`, `reset_statuses`); default: any.
+    #[serde(default)]
+    pub op: Option<String>,
     /// `sleep` (for `ms`), `jitter` (uniform 0..`ms`), or `rendezvous` (wait until every
     /// process with a rule on the same barrier arrives, or `timeout_ms`; then sleep `ms`).
     pub action: String,
@@ -231,7 +249,7 @@ pub struct PauseRule {
     pub barrier: Option<String>,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
-    /// Arrivals to let pass before the rule acts.
+    /// Arrivals (at this point, in this op, counted per rule) to let pass before the rule acts.
     #[serde(default)]
     pub skip: u32,
     /// Arrivals the rule acts on after `skip` (0: all).
@@ -241,6 +259,11 @@ pub struct PauseRule {
 
 fn default_timeout() -> u64 {
     300
+}
+
+/// The operation kind named `name` in scenario files.
+pub fn op_kind(name: &str) -> Option<OpKind> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
 /// Expectations judged by `run` and `matrix` (exit code 1 when one fails).
@@ -277,7 +300,11 @@ impl Scenario {
                 at: String::new(),
                 message: format!(
                     "no such catalog scenario or file (catalog: {}; run `poolcheck scenarios`)",
-                    CATALOG.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    CATALOG
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -293,7 +320,9 @@ impl Scenario {
     pub fn catalog() -> Vec<Scenario> {
         CATALOG
             .iter()
-            .map(|(n, t)| Scenario::parse(t, &format!("scenarios/{n}.toml")).expect("the catalog is valid"))
+            .map(|(n, t)| {
+                Scenario::parse(t, &format!("scenarios/{n}.toml")).expect("the catalog is valid")
+            })
             .collect()
     }
 
@@ -314,15 +343,21 @@ impl Scenario {
                 message,
             }
         };
-        let sc: Scenario = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
+        let sc: Scenario =
+            toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
         sc.validate().map_err(|m| err(None, m))?;
         Ok(sc)
     }
 
     fn validate(&self) -> Result<(), String> {
-        self.pool.selection.parse::<Selection>().map_err(|e| format!("[pool] selection: {e}"))?;
+        self.pool
+            .selection
+            .parse::<Selection>()
+            .map_err(|e| format!("[pool] selection: {e}"))?;
         if self.issuer.latency_ms[0] > self.issuer.latency_ms[1] {
-            return Err("[issuer] latency_ms: the first value (min) is larger than the second (max)".into());
+            return Err(
+                "[issuer] latency_ms: the first value (min) is larger than the second (max)".into(),
+            );
         }
         if self.roles.is_empty() {
             return Err("no [[role]]: a scenario needs at least one role (kinds: gateway, cli, auth-add, external-cli)".into());
@@ -331,13 +366,17 @@ impl Scenario {
         for (i, r) in self.roles.iter().enumerate() {
             let label = r.label();
             if names.contains(&label) {
-                return Err(format!("[[role]] #{}: name '{label}' is used twice; give each role a distinct `name`", i + 1));
+                return Err(format!(
+                    "[[role]] #{}: name '{label}' is used twice; give each role a distinct `name`",
+                    i + 1
+                ));
             }
             if r.count == 0 {
                 return Err(format!("[[role]] '{label}': count must be at least 1"));
             }
             if let Some(s) = &r.selection {
-                s.parse::<Selection>().map_err(|e| format!("[[role]] '{label}' selection: {e}"))?;
+                s.parse::<Selection>()
+                    .map_err(|e| format!("[[role]] '{label}' selection: {e}"))?;
             }
             if r.kind == RoleKind::ExternalCli {
                 let src = r.source.as_deref().unwrap_or("");
@@ -352,34 +391,64 @@ impl Scenario {
         for (i, e) in self.entries.iter().enumerate() {
             let at = format!("[[entry]] #{} '{}'", i + 1, e.label);
             if !matches!(e.auth_type.as_str(), "oauth" | "api_key") {
-                return Err(format!("{at} auth_type: '{}' (allowed values: oauth, api_key)", e.auth_type));
+                return Err(format!(
+                    "{at} auth_type: '{}' (allowed values: oauth, api_key)",
+                    e.auth_type
+                ));
             }
             if !matches!(e.status.as_str(), "ok" | "exhausted") {
-                return Err(format!("{at} status: '{}' (allowed values: ok, exhausted)", e.status));
+                return Err(format!(
+                    "{at} status: '{}' (allowed values: ok, exhausted)",
+                    e.status
+                ));
             }
             let external = matches!(e.source.as_str(), "claude_code" | "codex");
             if e.external_newer && !external {
-                return Err(format!("{at}: external_newer needs an external source (claude_code or codex)"));
+                return Err(format!(
+                    "{at}: external_newer needs an external source (claude_code or codex)"
+                ));
             }
             if external && e.auth_type != "oauth" {
-                return Err(format!("{at}: an external source holds OAuth tokens; set auth_type = \"oauth\""));
+                return Err(format!(
+                    "{at}: an external source holds OAuth tokens; set auth_type = \"oauth\""
+                ));
             }
             if external && self.entries.iter().filter(|o| o.source == e.source).count() > 1 {
-                return Err(format!("{at}: only one entry may use source '{}'", e.source));
+                return Err(format!(
+                    "{at}: only one entry may use source '{}'",
+                    e.source
+                ));
             }
         }
         for (i, p) in self.pauses.iter().enumerate() {
             let at = format!("[[pause]] #{}", i + 1);
             if Pause::from_name(&p.point).is_none() {
                 let all: Vec<_> = Pause::ALL.iter().map(|p| p.name()).collect();
-                return Err(format!("{at} point: '{}' (allowed values: {})", p.point, all.join(", ")));
+                return Err(format!(
+                    "{at} point: '{}' (allowed values: {})",
+                    p.point,
+                    all.join(", ")
+                ));
+            }
+            if let Some(op) = &p.op {
+                if op_kind(op).is_none() {
+                    return Err(format!(
+                        "{at} op: '{op}' (allowed values: load_pool, select, mark_exhausted, add_entry, remove, reset_statuses)"
+                    ));
+                }
             }
             if !matches!(p.action.as_str(), "sleep" | "jitter" | "rendezvous") {
-                return Err(format!("{at} action: '{}' (allowed values: sleep, jitter, rendezvous)", p.action));
+                return Err(format!(
+                    "{at} action: '{}' (allowed values: sleep, jitter, rendezvous)",
+                    p.action
+                ));
             }
             for r in &p.roles {
                 if !names.contains(r) {
-                    return Err(format!("{at} roles: no role named '{r}' (roles: {})", names.join(", ")));
+                    return Err(format!(
+                        "{at} roles: no role named '{r}' (roles: {})",
+                        names.join(", ")
+                    ));
                 }
             }
         }

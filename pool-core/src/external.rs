@@ -38,8 +38,18 @@ impl ExternalFormat {
     pub fn parse(self, bytes: &[u8]) -> Option<ExternalCreds> {
         let v: Value = serde_json::from_slice(bytes).ok()?;
         let (obj, a, r, e) = match self {
-            ExternalFormat::ClaudeCode => (&v["claudeAiOauth"], "accessToken", "refreshToken", "expiresAt"),
-            ExternalFormat::Codex => (&v["tokens"], "access_token", "refresh_token", "expires_at_ms"),
+            ExternalFormat::ClaudeCode => (
+                &v["claudeAiOauth"],
+                "accessToken",
+                "refreshToken",
+                "expiresAt",
+            ),
+            ExternalFormat::Codex => (
+                &v["tokens"],
+                "access_token",
+                "refresh_token",
+                "expires_at_ms",
+            ),
         };
         Some(ExternalCreds {
             access_token: obj[a].as_str()?.to_string(),

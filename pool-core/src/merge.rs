@@ -60,7 +60,12 @@ fn overlay_list(mut disk: Store, mem: &Store, provider: &str, list: Vec<Entry>) 
 
 /// The disk entry carries a cooldown still in force at `now_ms` that was set after
 /// `mem_at`, when the memory entry's status was last set or deliberately cleared.
-fn binding_cooldown_is_newer(disk: &Entry, mem_at: Option<u64>, now_ms: u64, default_cooldown_ms: u64) -> bool {
+fn binding_cooldown_is_newer(
+    disk: &Entry,
+    mem_at: Option<u64>,
+    now_ms: u64,
+    default_cooldown_ms: u64,
+) -> bool {
     let binding = disk
         .cooldown_until(default_cooldown_ms)
         .is_some_and(|until| until > now_ms);
@@ -94,7 +99,15 @@ mod tests {
     fn merge_keeps_disk_only_entries_overlay_drops_them() {
         let disk = store(vec![entry("a"), entry("b"), entry("c")]);
         let mem = store(vec![entry("a"), entry("b")]);
-        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), &BTreeMap::new(), 0, 10);
+        let merged = merge(
+            disk.clone(),
+            &mem,
+            "p",
+            &BTreeSet::new(),
+            &BTreeMap::new(),
+            0,
+            10,
+        );
         assert_eq!(merged.entries("p").len(), 3);
         assert_eq!(overlay(disk, &mem, "p").entries("p").len(), 2);
     }
@@ -104,22 +117,51 @@ mod tests {
         let disk = store(vec![entry("a"), entry("c")]);
         let mem = store(vec![entry("a")]);
         let removed = BTreeSet::from(["c".to_string()]);
-        assert_eq!(merge(disk, &mem, "p", &removed, &BTreeMap::new(), 0, 10).entries("p").len(), 1);
+        assert_eq!(
+            merge(disk, &mem, "p", &removed, &BTreeMap::new(), 0, 10)
+                .entries("p")
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn a_binding_cooldown_on_disk_wins_unless_the_token_changed() {
         let disk = store(vec![exhausted(entry("a"), 100)]);
         let mem = store(vec![entry("a")]);
-        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), &BTreeMap::new(), 105, 10);
+        let merged = merge(
+            disk.clone(),
+            &mem,
+            "p",
+            &BTreeSet::new(),
+            &BTreeMap::new(),
+            105,
+            10,
+        );
         assert_eq!(merged.entries("p")[0].last_status, Some(Status::Exhausted));
         // Expired cooldown: memory wins.
-        let merged = merge(disk.clone(), &mem, "p", &BTreeSet::new(), &BTreeMap::new(), 200, 10);
+        let merged = merge(
+            disk.clone(),
+            &mem,
+            "p",
+            &BTreeSet::new(),
+            &BTreeMap::new(),
+            200,
+            10,
+        );
         assert_eq!(merged.entries("p")[0].last_status, None);
         // Access token changed in memory: memory wins.
         let mut fresh = entry("a");
         fresh.access_token = Some("rotated".into());
-        let merged = merge(disk.clone(), &store(vec![fresh]), "p", &BTreeSet::new(), &BTreeMap::new(), 105, 10);
+        let merged = merge(
+            disk.clone(),
+            &store(vec![fresh]),
+            "p",
+            &BTreeSet::new(),
+            &BTreeMap::new(),
+            105,
+            10,
+        );
         assert_eq!(merged.entries("p")[0].last_status, None);
         // This pool cleared the status after the disk's cooldown was set: memory wins; a
         // cooldown set after the clear still wins.

@@ -188,8 +188,11 @@ pub struct Pool<O: Os, I: Issuer, C: Clock> {
     clock: C,
     cfg: Config,
     shared: Mutex<State>,
-    next_op: AtomicU64,
 }
+
+/// Operation ids, unique within a process (a process may build many pools in turn, as a CLI
+/// invocation loop does), so that a history can tell any two operations of a process apart.
+static NEXT_OP: AtomicU64 = AtomicU64::new(1);
 
 impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
     /// A pool with an empty snapshot; call [`Pool::load_pool`] first.
@@ -207,7 +210,6 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                 rng,
             }),
             cfg,
-            next_op: AtomicU64::new(1),
         }
     }
 
@@ -315,8 +317,12 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
 
     /// Run one operation: record it, take the op-scoped lock if any, copy the snapshot out,
     /// reload it under `persist=txn`, run `body`, write once if batched, copy back, unlock.
-    fn run<R>(&self, kind: OpKind, body: impl FnOnce(&mut Op<'_, O, I, C>) -> Result<R>) -> Result<R> {
-        let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+    fn run<R>(
+        &self,
+        kind: OpKind,
+        body: impl FnOnce(&mut Op<'_, O, I, C>) -> Result<R>,
+    ) -> Result<R> {
+        let id = NEXT_OP.fetch_add(1, Ordering::Relaxed);
         self.os.record(Event::OpBegin { op: id, kind });
         self.os.pause(Pause::OpStart);
         let result = self.run_locked(id, kind, body);
@@ -379,11 +385,47 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         let Some((kind, path)) = self.lock_target() else {
             return Ok(None);
         };
-        self.os.lock(kind, path).map(Some).map_err(|source| PoolError::Io {
-            action: "cannot lock",
-            path: path.to_path_buf(),
-            source,
-        })
+        if path == self.cfg.store_path {
+            self.create_store_if_missing()?;
+        }
+        self.os
+            .lock(kind, path)
+            .map(Some)
+            .map_err(|source| PoolError::Io {
+                action: "cannot lock",
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// A lock on the data file needs the data file: opening it to lock would otherwise create
+    /// an empty one that every reader refuses. Create an empty store atomically (temp + rename)
+    /// first, as implementations that lock the data file do.
+    fn create_store_if_missing(&self) -> Result<()> {
+        let path = &self.cfg.store_path;
+        if self
+            .os
+            .read(path)
+            .map_err(io_err("cannot read", path))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let (mut f, tmp) = self
+            .os
+            .create_temp(path)
+            .map_err(io_err("cannot create a temp file beside", path))?;
+        let made = self
+            .os
+            .write(&mut f, &Store::default().to_bytes())
+            .and_then(|()| self.os.sync(&mut f))
+            .and_then(|()| self.os.close(f))
+            .and_then(|()| self.os.rename(&tmp, path));
+        if let Err(e) = made {
+            let _ = self.os.remove(&tmp);
+            return Err(io_err("cannot create", path)(e));
+        }
+        Ok(())
     }
 
     fn release(&self, held: Option<O::Held>) -> Result<()> {
@@ -391,7 +433,10 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
             None => Ok(()),
             Some(h) => self.os.unlock(h).map_err(|source| PoolError::Io {
                 action: "cannot unlock",
-                path: self.lock_target().map(|(_, p)| p.to_path_buf()).unwrap_or_default(),
+                path: self
+                    .lock_target()
+                    .map(|(_, p)| p.to_path_buf())
+                    .unwrap_or_default(),
                 source,
             }),
         }
@@ -407,7 +452,10 @@ struct Op<'p, O: Os, I: Issuer, C: Clock> {
     dirty: bool,
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PoolError + 'a {
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> PoolError + 'a {
     move |source| PoolError::Io {
         action,
         path: path.to_path_buf(),
@@ -463,7 +511,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
 
     fn read_unlocked(&mut self) -> Result<Option<(Store, String)>> {
         let path = &self.pool.cfg.store_path;
-        let bytes = self.pool.os.read(path).map_err(io_err("cannot read", path))?;
+        let bytes = self
+            .pool
+            .os
+            .read(path)
+            .map_err(io_err("cannot read", path))?;
         let Some(bytes) = bytes else {
             self.record_read(String::new(), ReadOutcome::Missing);
             return Ok(None);
@@ -511,7 +563,12 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         if let Some((mut store, hash)) = self.read_store()? {
             let provider = &self.pool.cfg.provider;
             let mem = self.st.store.entries(provider);
-            for d in store.credential_pool.get_mut(provider).into_iter().flatten() {
+            for d in store
+                .credential_pool
+                .get_mut(provider)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(m) = mem.iter().find(|m| m.id == d.id) {
                     d.request_count = d.request_count.max(m.request_count);
                 }
@@ -600,12 +657,15 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                     if i > 0 {
                         pause(Pause::MidWrite);
                     }
-                    os.write(&mut f, chunk).map_err(io_err("cannot write", path))?;
+                    os.write(&mut f, chunk)
+                        .map_err(io_err("cannot write", path))?;
                 }
                 os.close(f).map_err(io_err("cannot close", path))
             }
             WritePath::Rename => {
-                let (mut f, tmp) = os.create_temp(path).map_err(io_err("cannot create a temp file beside", path))?;
+                let (mut f, tmp) = os
+                    .create_temp(path)
+                    .map_err(io_err("cannot create a temp file beside", path))?;
                 let written = os
                     .write(&mut f, bytes)
                     .and_then(|()| os.sync(&mut f))
@@ -622,7 +682,8 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 }
                 pause(Pause::AfterRename);
                 let dir = path.parent().unwrap_or(Path::new("."));
-                os.sync_dir(dir).map_err(io_err("cannot fsync directory", dir))
+                os.sync_dir(dir)
+                    .map_err(io_err("cannot fsync directory", dir))
             }
         }
     }
@@ -644,7 +705,12 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 break id;
             }
         };
-        let priority = self.entries().iter().map(|e| e.priority + 1).max().unwrap_or(0);
+        let priority = self
+            .entries()
+            .iter()
+            .map(|e| e.priority + 1)
+            .max()
+            .unwrap_or(0);
         let mut e = Entry::new(&id, &new.label, new.auth_type, &new.source);
         e.priority = priority;
         e.access_token = new.access_token;
@@ -678,7 +744,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
         }
         for src in &cfg.external {
-            if self.entries().iter().any(|e| e.source == src.format.source()) {
+            if self
+                .entries()
+                .iter()
+                .any(|e| e.source == src.format.source())
+            {
                 continue;
             }
             if let Some(c) = self.read_external(src)? {
@@ -697,7 +767,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
     }
 
     fn external_of(&self, e: &Entry) -> Option<&'p ExternalSource> {
-        self.pool.cfg.external.iter().find(|s| s.format.source() == e.source)
+        self.pool
+            .cfg
+            .external
+            .iter()
+            .find(|s| s.format.source() == e.source)
     }
 
     fn read_external(&self, src: &ExternalSource) -> Result<Option<ExternalCreds>> {
@@ -750,7 +824,10 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             Selection::FillFirst | Selection::RoundRobin => {
                 usable.iter().copied().min_by_key(|&i| list[i].priority)
             }
-            Selection::LeastUsed => usable.iter().copied().min_by_key(|&i| list[i].request_count),
+            Selection::LeastUsed => usable
+                .iter()
+                .copied()
+                .min_by_key(|&i| list[i].request_count),
             Selection::Random => {
                 if usable.is_empty() {
                     None
@@ -821,7 +898,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
     /// A token a peer rotated to since the snapshot: on disk, or in the entry's external file.
     fn peer_rotation(&mut self, e: &Entry) -> Result<Option<ExternalCreds>> {
         if let Some((disk, _)) = self.read_store()? {
-            if let Some(d) = disk.entries(&self.pool.cfg.provider).iter().find(|d| d.id == e.id) {
+            if let Some(d) = disk
+                .entries(&self.pool.cfg.provider)
+                .iter()
+                .find(|d| d.id == e.id)
+            {
                 if let (Some(a), Some(r)) = (&d.access_token, &d.refresh_token) {
                     if Some(r) != e.refresh_token.as_ref() {
                         return Ok(Some(ExternalCreds {
@@ -892,14 +973,22 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
             Err(RedeemError::Refused { error }) => {
                 self.record_refresh(&entry, &rt, RefreshOutcome::Refused);
-                match adopt.then(|| self.peer_rotation(&entry)).transpose()?.flatten() {
+                match adopt
+                    .then(|| self.peer_rotation(&entry))
+                    .transpose()?
+                    .flatten()
+                {
                     Some(c) => {
                         set_tokens(&mut entry, &c);
                         entry.clear_status();
                         !self.expiring(&entry, now)
                     }
                     None => {
-                        let status = if adopt { Status::Dead } else { Status::Exhausted };
+                        let status = if adopt {
+                            Status::Dead
+                        } else {
+                            Status::Exhausted
+                        };
                         mark(&mut entry, status, now, 400, &error);
                         false
                     }
@@ -927,7 +1016,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
         }
         if let Some(src) = self.external_of(e) {
-            let old = self.pool.os.read(&src.path).map_err(io_err("cannot read", &src.path))?;
+            let old = self
+                .pool
+                .os
+                .read(&src.path)
+                .map_err(io_err("cannot read", &src.path))?;
             let bytes = src.format.render(old.as_deref(), c, now);
             self.put(&src.path, &bytes, false)?;
         }

@@ -133,7 +133,10 @@ impl<H: Hooks> Os for RealOs<H> {
 
     fn create_temp(&self, beside: &Path) -> io::Result<(File, PathBuf)> {
         let dir = beside.parent().unwrap_or(Path::new("."));
-        let name = beside.file_name().and_then(|n| n.to_str()).unwrap_or("store");
+        let name = beside
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("store");
         // tempfile creates the file 0600 with O_EXCL under a random name.
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))

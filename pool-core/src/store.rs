@@ -58,7 +58,9 @@ impl Store {
 
     /// Mutable entries of `provider`, creating the list if absent.
     pub fn entries_mut(&mut self, provider: &str) -> &mut Vec<Entry> {
-        self.credential_pool.entry(provider.to_string()).or_default()
+        self.credential_pool
+            .entry(provider.to_string())
+            .or_default()
     }
 
     /// Serialize as upstream does: pretty JSON with a trailing newline.

@@ -187,18 +187,22 @@ pub enum SpecError {
     #[error("key '{0}' is given twice")]
     Duplicate(&'static str),
     #[error("missing key '{key}' (allowed values: {allowed})")]
-    Missing {
-        key: &'static str,
-        allowed: String,
-    },
+    Missing { key: &'static str, allowed: String },
 }
 
 fn preset_names() -> String {
-    PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    PRESETS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn allowed<T: fmt::Display>(all: &[T]) -> String {
-    all.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+    all.iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Strategy {
@@ -247,7 +251,8 @@ impl Strategy {
 impl FromStr for Strategy {
     type Err = SpecError;
     fn from_str(s: &str) -> Result<Strategy, SpecError> {
-        let (mut lock, mut scope, mut persist, mut write, mut refresh) = (None, None, None, None, None);
+        let (mut lock, mut scope, mut persist, mut write, mut refresh) =
+            (None, None, None, None, None);
         fn set<T>(slot: &mut Option<T>, key: &'static str, v: T) -> Result<(), SpecError> {
             if slot.replace(v).is_some() {
                 return Err(SpecError::Duplicate(key));
@@ -268,8 +273,15 @@ impl FromStr for Strategy {
                 other => return Err(SpecError::UnknownKey(other.to_string())),
             }
         }
-        fn need<T: Copy + fmt::Display>(v: Option<T>, key: &'static str, all: &[T]) -> Result<T, SpecError> {
-            v.ok_or_else(|| SpecError::Missing { key, allowed: allowed(all) })
+        fn need<T: Copy + fmt::Display>(
+            v: Option<T>,
+            key: &'static str,
+            all: &[T],
+        ) -> Result<T, SpecError> {
+            v.ok_or_else(|| SpecError::Missing {
+                key,
+                allowed: allowed(all),
+            })
         }
         Ok(Strategy {
             lock: need(lock, Lock::KEY, Lock::ALL)?,
@@ -306,26 +318,38 @@ mod tests {
     fn presets_are_distinct_points() {
         let mut seen = std::collections::HashSet::new();
         for p in PRESETS {
-            assert!(seen.insert(Strategy::parse(p.spec).unwrap()), "{} duplicates", p.name);
+            assert!(
+                seen.insert(Strategy::parse(p.spec).unwrap()),
+                "{} duplicates",
+                p.name
+            );
         }
     }
 
     #[test]
     fn a_custom_spec_is_labelled_by_its_spec() {
-        let s = Strategy::parse("refresh=adopt, lock=flock,scope=write,persist=merge,write=rename").unwrap();
+        let s = Strategy::parse("refresh=adopt, lock=flock,scope=write,persist=merge,write=rename")
+            .unwrap();
         assert_eq!(s.preset_name(), None);
-        assert_eq!(s.label(), "lock=flock,scope=write,persist=merge,write=rename,refresh=adopt");
+        assert_eq!(
+            s.label(),
+            "lock=flock,scope=write,persist=merge,write=rename,refresh=adopt"
+        );
     }
 
     #[test]
     fn errors_name_the_bad_key_and_the_allowed_values() {
-        let e = Strategy::parse("lock=flok,scope=op,persist=txn,write=rename,refresh=adopt").unwrap_err();
+        let e = Strategy::parse("lock=flok,scope=op,persist=txn,write=rename,refresh=adopt")
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "bad value 'flok' for lock: allowed values are none, mutex, flock, flock-data, fcntl"
         );
         let e = Strategy::parse("lock=flock,scope=op,persist=txn,write=rename").unwrap_err();
-        assert_eq!(e.to_string(), "missing key 'refresh' (allowed values: blind, adopt)");
+        assert_eq!(
+            e.to_string(),
+            "missing key 'refresh' (allowed values: blind, adopt)"
+        );
         let e = Strategy::parse("lock=flock,colour=red").unwrap_err();
         assert!(e.to_string().contains("unknown key 'colour'"));
         let e = Strategy::parse("lock=flock,lock=none").unwrap_err();

@@ -80,7 +80,9 @@ pub enum UseOutcome {
     /// 401: expired, revoked or unknown.
     Rejected,
     /// 429, with the time the limit resets, if the API said.
-    RateLimited { reset_at_ms: Option<u64> },
+    RateLimited {
+        reset_at_ms: Option<u64>,
+    },
     Unavailable(String),
 }
 
@@ -187,16 +189,37 @@ pub struct EntrySummary {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "ev")]
 pub enum Event {
-    OpBegin { op: u64, kind: OpKind },
-    OpEnd { op: u64, ok: bool, error: Option<String> },
+    OpBegin {
+        op: u64,
+        kind: OpKind,
+    },
+    OpEnd {
+        op: u64,
+        ok: bool,
+        error: Option<String>,
+    },
     /// A read of the store file.
-    Read { op: u64, hash: String, outcome: ReadOutcome },
+    Read {
+        op: u64,
+        hash: String,
+        outcome: ReadOutcome,
+    },
     /// A completed write of the store. `base` is the content hash of the newest store version
     /// this pool's snapshot had absorbed (loaded, reloaded, merged, or written itself).
-    Write { op: u64, hash: String, base: Option<String>, entries: Vec<EntrySummary> },
+    Write {
+        op: u64,
+        hash: String,
+        base: Option<String>,
+        entries: Vec<EntrySummary>,
+    },
     /// A refresh token was spent (`ok`) or refused; `adopted` marks a refresh skipped because
     /// a peer had already rotated the token.
-    Refresh { op: u64, entry: String, token: String, outcome: RefreshOutcome },
+    Refresh {
+        op: u64,
+        entry: String,
+        token: String,
+        outcome: RefreshOutcome,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -897,11 +897,9 @@ fn future_version_is_unsupported_and_untouched() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
 
-/// Known bug (reported, not fixed): `Os::lock` creates the file it locks, so with the lock on
-/// the data file (`flock-data`, `fcntl`) the first operation on a fresh profile creates an
-/// empty `auth.json` and then refuses it as corrupt.
+/// `Os::lock` creates the file it locks; with the lock on the data file (`flock-data`,
+/// `fcntl`) that must not leave an empty `auth.json` that the first read refuses as corrupt.
 #[test]
-#[ignore = "known pool-core bug: a data-file lock creates an empty auth.json on a fresh profile"]
 fn fresh_profile_works_with_data_file_locks() {
     for preset in ["flock-data", "fcntl"] {
         let dir = tempdir();

@@ -24,8 +24,6 @@ use super::rendezvous::Coordination;
 use super::roles::{play, WorkerPlan};
 use super::setup::prepare;
 use crate::history::{read_jsonl, Ev, FinalStore, History};
-use crate::issuer::server::FileLedger;
-use crate::issuer::IssuerServer;
 use crate::scenario::Scenario;
 
 /// How to run.
@@ -69,7 +67,7 @@ pub struct RunRecord {
 #[error("{0}")]
 pub struct DriveError(pub String);
 
-fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> DriveError + '_ {
+fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DriveError + 'a {
     let what = what.to_string();
     move |e| DriveError(format!("{what} {}: {e}", path.display()))
 }
@@ -99,18 +97,20 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(io("cannot create", &logs))?;
 
-    let harness_log = EventLog::create(&logs.join("p0.jsonl"), 0).map_err(io("cannot create", &logs))?;
+    let harness_log =
+        EventLog::create(&logs.join("p0.jsonl"), 0).map_err(io("cannot create", &logs))?;
     let ledger_path = logs.join("ledger.jsonl");
-    let ledger = FileLedger::create(&ledger_path).map_err(io("cannot create", &ledger_path))?;
     let now = SystemClock.now_ms();
-    let state = prepare(&sc, seed, &dir, now, Box::new(ledger), &harness_log)
-        .map_err(io("cannot prepare the run in", &dir))?;
-    let issuer = IssuerServer::spawn_process(state).map_err(|e| DriveError(format!("cannot start the issuer: {e}")))?;
+    let issuer = prepare(&sc, seed, &dir, now, &ledger_path, &harness_log)
+        .map_err(io("cannot prepare the run in", &dir))?
+        .spawn_process()
+        .map_err(|e| DriveError(format!("cannot start the issuer: {e}")))?;
 
     // Barriers: index and party count per name.
     let parties = sc.barrier_parties();
     let barrier_index: Vec<(String, u32)> = parties.into_iter().collect();
-    let coord = Coordination::new(barrier_index.len()).map_err(|e| DriveError(format!("cannot map shared memory: {e}")))?;
+    let coord = Coordination::new(barrier_index.len())
+        .map_err(|e| DriveError(format!("cannot map shared memory: {e}")))?;
 
     let mut children: Vec<(u32, Pid)> = Vec::new();
     let mut proc = 0u32;
@@ -122,7 +122,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
                 role: role.clone(),
                 strategy,
                 dir: dir.clone(),
-                issuer_url: issuer.url().to_string(),
+                issuer_url: issuer.url.clone(),
                 seed: seed ^ (u64::from(proc) << 32),
             };
             // SAFETY: the parent is single-threaded here (the issuer runs in its own process);
@@ -148,7 +148,12 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     }
     coord.open_gate();
     let crashed = reap(&mut children, opts.deadline, &harness_log);
-    issuer.stop();
+    if let Err(e) = issuer.stop() {
+        harness_log.push(Ev::ProcExit {
+            status: format!("issuer: {e}"),
+            crashed: true,
+        });
+    }
 
     // The final store.
     let store_path = dir.join("auth.json");
@@ -158,9 +163,15 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
             content_hash(&bytes),
             match serde_json::from_slice::<Store>(&bytes) {
                 Ok(s) => FinalStore::Parsed {
-                    entries: s.entries(&sc.pool.provider).iter().map(pool_core::pool::summary).collect(),
+                    entries: s
+                        .entries(&sc.pool.provider)
+                        .iter()
+                        .map(pool_core::pool::summary)
+                        .collect(),
                 },
-                Err(e) => FinalStore::Corrupt { detail: e.to_string() },
+                Err(e) => FinalStore::Corrupt {
+                    detail: e.to_string(),
+                },
             },
         ),
     };
@@ -180,7 +191,14 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     let operations = history
         .records
         .iter()
-        .filter(|r| matches!(&r.ev, Ev::Pool { event: pool_core::Event::OpBegin { .. } }))
+        .filter(|r| {
+            matches!(
+                &r.ev,
+                Ev::Pool {
+                    event: pool_core::Event::OpBegin { .. }
+                }
+            )
+        })
         .count() as u64;
     Ok(RunRecord {
         history,
@@ -194,7 +212,13 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
 }
 
 /// The body of a forked worker; returns its exit code.
-fn worker_main(sc: &Scenario, plan: &WorkerPlan, logs: &Path, coord: &Coordination, barriers: &[(String, u32)]) -> i32 {
+fn worker_main(
+    sc: &Scenario,
+    plan: &WorkerPlan,
+    logs: &Path,
+    coord: &Coordination,
+    barriers: &[(String, u32)],
+) -> i32 {
     // Keep workers' stray output out of the parent's terminal.
     if let Ok(f) = std::fs::File::create(logs.join(format!("p{}.stderr", plan.proc))) {
         use std::os::fd::AsRawFd;
@@ -212,11 +236,15 @@ fn worker_main(sc: &Scenario, plan: &WorkerPlan, logs: &Path, coord: &Coordinati
         .map(|rule| {
             let barrier = (rule.action == "rendezvous").then(|| {
                 let name = rule.barrier.clone().unwrap_or_else(|| rule.point.clone());
-                let i = barriers.iter().position(|(n, _)| *n == name).expect("barrier counted");
+                let i = barriers
+                    .iter()
+                    .position(|(n, _)| *n == name)
+                    .expect("barrier counted");
                 (i, barriers[i].1)
             });
             Rule {
                 point: Pause::from_name(&rule.point).expect("validated"),
+                op: rule.op.as_deref().and_then(crate::scenario::op_kind),
                 rule,
                 barrier,
             }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use pool_core::real::Hooks;
-use pool_core::world::{Event, Pause};
+use pool_core::world::{Event, OpKind, Pause};
 
 use super::log::EventLog;
 use super::rendezvous::Coordination;
@@ -16,6 +16,7 @@ use crate::scenario::PauseRule;
 /// One pause rule, resolved for this process.
 pub struct Rule {
     pub point: Pause,
+    pub op: Option<OpKind>,
     pub rule: PauseRule,
     /// Barrier index and party count, for rendezvous rules.
     pub barrier: Option<(usize, u32)>,
@@ -30,7 +31,10 @@ pub struct WorkerHooks<'a> {
 
 #[derive(Default)]
 struct Counters {
-    arrivals: HashMap<Pause, u32>,
+    /// Arrivals that matched each rule, by rule index.
+    arrivals: Vec<u32>,
+    /// The operation this process began last (workers run their pool on one thread).
+    op: Option<OpKind>,
     generations: HashMap<usize, u32>,
     rng: u64,
 }
@@ -40,11 +44,12 @@ impl<'a> WorkerHooks<'a> {
         WorkerHooks {
             log,
             coord,
-            rules,
             state: Mutex::new(Counters {
+                arrivals: vec![0; rules.len()],
                 rng: seed | 1,
                 ..Counters::default()
             }),
+            rules,
         }
     }
 
@@ -55,13 +60,15 @@ impl<'a> WorkerHooks<'a> {
 
 impl Hooks for WorkerHooks<'_> {
     fn pause(&self, point: Pause) {
-        let n = {
-            let mut st = self.state.lock().expect("hooks");
-            let n = st.arrivals.entry(point).or_insert(0);
-            *n += 1;
-            *n
-        };
-        for r in self.rules.iter().filter(|r| r.point == point) {
+        for (i, r) in self.rules.iter().enumerate() {
+            let n = {
+                let mut st = self.state.lock().expect("hooks");
+                if r.point != point || r.op.is_some_and(|op| st.op != Some(op)) {
+                    continue;
+                }
+                st.arrivals[i] += 1;
+                st.arrivals[i]
+            };
             let p = &r.rule;
             if n <= p.skip || (p.times > 0 && n > p.skip + p.times) {
                 continue;
@@ -86,8 +93,12 @@ impl Hooks for WorkerHooks<'_> {
                         *g += 1;
                         *g
                     };
-                    self.coord
-                        .rendezvous(b, generation, parties, Duration::from_millis(p.timeout_ms));
+                    self.coord.rendezvous(
+                        b,
+                        generation,
+                        parties,
+                        Duration::from_millis(p.timeout_ms),
+                    );
                     std::thread::sleep(Duration::from_millis(p.ms));
                 }
             }
@@ -95,6 +106,9 @@ impl Hooks for WorkerHooks<'_> {
     }
 
     fn record(&self, event: Event) {
+        if let Event::OpBegin { kind, .. } = event {
+            self.state.lock().expect("hooks").op = Some(kind);
+        }
         self.log.push(Ev::Pool { event });
     }
 }

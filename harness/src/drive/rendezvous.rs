@@ -29,7 +29,8 @@ unsafe impl Sync for SharedSlots {}
 impl SharedSlots {
     /// `len` zeroed counters in shared memory.
     pub fn new(len: usize) -> std::io::Result<SharedSlots> {
-        let bytes = NonZeroUsize::new(len.max(1) * std::mem::size_of::<AtomicU32>()).expect("non-zero");
+        let bytes =
+            NonZeroUsize::new(len.max(1) * std::mem::size_of::<AtomicU32>()).expect("non-zero");
         // SAFETY: a fresh anonymous mapping; zero-filled by the kernel, which is a valid AtomicU32.
         let ptr = unsafe {
             mmap_anonymous(

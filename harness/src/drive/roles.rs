@@ -64,6 +64,9 @@ pub fn pool_config(sc: &Scenario, plan: &WorkerPlan) -> Config {
     cfg
 }
 
+/// How long a worker waits for the issuer (latency is at most a few hundred ms).
+const ISSUER_TIMEOUT: Duration = Duration::from_secs(10);
+
 type WorkerPool<'h> = Pool<RealOs<&'h WorkerHooks<'h>>, HttpIssuer, SystemClock>;
 
 /// Play the role to its end.
@@ -72,7 +75,7 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
     let new_pool = || -> WorkerPool<'_> {
         Pool::new(
             RealOs::with_hooks(hooks),
-            HttpIssuer::new(&plan.issuer_url, plan.proc),
+            HttpIssuer::new(&plan.issuer_url, plan.proc, ISSUER_TIMEOUT),
             SystemClock,
             cfg.clone(),
         )
@@ -113,7 +116,10 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
                         label: format!("added-by-p{}-{i}", plan.proc),
                         auth_type: AuthType::ApiKey,
                         source: "manual".into(),
-                        access_token: Some(format!("sk-poolcheck-added-{}-{i}-{:016x}", plan.proc, plan.seed)),
+                        access_token: Some(format!(
+                            "sk-poolcheck-added-{}-{i}-{:016x}",
+                            plan.proc, plan.seed
+                        )),
                         refresh_token: None,
                         expires_at_ms: None,
                     });
@@ -125,7 +131,7 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
             let source = plan.role.source.as_deref().expect("validated");
             let format = external_format(source).expect("validated");
             let path = external_path(&plan.dir, source);
-            let issuer = HttpIssuer::new(&plan.issuer_url, plan.proc);
+            let issuer = HttpIssuer::new(&plan.issuer_url, plan.proc, ISSUER_TIMEOUT);
             for _ in 0..plan.role.ops {
                 external_refresh(&path, format, &issuer, hooks, cfg.refresh_margin_ms);
                 think();
@@ -145,16 +151,31 @@ fn use_and_react<O: pool_core::Os, C: Clock>(pool: &Pool<O, HttpIssuer, C>, s: S
             UseOutcome::RateLimited { reset_at_ms } => (429, reset_at_ms),
             UseOutcome::Rejected => (401, None),
         };
-        let reason = if code == 429 { "rate_limited" } else { "unauthorized" };
-        current = pool.mark_exhausted_and_rotate(&s.id, code, reason, reset).ok().flatten();
+        let reason = if code == 429 {
+            "rate_limited"
+        } else {
+            "unauthorized"
+        };
+        current = pool
+            .mark_exhausted_and_rotate(&s.id, code, reason, reset)
+            .ok()
+            .flatten();
     }
 }
 
 /// The external CLI's refresh: read its own file, refresh if the token is expiring, write the
 /// file back (temp + rename, 0600). It takes no lock: that is the point of the role.
-fn external_refresh(path: &Path, format: ExternalFormat, issuer: &HttpIssuer, hooks: &WorkerHooks<'_>, margin_ms: u64) {
+fn external_refresh(
+    path: &Path,
+    format: ExternalFormat,
+    issuer: &HttpIssuer,
+    hooks: &WorkerHooks<'_>,
+    margin_ms: u64,
+) {
     let Ok(old) = std::fs::read(path) else { return };
-    let Some(creds) = format.parse(&old) else { return };
+    let Some(creds) = format.parse(&old) else {
+        return;
+    };
     let now = SystemClock.now_ms();
     if creds.expires_at_ms.is_some_and(|t| t > now + margin_ms) {
         return;
@@ -181,7 +202,9 @@ fn external_refresh(path: &Path, format: ExternalFormat, issuer: &HttpIssuer, ho
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".poolcheck.").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".poolcheck.")
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

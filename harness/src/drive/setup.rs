@@ -15,7 +15,8 @@ use pool_core::{AuthType, Entry};
 use super::log::EventLog;
 use super::roles::{external_format, external_path, write_private};
 use crate::history::Ev;
-use crate::issuer::rules::{IssuerConfig, IssuerState, LedgerSink};
+use crate::issuer::rules::IssuerConfig;
+use crate::issuer::Issuer;
 use crate::scenario::Scenario;
 
 /// The issuer configuration a scenario asks for (API keys are added by [`prepare`]).
@@ -29,15 +30,16 @@ pub fn issuer_config(sc: &Scenario, seed: u64) -> IssuerConfig {
     }
 }
 
-/// Build the issuer state and write the initial store and external files into `dir`.
+/// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
+/// and write the initial store and external files into `dir`.
 pub fn prepare(
     sc: &Scenario,
     seed: u64,
     dir: &Path,
     now_ms: u64,
-    sink: Box<dyn LedgerSink>,
+    ledger: &Path,
     log: &EventLog,
-) -> std::io::Result<IssuerState> {
+) -> std::io::Result<Issuer> {
     let mut cfg = issuer_config(sc, seed);
     let mut rng = crate::issuer::rules::Rng::new(seed ^ 0xA11CE);
     let keys: Vec<Option<String>> = sc
@@ -55,7 +57,8 @@ pub fn prepare(
         }
     }
     let cooldown_ms = sc.pool.cooldown_s * 1000;
-    let mut issuer = IssuerState::new(cfg, sink);
+    let mut server = Issuer::new(cfg, ledger)?;
+    let issuer = server.state_mut();
     let mut store = Store {
         active_provider: Some(sc.pool.provider.clone()),
         ..Store::default()
@@ -68,7 +71,11 @@ pub fn prepare(
                 break id;
             }
         };
-        let auth = if spec.auth_type == "oauth" { AuthType::Oauth } else { AuthType::ApiKey };
+        let auth = if spec.auth_type == "oauth" {
+            AuthType::Oauth
+        } else {
+            AuthType::ApiKey
+        };
         let mut e = Entry::new(&id, &spec.label, auth, &spec.source);
         e.priority = i as i64;
         match key {
@@ -82,9 +89,9 @@ pub fn prepare(
                     // The other CLI's file holds the same pair, or, when it already rotated
                     // the family, the newer one (and the store's pair is then spent).
                     let file_pair = if spec.external_newer {
-                        issuer
-                            .redeem(0, &pair.refresh, now_ms)
-                            .map_err(|r| std::io::Error::other(format!("setup redeem refused: {r:?}")))?
+                        issuer.redeem(0, &pair.refresh, now_ms).map_err(|r| {
+                            std::io::Error::other(format!("setup redeem refused: {r:?}"))
+                        })?
                     } else {
                         pair.clone()
                     };
@@ -97,7 +104,10 @@ pub fn prepare(
                             now_ms + spec.expires_in_s * 1000
                         }),
                     };
-                    write_private(&external_path(dir, &spec.source), &format.render(None, &creds, now_ms))?;
+                    write_private(
+                        &external_path(dir, &spec.source),
+                        &format.render(None, &creds, now_ms),
+                    )?;
                 }
             }
         }
@@ -118,8 +128,12 @@ pub fn prepare(
             op: 0,
             hash: content_hash(&bytes),
             base: None,
-            entries: store.entries(&sc.pool.provider).iter().map(pool_core::pool::summary).collect(),
+            entries: store
+                .entries(&sc.pool.provider)
+                .iter()
+                .map(pool_core::pool::summary)
+                .collect(),
         },
     });
-    Ok(issuer)
+    Ok(server)
 }

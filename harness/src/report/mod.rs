@@ -68,7 +68,12 @@ impl Report {
     pub fn failures(&self) -> Vec<(&RunReport, &Expectation)> {
         self.runs
             .iter()
-            .flat_map(|r| r.expectations.iter().filter(|e| !e.held).map(move |e| (r, e)))
+            .flat_map(|r| {
+                r.expectations
+                    .iter()
+                    .filter(|e| !e.held)
+                    .map(move |e| (r, e))
+            })
             .collect()
     }
 }
@@ -82,7 +87,12 @@ pub fn judge_fork(sc: &Scenario, strategy: Strategy, rec: &RunRecord) -> RunRepo
         strategy: strategy.label(),
         spec: strategy.spec(),
         scenario: sc.name.clone(),
-        verdict: if verdict.is_clean() { "clean" } else { "anomalous" }.into(),
+        verdict: if verdict.is_clean() {
+            "clean"
+        } else {
+            "anomalous"
+        }
+        .into(),
         anomalies: verdict.counts,
         witnesses: verdict.witnesses,
         stats: Stats {
@@ -97,7 +107,11 @@ pub fn judge_fork(sc: &Scenario, strategy: Strategy, rec: &RunRecord) -> RunRepo
 }
 
 /// The scenario's expectations about `strategy`, judged against `counts`.
-pub fn expectations(sc: &Scenario, strategy: Strategy, counts: &BTreeMap<String, u64>) -> Vec<Expectation> {
+pub fn expectations(
+    sc: &Scenario,
+    strategy: Strategy,
+    counts: &BTreeMap<String, u64>,
+) -> Vec<Expectation> {
     let is = |s: &String| Strategy::parse(s).is_ok_and(|p| p == strategy);
     let mut out = Vec::new();
     if sc.expect.clean.iter().any(is) {

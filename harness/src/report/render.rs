@@ -50,7 +50,11 @@ pub fn cell(r: &RunReport) -> String {
         .filter(|a| r.anomalies.get(**a).copied().unwrap_or(0) > 0)
         .map(|a| format!("{}:{}", short(a), r.anomalies[*a]))
         .collect();
-    let mut s = if found.is_empty() { "clean".to_string() } else { found.join(" ") };
+    let mut s = if found.is_empty() {
+        "clean".to_string()
+    } else {
+        found.join(" ")
+    };
     if r.expectations.iter().any(|e| !e.held) {
         s.push_str(" (!)");
     }
@@ -65,8 +69,16 @@ fn grid(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
     for (strategy, runs) in by_strategy(report) {
         let mut row = vec![strategy];
         for sc in &scs {
-            let cells: Vec<String> = runs.iter().filter(|r| r.scenario == *sc).map(|r| cell(r)).collect();
-            row.push(if cells.is_empty() { "-".into() } else { cells.join(", ") });
+            let cells: Vec<String> = runs
+                .iter()
+                .filter(|r| r.scenario == *sc)
+                .map(|r| cell(r))
+                .collect();
+            row.push(if cells.is_empty() {
+                "-".into()
+            } else {
+                cells.join(", ")
+            });
         }
         rows.push(row);
     }
@@ -103,11 +115,22 @@ fn text_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
         }
     }
     let line = |out: &mut String, cells: &[String]| {
-        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
         let _ = writeln!(out, "{}", parts.join("  ").trim_end());
     };
     line(out, header);
-    let _ = writeln!(out, "{}", w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
+    let _ = writeln!(
+        out,
+        "{}",
+        w.iter()
+            .map(|n| "-".repeat(*n))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
     for row in rows {
         line(out, row);
     }
@@ -126,9 +149,20 @@ fn failures_text(report: &Report, out: &mut String, md: bool) {
     if failures.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\n{}Expectations that failed:", if md { "### " } else { "" });
+    let _ = writeln!(
+        out,
+        "\n{}Expectations that failed:",
+        if md { "### " } else { "" }
+    );
     for (r, e) in failures {
-        let _ = writeln!(out, "- {} under {}: expected {}, found {}", r.scenario, r.strategy, e.expect, cell(r));
+        let _ = writeln!(
+            out,
+            "- {} under {}: expected {}, found {}",
+            r.scenario,
+            r.strategy,
+            e.expect,
+            cell(r)
+        );
         if let Some(w) = r.witnesses.first() {
             for step in &w.story {
                 let _ = writeln!(out, "    {step}");
@@ -148,7 +182,10 @@ pub fn table(report: &Report) -> String {
     text_table(&mut out, &h, &rows);
     let crashed: u32 = report.runs.iter().map(|r| r.stats.crashed).sum();
     if crashed > 0 {
-        let _ = writeln!(out, "\n{crashed} worker process(es) crashed or were killed; see the JSON report's stats.");
+        let _ = writeln!(
+            out,
+            "\n{crashed} worker process(es) crashed or were killed; see the JSON report's stats."
+        );
     }
     failures_text(report, &mut out, false);
     out
@@ -164,12 +201,20 @@ pub fn markdown(report: &Report) -> String {
     let (h, rows) = totals(report);
     md_table(&mut out, &h, &rows);
     failures_text(report, &mut out, true);
-    let anomalous: Vec<&RunReport> = report.runs.iter().filter(|r| !r.witnesses.is_empty()).collect();
+    let anomalous: Vec<&RunReport> = report
+        .runs
+        .iter()
+        .filter(|r| !r.witnesses.is_empty())
+        .collect();
     if !anomalous.is_empty() {
         let _ = writeln!(out, "\n### Witnesses\n");
         for r in anomalous {
             for w in &r.witnesses {
-                let _ = writeln!(out, "<details><summary>{} under {}: {}</summary>\n", r.scenario, r.strategy, w.anomaly);
+                let _ = writeln!(
+                    out,
+                    "<details><summary>{} under {}: {}</summary>\n",
+                    r.scenario, r.strategy, w.anomaly
+                );
                 for step in &w.story {
                     let _ = writeln!(out, "    {step}");
                 }
