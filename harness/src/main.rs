@@ -218,19 +218,13 @@ fn emit(report: &Report, format: Format) -> ExitCode {
 
 fn strategies_table() -> String {
     let mut out = format!(
-        "{:<16} {:<11} {:<6} {:<8} {:<9} {:<8} {}\n",
+        "{:<16} {:<11} {:<6} {:<8} {:<9} {:<8} meaning\n",
+        "preset",
         Lock::KEY,
-        "",
         Scope::KEY,
         Persist::KEY,
         WritePath::KEY,
-        Refresh::KEY,
-        "meaning"
-    );
-    out = out.replacen(
-        &format!("{:<16} {:<11}", Lock::KEY, ""),
-        &format!("{:<16} {:<11}", "preset", Lock::KEY),
-        1,
+        Refresh::KEY
     );
     for p in PRESETS {
         let s = Strategy::parse(p.name).expect("presets parse");

@@ -509,3 +509,73 @@ impl Scenario {
         self.roles.iter().map(|r| r.count).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalog_is_valid() {
+        assert_eq!(Scenario::catalog().len(), CATALOG.len());
+    }
+
+    fn err(text: &str) -> String {
+        Scenario::parse(text, "s.toml").unwrap_err().to_string()
+    }
+
+    const BASE: &str = "name = \"x\"\ndescription = \"y\"\n[[role]]\nkind = \"cli\"\n";
+
+    #[test]
+    fn errors_name_the_file_the_line_and_the_field() {
+        let e = err("name = \"x\"\ndescription = \"y\"\n[[role]]\nkind = \"daemon\"\n");
+        assert!(e.starts_with("s.toml:4:"), "{e}");
+        assert!(e.contains("daemon") && e.contains("gateway"), "{e}");
+        let e = err(&format!("{BASE}[pool]\nselection = \"best\"\n"));
+        assert!(
+            e.contains("[pool] selection") && e.contains("round_robin"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}[[pause]]\npoint = \"lunch\"\naction = \"sleep\"\n"
+        ));
+        assert!(
+            e.contains("point: 'lunch'") && e.contains("before_redeem"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}[[pause]]\npoint = \"mid_write\"\nroles = [\"gw\"]\naction = \"sleep\"\n"
+        ));
+        assert!(e.contains("no role named 'gw'"), "{e}");
+        let e = err(&format!(
+            "{BASE}[[pause]]\npoint = \"mid_write\"\nop = \"frobnicate\"\naction = \"sleep\"\n"
+        ));
+        assert!(e.contains("op: 'frobnicate'"), "{e}");
+        let e = err(&format!(
+            "{BASE}[expect]\nfinds = {{ none = [\"explosion\"] }}\n"
+        ));
+        assert!(e.contains("unknown anomaly 'explosion'"), "{e}");
+        let e = err(&format!("{BASE}[expect]\nclean = [\"lock=flok\"]\n"));
+        assert!(e.contains("bad value 'flok'"), "{e}");
+    }
+
+    #[test]
+    fn a_scenario_needs_a_role_and_consistent_entries() {
+        assert!(err("name = \"x\"\ndescription = \"y\"\n").contains("no [[role]]"));
+        let e = err(&format!(
+            "{BASE}[[entry]]\nlabel = \"k\"\nauth_type = \"api_key\"\nexternal_newer = true\n"
+        ));
+        assert!(e.contains("external_newer needs an external source"), "{e}");
+        let e = err("name = \"x\"\ndescription = \"y\"\n[[role]]\nkind = \"external-cli\"\nsource = \"codex\"\n");
+        assert!(e.contains("external-cli needs `source`"), "{e}");
+    }
+
+    #[test]
+    fn barrier_parties_count_processes_not_rules() {
+        let sc = Scenario::find("seed-8040").unwrap();
+        let parties = sc.barrier_parties();
+        assert_eq!(parties["torn"], 3);
+        assert_eq!(parties["sync"], 3);
+        let sc = Scenario::find("refresh-race").unwrap();
+        assert_eq!(sc.barrier_parties()["before_redeem"], 4);
+    }
+}
