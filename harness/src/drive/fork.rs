@@ -123,7 +123,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
                 strategy,
                 dir: dir.clone(),
                 issuer_url: issuer.url.clone(),
-                seed: seed ^ (u64::from(proc) << 32),
+                seed: super::roles::worker_seed(seed, proc),
             };
             // SAFETY: the parent is single-threaded here (the issuer runs in its own process);
             // the child only runs `worker_main` and leaves through `_exit`.

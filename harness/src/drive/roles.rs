@@ -28,6 +28,33 @@ pub struct WorkerPlan {
     pub seed: u64,
 }
 
+/// The API key the `auth-add` process `proc` adds in its iteration `i`. The issuer knows
+/// these keys from the start (see [`added_keys`]), as a provider knows keys it issued.
+pub fn added_key(proc: u32, i: u32, seed: u64) -> String {
+    format!("sk-poolcheck-added-p{proc}-{i}-{:016x}{:016x}", seed, seed.rotate_left(17) ^ u64::from(i))
+}
+
+/// Every key the run's `auth-add` processes will add (processes are numbered from 1 in role
+/// order, as the fork driver numbers them).
+pub fn added_keys(sc: &Scenario, seed: u64) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut proc = 0u32;
+    for role in &sc.roles {
+        for _ in 0..role.count {
+            proc += 1;
+            if role.kind == RoleKind::AuthAdd {
+                keys.extend((0..role.ops).map(|i| added_key(proc, i, worker_seed(seed, proc))));
+            }
+        }
+    }
+    keys
+}
+
+/// The seed of worker `proc` in a run seeded `seed`.
+pub fn worker_seed(seed: u64, proc: u32) -> u64 {
+    seed ^ (u64::from(proc) << 32)
+}
+
 /// The path of an external source's credentials file in a run directory.
 pub fn external_path(dir: &Path, source: &str) -> PathBuf {
     dir.join(format!("{source}.credentials.json"))
@@ -116,10 +143,7 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
                         label: format!("added-by-p{}-{i}", plan.proc),
                         auth_type: AuthType::ApiKey,
                         source: "manual".into(),
-                        access_token: Some(format!(
-                            "sk-poolcheck-added-{}-{i}-{:016x}",
-                            plan.proc, plan.seed
-                        )),
+                        access_token: Some(added_key(plan.proc, i, plan.seed)),
                         refresh_token: None,
                         expires_at_ms: None,
                     });

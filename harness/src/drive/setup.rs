@@ -56,6 +56,7 @@ pub fn prepare(
             }
         }
     }
+    cfg.api_keys.extend(super::roles::added_keys(sc, seed));
     let cooldown_ms = sc.pool.cooldown_s * 1000;
     let mut server = Issuer::new(cfg, ledger)?;
     let issuer = server.state_mut();
