@@ -6,6 +6,8 @@
 
 pub mod check;
 pub mod drive;
+pub mod expect;
+pub mod gate;
 pub mod history;
 pub mod issuer;
 pub mod report;

@@ -5,10 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::drive::fork::{self, RunOptions};
+use harness::expect::Expect;
+use harness::gate::{self, GateOptions};
 use harness::report::{self, render, Report};
 use harness::scenario::Scenario;
 use pool_core::strategy::{Lock, Persist, Refresh, Scope, WritePath};
 use pool_core::{Strategy, PRESETS};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +64,9 @@ enum Cmd {
         /// Run in DIR and keep the store, logs and ledger there (default: a temp dir, removed).
         #[arg(long, value_name = "DIR")]
         keep: Option<std::path::PathBuf>,
+        /// At most two iterations per process (as `matrix --quick` and `gate --quick` run).
+        #[arg(long)]
+        quick: bool,
     },
     /// Every strategy x scenario x driver, judged; prints the verdict table.
     Matrix {
@@ -82,6 +88,52 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// CI regression gate: run what an expectations file asks for and judge it.
+    Gate {
+        /// Expectations file (TOML; see ci/expectations.toml). Default: the built-in copy of
+        /// ci/expectations.toml.
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+        /// The per-push budget: one seed per cell, at most two iterations per process.
+        #[arg(long)]
+        quick: bool,
+        /// Seeds per strategy x scenario cell (default: 1 with --quick, 5 without).
+        #[arg(long)]
+        seeds: Option<u32>,
+        /// First seed of the campaign.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Run only shard I of N of the campaign (combine the JSON reports with `merge`).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        #[command(flatten)]
+        out: GateOutputs,
+    },
+    /// Combine the JSON reports of a sharded gate campaign into one verdict.
+    Merge {
+        /// JSON reports written by `poolcheck gate --json` (or --format json).
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        #[command(flatten)]
+        out: GateOutputs,
+    },
+}
+
+/// Where a gate or merge writes its verdicts besides stdout.
+#[derive(clap::Args)]
+struct GateOutputs {
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Also write JUnit XML (one test case per expectation) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write the JSON report to FILE (the input of `poolcheck merge`).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the Markdown summary to FILE (it is also appended to $GITHUB_STEP_SUMMARY
+    /// when that is set).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
 }
 
 /// An error the user can fix: printed with its advice, exit 2.
@@ -122,8 +174,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             seed,
             format,
             keep,
+            quick,
         } => {
-            let sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
+            let mut sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
+            if quick {
+                sc.make_quick();
+            }
             let st = Strategy::parse(&strategy).map_err(|e| BadInput(e.to_string()))?;
             let opts = RunOptions {
                 seed,
@@ -132,11 +188,48 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 ..RunOptions::default()
             };
             let rec = fork::run(&sc, st, &opts).map_err(|e| BadInput(e.to_string()))?;
-            let run = report::judge_fork(&sc, st, &rec);
+            let run = report::judge_fork(&sc, st, &rec, &Expect::from_scenario(&sc));
             if let Some(dir) = &rec.kept {
                 eprintln!("run files kept in {}", dir.display());
             }
             Ok(emit(&Report::new(vec![run]), format))
+        }
+        Cmd::Gate {
+            expect,
+            quick,
+            seeds,
+            seed,
+            shard,
+            out,
+        } => {
+            let shard = shard
+                .as_deref()
+                .map(gate::parse_shard)
+                .transpose()
+                .map_err(BadInput)?;
+            let opts = GateOptions {
+                quick,
+                seeds,
+                seed,
+                shard,
+            };
+            gate_dispatch(expect, opts, out)
+        }
+        Cmd::Merge { reports, out } => {
+            let mut parsed = Vec::new();
+            for path in &reports {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
+                let r: Report = serde_json::from_str(&text).map_err(|e| {
+                    BadInput(format!(
+                        "{} is not a poolcheck JSON report ({e}): pass files written by `poolcheck gate --json FILE`",
+                        path.display()
+                    ))
+                })?;
+                parsed.push(r);
+            }
+            let merged = gate::merge(parsed).map_err(BadInput)?;
+            emit_gate(&merged, &out)
         }
         Cmd::Matrix {
             drivers,
@@ -191,7 +284,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         );
                     }
                     let rec = fork::run(sc, *st, &opts).map_err(|e| BadInput(e.to_string()))?;
-                    runs.push(report::judge_fork(sc, *st, &rec));
+                    runs.push(report::judge_fork(
+                        sc,
+                        *st,
+                        &rec,
+                        &Expect::from_scenario(sc),
+                    ));
                 }
             }
             if progress {
@@ -200,6 +298,85 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             Ok(emit(&Report::new(runs), format))
         }
     }
+}
+
+fn gate_dispatch(
+    expect: Option<PathBuf>,
+    opts: GateOptions,
+    out: GateOutputs,
+) -> Result<ExitCode, BadInput> {
+    let (expects, scenarios) = match &expect {
+        Some(path) => harness::expect::load_file(path),
+        None => {
+            harness::expect::parse_file(DEFAULT_EXPECTATIONS, "ci/expectations.toml (built in)")
+        }
+    }
+    .map_err(BadInput)?;
+    let progress = std::io::stderr().is_terminal();
+    let report = gate::run(&expects, &scenarios, &opts, |i, n, u| {
+        if progress {
+            eprint!(
+                "\r\x1b[2K[{}/{n}] {} x {} seed {} ...",
+                i + 1,
+                u.strategy.label(),
+                u.scenario,
+                u.seed
+            );
+        }
+    })
+    .map_err(|e| BadInput(e.to_string()))?;
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    emit_gate(&report, &out)
+}
+
+/// The built-in default expectations.
+const DEFAULT_EXPECTATIONS: &str = include_str!("../../ci/expectations.toml");
+
+/// Print and write a gate report; exit 1 unless the gate passed.
+fn emit_gate(report: &Report, out: &GateOutputs) -> Result<ExitCode, BadInput> {
+    let g = report
+        .gate
+        .as_ref()
+        .expect("gate reports have a gate section");
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text)
+            .map_err(|e| BadInput(format!("cannot write {}: {e}", path.display())))
+    };
+    match out.format {
+        Format::Table => print!("{}", render::gate(g, false)),
+        Format::Json => println!("{}", render::json(report)),
+        Format::Markdown => print!("{}", render::gate(g, true)),
+    }
+    if let Some(p) = &out.junit {
+        write(p, gate::junit::render(g))?;
+    }
+    if let Some(p) = &out.json {
+        write(p, render::json(report))?;
+    }
+    if let Some(p) = &out.markdown {
+        write(p, render::gate(g, true))?;
+    }
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&summary)
+            .and_then(|mut f| f.write_all(render::gate(g, true).as_bytes()));
+        if let Err(e) = appended {
+            eprintln!(
+                "poolcheck: cannot append to $GITHUB_STEP_SUMMARY ({}): {e}",
+                PathBuf::from(summary).display()
+            );
+        }
+    }
+    Ok(if gate::passed(g) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Print the report; the exit code says whether every expectation held.

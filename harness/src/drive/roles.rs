@@ -31,7 +31,11 @@ pub struct WorkerPlan {
 /// The API key the `auth-add` process `proc` adds in its iteration `i`. The issuer knows
 /// these keys from the start (see [`added_keys`]), as a provider knows keys it issued.
 pub fn added_key(proc: u32, i: u32, seed: u64) -> String {
-    format!("sk-poolcheck-added-p{proc}-{i}-{:016x}{:016x}", seed, seed.rotate_left(17) ^ u64::from(i))
+    format!(
+        "sk-poolcheck-added-p{proc}-{i}-{:016x}{:016x}",
+        seed,
+        seed.rotate_left(17) ^ u64::from(i)
+    )
 }
 
 /// Every key the run's `auth-add` processes will add (processes are numbered from 1 in role

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{self, Witness};
 use crate::drive::fork::RunRecord;
+use crate::expect::Expect;
 use crate::scenario::Scenario;
 
 pub const SCHEMA: &str = "poolcheck.report.v1";
@@ -19,6 +20,9 @@ pub const SCHEMA: &str = "poolcheck.report.v1";
 pub struct Report {
     pub schema: String,
     pub runs: Vec<RunReport>,
+    /// Present in reports of `poolcheck gate` and `poolcheck merge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::gate::GateSection>,
 }
 
 /// One judged run.
@@ -61,6 +65,7 @@ impl Report {
         Report {
             schema: SCHEMA.to_string(),
             runs,
+            gate: None,
         }
     }
 
@@ -78,10 +83,23 @@ impl Report {
     }
 }
 
-/// Judge a fork run: the checkers' verdict plus the scenario's expectations.
-pub fn judge_fork(sc: &Scenario, strategy: Strategy, rec: &RunRecord) -> RunReport {
+/// Judge a fork run with the checkers, and against `expects` (those about this strategy in
+/// this scenario apply).
+pub fn judge_fork(
+    sc: &Scenario,
+    strategy: Strategy,
+    rec: &RunRecord,
+    expects: &[Expect],
+) -> RunReport {
     let verdict = check::check(&rec.history);
-    let expectations = expectations(sc, strategy, &verdict.counts);
+    let expectations = expects
+        .iter()
+        .filter(|e| e.strategy == strategy && e.scenario == sc.name)
+        .map(|e| Expectation {
+            expect: e.want_text(),
+            held: e.holds(&verdict.counts),
+        })
+        .collect();
     RunReport {
         driver: "fork".into(),
         strategy: strategy.label(),
@@ -104,31 +122,4 @@ pub fn judge_fork(sc: &Scenario, strategy: Strategy, rec: &RunRecord) -> RunRepo
         },
         expectations,
     }
-}
-
-/// The scenario's expectations about `strategy`, judged against `counts`.
-pub fn expectations(
-    sc: &Scenario,
-    strategy: Strategy,
-    counts: &BTreeMap<String, u64>,
-) -> Vec<Expectation> {
-    let is = |s: &String| Strategy::parse(s).is_ok_and(|p| p == strategy);
-    let mut out = Vec::new();
-    if sc.expect.clean.iter().any(is) {
-        out.push(Expectation {
-            expect: "clean".into(),
-            held: counts.values().all(|&c| c == 0),
-        });
-    }
-    for (s, anomalies) in &sc.expect.finds {
-        if is(s) {
-            for a in anomalies {
-                out.push(Expectation {
-                    expect: format!("finds {a}"),
-                    held: counts.get(a).copied().unwrap_or(0) > 0,
-                });
-            }
-        }
-    }
-    out
 }

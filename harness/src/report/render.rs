@@ -228,3 +228,122 @@ pub fn markdown(report: &Report) -> String {
 pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).expect("reports serialize")
 }
+
+/// The gate's verdicts: failures first (with replay commands and witness), then one line per
+/// expectation. Markdown when `md`.
+pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
+    let mut out = String::new();
+    let failed: Vec<_> = g.expectations.iter().filter(|e| !e.held).collect();
+    let provisional = |e: &crate::gate::GateResult| !g.final_verdicts && e.want == "finds";
+    let title = format!(
+        "poolcheck gate: {} budget, seed {}, {} seed(s) per cell{}",
+        g.budget,
+        g.seed,
+        g.seeds_per_cell,
+        g.shard
+            .as_deref()
+            .map(|s| format!(", shard {s}"))
+            .unwrap_or_default()
+    );
+    if md {
+        let _ = writeln!(out, "## {title}\n");
+    } else {
+        let _ = writeln!(out, "{title}\n");
+    }
+    for e in &failed {
+        let tag = if provisional(e) {
+            "not found in this shard"
+        } else {
+            "FAILED"
+        };
+        let _ = writeln!(out, "{}{tag}: {}", if md { "### " } else { "" }, e.id);
+        let found: Vec<String> = e
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(a, n)| format!("{a}={n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}found over {} run(s): {}",
+            if md { "\n" } else { "  " },
+            e.runs,
+            if found.is_empty() {
+                "no anomaly".into()
+            } else {
+                found.join(", ")
+            }
+        );
+        if let Some(w) = &e.witness {
+            let _ = writeln!(
+                out,
+                "{}first witness ({}):",
+                if md { "\n" } else { "  " },
+                w.anomaly
+            );
+            if md {
+                out.push('\n');
+            }
+            for step in &w.story {
+                let _ = writeln!(out, "    {step}");
+            }
+        }
+        for r in e.replay.iter().take(3) {
+            let _ = writeln!(out, "{}replay: `{r}`", if md { "\n" } else { "  " });
+        }
+        out.push('\n');
+    }
+    let rows: Vec<Vec<String>> = g
+        .expectations
+        .iter()
+        .map(|e| {
+            let result = match (e.held, provisional(e), md) {
+                (true, _, true) => "✅ held",
+                (true, _, false) => "held",
+                (false, true, _) => "pending merge",
+                (false, false, true) => "❌ failed",
+                (false, false, false) => "FAILED",
+            };
+            let found: Vec<String> = ANOMALIES
+                .iter()
+                .filter(|a| e.counts.get(**a).copied().unwrap_or(0) > 0)
+                .map(|a| format!("{}:{}", short(a), e.counts[*a]))
+                .collect();
+            vec![
+                result.to_string(),
+                e.strategy.clone(),
+                e.scenario.clone(),
+                e.want_text(),
+                e.runs.to_string(),
+                if found.is_empty() {
+                    "none".into()
+                } else {
+                    found.join(" ")
+                },
+            ]
+        })
+        .collect();
+    let header: Vec<String> = [
+        "result", "strategy", "scenario", "expected", "runs", "found",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if md {
+        md_table(&mut out, &header, &rows);
+    } else {
+        text_table(&mut out, &header, &rows);
+    }
+    let held = g.expectations.iter().filter(|e| e.held).count();
+    let _ = writeln!(
+        out,
+        "\n{held} of {} expectations held{}.",
+        g.expectations.len(),
+        if g.final_verdicts {
+            ""
+        } else {
+            " (finds-verdicts are final only after `poolcheck merge`)"
+        }
+    );
+    out
+}
