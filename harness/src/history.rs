@@ -60,6 +60,10 @@ pub enum Ev {
     },
     /// Harness: a worker started with this role.
     ProcStart { role: String },
+    /// Harness: the nemesis killed this worker (SIGKILL) at a pause point.
+    Killed { point: String },
+    /// A worker has waited over a second for a lock held by `holder` (a pid, where known).
+    LockWait { path: String, holder: Option<u32> },
     /// Harness: a worker ended; `crashed` when it did not exit 0.
     ProcExit { status: String, crashed: bool },
     /// Harness: an external CLI wrote its own credentials file holding `refresh`.

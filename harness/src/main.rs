@@ -88,6 +88,27 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Crash campaign: kill workers at pause points until N kills, per strategy; count
+    /// corrupt stores, dead credentials, rollbacks and lost updates.
+    Crash {
+        /// Comma-separated presets or specs (default: flock-txn and none).
+        #[arg(long, value_delimiter = ',')]
+        strategies: Vec<String>,
+        /// Kills to reach per strategy.
+        #[arg(long, default_value_t = 100)]
+        kills: u32,
+        /// A scenario with a [nemesis] section.
+        #[arg(long, default_value = "crash-mid-persist")]
+        scenario: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Give up after this many runs per strategy.
+        #[arg(long, default_value_t = 10_000)]
+        max_runs: u32,
+        /// table or json.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// CI regression gate: run what an expectations file asks for and judge it.
     Gate {
         /// Expectations file (TOML; see ci/expectations.toml). Default: the built-in copy of
@@ -193,6 +214,78 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 eprintln!("run files kept in {}", dir.display());
             }
             Ok(emit(&Report::new(vec![run]), format))
+        }
+        Cmd::Crash {
+            strategies,
+            kills,
+            scenario,
+            seed,
+            max_runs,
+            format,
+        } => {
+            let sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
+            let names = if strategies.is_empty() {
+                vec!["flock-txn".to_string(), "none".to_string()]
+            } else {
+                strategies
+            };
+            let progress = std::io::stderr().is_terminal();
+            let mut rows = Vec::new();
+            for name in &names {
+                let st = Strategy::parse(name).map_err(|e| BadInput(e.to_string()))?;
+                let s = harness::campaign::crash(&sc, st, kills, seed, max_runs, |k, r| {
+                    if progress {
+                        eprint!("\r\x1b[2K{}: {k}/{kills} kills in {r} runs ...", st.label());
+                    }
+                })
+                .map_err(|e| BadInput(e.to_string()))?;
+                rows.push(s);
+            }
+            if progress {
+                eprint!("\r\x1b[2K");
+            }
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("serializes")
+                ),
+                _ => {
+                    println!(
+                        "{:<16} {:>5} {:>6} {:>8} {:>5} {:>9} {:>5}  other anomalies",
+                        "strategy", "runs", "kills", "corrupt", "dead", "rollback", "lost"
+                    );
+                    for s in &rows {
+                        let other: Vec<String> = s
+                            .anomalies
+                            .iter()
+                            .filter(|(a, n)| {
+                                **n > 0
+                                    && ![
+                                        "corrupt_store",
+                                        "dead_credential",
+                                        "token_rollback",
+                                        "lost_update",
+                                    ]
+                                    .contains(&a.as_str())
+                            })
+                            .map(|(a, n)| format!("{a}={n}"))
+                            .collect();
+                        println!(
+                            "{:<16} {:>5} {:>6} {:>8} {:>5} {:>9} {:>5}  {}",
+                            s.strategy,
+                            s.runs,
+                            s.kills,
+                            s.corrupt_stores,
+                            s.dead_credentials,
+                            s.rollbacks,
+                            s.lost_updates,
+                            other.join(" ")
+                        );
+                    }
+                    println!("\ncorrupt/dead/rollback/lost: runs whose final store or history showed it (of `runs`).");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Gate {
             expect,

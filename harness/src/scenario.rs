@@ -31,6 +31,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "external-cli",
         include_str!("../../scenarios/external-cli.toml"),
     ),
+    (
+        "crash-mid-persist",
+        include_str!("../../scenarios/crash-mid-persist.toml"),
+    ),
 ];
 
 /// A loaded, validated scenario.
@@ -53,6 +57,32 @@ pub struct Scenario {
     pub pauses: Vec<PauseRule>,
     #[serde(default)]
     pub expect: Expect,
+    #[serde(default)]
+    pub nemesis: Option<Nemesis>,
+}
+
+/// Crash injection: SIGKILL workers at pause points, then restart them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nemesis {
+    /// Pause points at which a worker may be killed.
+    pub kill_at: Vec<String>,
+    /// Chance of a kill at each arrival at one of those points.
+    #[serde(default = "half")]
+    pub probability: f64,
+    /// Kills (and so restarts) per worker process at most.
+    #[serde(default = "three")]
+    pub kills_per_process: u32,
+    /// Roles whose processes may be killed (default: every role).
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+fn half() -> f64 {
+    0.5
+}
+fn three() -> u32 {
+    3
 }
 
 fn one() -> u64 {
@@ -450,6 +480,34 @@ impl Scenario {
                         names.join(", ")
                     ));
                 }
+            }
+        }
+        if let Some(n) = &self.nemesis {
+            for p in &n.kill_at {
+                if Pause::from_name(p).is_none() {
+                    let all: Vec<_> = Pause::ALL.iter().map(|p| p.name()).collect();
+                    return Err(format!(
+                        "[nemesis] kill_at: '{p}' (allowed values: {})",
+                        all.join(", ")
+                    ));
+                }
+            }
+            if !(0.0..=1.0).contains(&n.probability) {
+                return Err(format!(
+                    "[nemesis] probability: {} is not between 0 and 1",
+                    n.probability
+                ));
+            }
+            for r in &n.roles {
+                if !names.contains(r) {
+                    return Err(format!(
+                        "[nemesis] roles: no role named '{r}' (roles: {})",
+                        names.join(", ")
+                    ));
+                }
+            }
+            if !self.barrier_parties().is_empty() {
+                return Err("[nemesis] cannot be combined with rendezvous pause rules: a restarted process would never meet its barrier; use sleep or jitter".into());
             }
         }
         for s in self.expect.clean.iter().chain(self.expect.finds.keys()) {

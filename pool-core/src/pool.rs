@@ -194,6 +194,12 @@ pub struct Pool<O: Os, I: Issuer, C: Clock> {
 /// invocation loop does), so that a history can tell any two operations of a process apart.
 static NEXT_OP: AtomicU64 = AtomicU64::new(1);
 
+/// Make this process's operation ids start at `first`: for a process restarted under the
+/// identity of one that died (its ids must not repeat the dead one's).
+pub fn start_op_ids_at(first: u64) {
+    NEXT_OP.store(first.max(1), Ordering::Relaxed);
+}
+
 impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
     /// A pool with an empty snapshot; call [`Pool::load_pool`] first.
     pub fn new(os: O, issuer: I, clock: C, cfg: Config) -> Self {
@@ -411,21 +417,70 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         {
             return Ok(());
         }
-        let (mut f, tmp) = self
-            .os
-            .create_temp(path)
-            .map_err(io_err("cannot create a temp file beside", path))?;
-        let made = self
-            .os
-            .write(&mut f, &Store::default().to_bytes())
-            .and_then(|()| self.os.sync(&mut f))
-            .and_then(|()| self.os.close(f))
-            .and_then(|()| self.os.rename(&tmp, path));
-        if let Err(e) = made {
-            let _ = self.os.remove(&tmp);
-            return Err(io_err("cannot create", path)(e));
+        self.put(WritePath::Rename, path, &Store::default().to_bytes(), None)
+    }
+
+    /// Put `bytes` at `path` by `write`. For the store (`written` is its Write event) the
+    /// pause points are reported, and the event is recorded the moment the bytes become what a
+    /// reader sees: after the last chunk in place, right after the rename otherwise, so a
+    /// process killed before the directory fsync still has its visible write in the history.
+    fn put(
+        &self,
+        write: WritePath,
+        path: &Path,
+        bytes: &[u8],
+        written: Option<Event>,
+    ) -> Result<()> {
+        let os = &self.os;
+        let store = written.is_some();
+        let pause = |p| {
+            if store {
+                os.pause(p)
+            }
+        };
+        let visible = || {
+            if let Some(e) = written.clone() {
+                os.record(e);
+            }
+        };
+        match write {
+            WritePath::InPlace => {
+                let mut f = os.create(path).map_err(io_err("cannot open", path))?;
+                for (i, chunk) in bytes.chunks(self.cfg.write_chunk.max(1)).enumerate() {
+                    if i > 0 {
+                        pause(Pause::MidWrite);
+                    }
+                    os.write(&mut f, chunk)
+                        .map_err(io_err("cannot write", path))?;
+                }
+                visible();
+                os.close(f).map_err(io_err("cannot close", path))
+            }
+            WritePath::Rename => {
+                let (mut f, tmp) = os
+                    .create_temp(path)
+                    .map_err(io_err("cannot create a temp file beside", path))?;
+                let done = os
+                    .write(&mut f, bytes)
+                    .and_then(|()| os.sync(&mut f))
+                    .map_err(io_err("cannot write", &tmp));
+                let closed = os.close(f).map_err(io_err("cannot close", &tmp));
+                if let Err(e) = done.and(closed) {
+                    let _ = os.remove(&tmp);
+                    return Err(e);
+                }
+                pause(Pause::BeforeRename);
+                if let Err(e) = os.rename(&tmp, path) {
+                    let _ = os.remove(&tmp);
+                    return Err(io_err("cannot rename over", path)(e));
+                }
+                visible();
+                pause(Pause::AfterRename);
+                let dir = path.parent().unwrap_or(Path::new("."));
+                os.sync_dir(dir)
+                    .map_err(io_err("cannot fsync directory", dir))
+            }
         }
-        Ok(())
     }
 
     fn release(&self, held: Option<O::Held>) -> Result<()> {
@@ -625,67 +680,21 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
             doc.updated_at = Some(rfc3339(now));
             let bytes = doc.to_bytes();
-            op.put(&cfg.store_path, &bytes, true)?;
             let hash = content_hash(&bytes);
-            let entries = doc.entries(&cfg.provider).iter().map(summary).collect();
-            op.pool.os.record(Event::Write {
+            let written = Event::Write {
                 op: op.id,
                 hash: hash.clone(),
                 base,
-                entries,
-            });
+                entries: doc.entries(&cfg.provider).iter().map(summary).collect(),
+            };
+            op.pool
+                .put(cfg.strategy.write, &cfg.store_path, &bytes, Some(written))?;
             if cfg.strategy.persist == Persist::Merge {
                 op.st.store = doc;
             }
             op.st.seen = Some(hash);
             Ok(())
         })
-    }
-
-    /// Put `bytes` at `path` by the strategy's write path; `pauses` reports the pause points.
-    fn put(&self, path: &Path, bytes: &[u8], pauses: bool) -> Result<()> {
-        let os = &self.pool.os;
-        let pause = |p| {
-            if pauses {
-                os.pause(p)
-            }
-        };
-        match self.strategy().write {
-            WritePath::InPlace => {
-                let mut f = os.create(path).map_err(io_err("cannot open", path))?;
-                for (i, chunk) in bytes.chunks(self.pool.cfg.write_chunk.max(1)).enumerate() {
-                    if i > 0 {
-                        pause(Pause::MidWrite);
-                    }
-                    os.write(&mut f, chunk)
-                        .map_err(io_err("cannot write", path))?;
-                }
-                os.close(f).map_err(io_err("cannot close", path))
-            }
-            WritePath::Rename => {
-                let (mut f, tmp) = os
-                    .create_temp(path)
-                    .map_err(io_err("cannot create a temp file beside", path))?;
-                let written = os
-                    .write(&mut f, bytes)
-                    .and_then(|()| os.sync(&mut f))
-                    .map_err(io_err("cannot write", &tmp));
-                let closed = os.close(f).map_err(io_err("cannot close", &tmp));
-                if let Err(e) = written.and(closed) {
-                    let _ = os.remove(&tmp);
-                    return Err(e);
-                }
-                pause(Pause::BeforeRename);
-                if let Err(e) = os.rename(&tmp, path) {
-                    let _ = os.remove(&tmp);
-                    return Err(io_err("cannot rename over", path)(e));
-                }
-                pause(Pause::AfterRename);
-                let dir = path.parent().unwrap_or(Path::new("."));
-                os.sync_dir(dir)
-                    .map_err(io_err("cannot fsync directory", dir))
-            }
-        }
     }
 
     fn next_rand(&mut self) -> u64 {
@@ -1022,7 +1031,8 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 .read(&src.path)
                 .map_err(io_err("cannot read", &src.path))?;
             let bytes = src.format.render(old.as_deref(), c, now);
-            self.put(&src.path, &bytes, false)?;
+            self.pool
+                .put(self.strategy().write, &src.path, &bytes, None)?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use pool_core::store::Store;
 use pool_core::world::{Clock, Pause};
 use pool_core::Strategy;
 
-use super::hooks::{Rule, WorkerHooks};
+use super::hooks::{KillSpec, Rule, WorkerHooks};
 use super::log::EventLog;
 use super::rendezvous::Coordination;
 use super::roles::{play, WorkerPlan};
@@ -56,6 +56,8 @@ pub struct RunRecord {
     pub seed: u64,
     pub processes: u32,
     pub crashed: u32,
+    /// Workers the nemesis killed (each was restarted while it had kills left).
+    pub killed: u32,
     pub operations: u64,
     pub seconds: f64,
     /// Where the run's files are, if they were kept.
@@ -112,7 +114,13 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     let coord = Coordination::new(barrier_index.len())
         .map_err(|e| DriveError(format!("cannot map shared memory: {e}")))?;
 
-    let mut children: Vec<(u32, Pid)> = Vec::new();
+    let world = World {
+        sc: &sc,
+        logs: &logs,
+        coord: &coord,
+        barriers: &barrier_index,
+    };
+    let mut children: Vec<Child> = Vec::new();
     let mut proc = 0u32;
     for role in &sc.roles {
         for _ in 0..role.count {
@@ -124,30 +132,21 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
                 dir: dir.clone(),
                 issuer_url: issuer.url.clone(),
                 seed: super::roles::worker_seed(seed, proc),
+                incarnation: 0,
             };
-            // SAFETY: the parent is single-threaded here (the issuer runs in its own process);
-            // the child only runs `worker_main` and leaves through `_exit`.
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        worker_main(&sc, &plan, &logs, &coord, &barrier_index)
-                    }))
-                    .unwrap_or(101);
-                    // SAFETY: leave without running the parent's destructors (temp dir, issuer).
-                    unsafe { libc::_exit(code) }
-                }
-                Ok(ForkResult::Parent { child }) => children.push((proc, child)),
+            match world.spawn(&plan) {
+                Ok(pid) => children.push(Child { plan, pid }),
                 Err(e) => {
-                    for (_, pid) in &children {
-                        let _ = kill(*pid, Signal::SIGKILL);
+                    for c in &children {
+                        let _ = kill(c.pid, Signal::SIGKILL);
                     }
-                    return Err(DriveError(format!("fork failed: {e}")));
+                    return Err(e);
                 }
             }
         }
     }
     coord.open_gate();
-    let crashed = reap(&mut children, opts.deadline, &harness_log);
+    let ended = reap(&world, &mut children, opts.deadline, &harness_log);
     if let Err(e) = issuer.stop() {
         harness_log.push(Ev::ProcExit {
             status: format!("issuer: {e}"),
@@ -204,7 +203,8 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
         history,
         seed,
         processes: proc,
-        crashed,
+        crashed: ended.crashed,
+        killed: ended.killed,
         operations,
         seconds: started.elapsed().as_secs_f64(),
         kept: opts.dir.clone(),
@@ -250,7 +250,26 @@ fn worker_main(
             }
         })
         .collect();
-    let hooks = WorkerHooks::new(&log, coord, rules, plan.seed);
+    let kill = sc.nemesis.as_ref().and_then(|n| {
+        let mine = n.roles.is_empty() || n.roles.contains(&plan.role.label());
+        (mine && plan.incarnation < n.kills_per_process).then(|| KillSpec {
+            points: n
+                .kill_at
+                .iter()
+                .filter_map(|p| Pause::from_name(p))
+                .collect(),
+            probability: n.probability,
+        })
+    });
+    // A restarted process must not reuse the dead one's operation ids.
+    pool_core::pool::start_op_ids_at(u64::from(plan.incarnation) * 1_000_000 + 1);
+    let hooks = WorkerHooks::new(
+        &log,
+        coord,
+        rules,
+        kill,
+        plan.seed ^ u64::from(plan.incarnation),
+    );
     log.push(Ev::ProcStart {
         role: plan.role.label(),
     });
@@ -261,25 +280,82 @@ fn worker_main(
     0
 }
 
-/// Wait for every child; kill those still running at the deadline. Returns how many crashed.
-fn reap(children: &mut Vec<(u32, Pid)>, deadline: Duration, log: &EventLog) -> u32 {
+/// A running worker and the plan it was started from.
+struct Child {
+    plan: WorkerPlan,
+    pid: Pid,
+}
+
+/// What every worker of a run shares; forks workers.
+struct World<'a> {
+    sc: &'a Scenario,
+    logs: &'a Path,
+    coord: &'a Coordination,
+    barriers: &'a [(String, u32)],
+}
+
+impl World<'_> {
+    /// Fork one worker.
+    fn spawn(&self, plan: &WorkerPlan) -> Result<Pid, DriveError> {
+        // SAFETY: the parent is single-threaded here (the issuer runs in its own process);
+        // the child only runs `worker_main` and leaves through `_exit`.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker_main(self.sc, plan, self.logs, self.coord, self.barriers)
+                }))
+                .unwrap_or(101);
+                // SAFETY: leave without running the parent's destructors (temp dir, issuer).
+                unsafe { libc::_exit(code) }
+            }
+            Ok(ForkResult::Parent { child }) => Ok(child),
+            Err(e) => Err(DriveError(format!("fork failed: {e}"))),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Ended {
+    crashed: u32,
+    killed: u32,
+}
+
+/// Wait for every child, restarting those the nemesis killed; kill those still running at
+/// the deadline.
+fn reap(world: &World<'_>, children: &mut Vec<Child>, deadline: Duration, log: &EventLog) -> Ended {
     let until = Instant::now() + deadline;
-    let mut crashed = 0;
+    let mut ended = Ended::default();
+    let nemesis = world.sc.nemesis.is_some();
     while !children.is_empty() {
         let mut i = 0;
         while i < children.len() {
-            let (proc, pid) = children[i];
-            let status = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            let proc = children[i].plan.proc;
+            let status = match waitpid(children[i].pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => None,
                 Ok(WaitStatus::Exited(_, 0)) => Some(("exit 0".to_string(), false)),
                 Ok(WaitStatus::Exited(_, c)) => Some((format!("exit {c}"), true)),
+                Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)) if nemesis => {
+                    // The nemesis's kill: start the process again, as a supervisor would.
+                    ended.killed += 1;
+                    log_exit(log, proc, "killed by the nemesis".into(), false);
+                    let mut plan = children[i].plan.clone();
+                    plan.incarnation += 1;
+                    match world.spawn(&plan) {
+                        Ok(pid) => {
+                            children[i] = Child { plan, pid };
+                            i += 1;
+                            continue;
+                        }
+                        Err(e) => Some((format!("not restarted: {e}"), true)),
+                    }
+                }
                 Ok(WaitStatus::Signaled(_, s, _)) => Some((format!("killed by {s:?}"), true)),
                 Ok(_) => None,
                 Err(e) => Some((format!("lost: {e}"), true)),
             };
             match status {
                 Some((status, bad)) => {
-                    crashed += u32::from(bad);
+                    ended.crashed += u32::from(bad);
                     log_exit(log, proc, status, bad);
                     children.swap_remove(i);
                 }
@@ -290,17 +366,17 @@ fn reap(children: &mut Vec<(u32, Pid)>, deadline: Duration, log: &EventLog) -> u
             break;
         }
         if Instant::now() >= until {
-            for (proc, pid) in children.drain(..) {
-                let _ = kill(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, None);
-                crashed += 1;
-                log_exit(log, proc, "killed at the run deadline".into(), true);
+            for c in children.drain(..) {
+                let _ = kill(c.pid, Signal::SIGKILL);
+                let _ = waitpid(c.pid, None);
+                ended.crashed += 1;
+                log_exit(log, c.plan.proc, "killed at the run deadline".into(), true);
             }
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    crashed
+    ended
 }
 
 fn log_exit(log: &EventLog, proc: u32, status: String, crashed: bool) {

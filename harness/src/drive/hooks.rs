@@ -22,10 +22,17 @@ pub struct Rule {
     pub barrier: Option<(usize, u32)>,
 }
 
+/// The nemesis's part for this process: where it may kill, and how likely at each arrival.
+pub struct KillSpec {
+    pub points: Vec<Pause>,
+    pub probability: f64,
+}
+
 pub struct WorkerHooks<'a> {
     log: &'a EventLog,
     coord: &'a Coordination,
     rules: Vec<Rule>,
+    kill: Option<KillSpec>,
     state: Mutex<Counters>,
 }
 
@@ -40,10 +47,17 @@ struct Counters {
 }
 
 impl<'a> WorkerHooks<'a> {
-    pub fn new(log: &'a EventLog, coord: &'a Coordination, rules: Vec<Rule>, seed: u64) -> Self {
+    pub fn new(
+        log: &'a EventLog,
+        coord: &'a Coordination,
+        rules: Vec<Rule>,
+        kill: Option<KillSpec>,
+        seed: u64,
+    ) -> Self {
         WorkerHooks {
             log,
             coord,
+            kill,
             state: Mutex::new(Counters {
                 arrivals: vec![0; rules.len()],
                 rng: seed | 1,
@@ -56,10 +70,34 @@ impl<'a> WorkerHooks<'a> {
     pub fn log(&self) -> &EventLog {
         self.log
     }
+
+    fn next_rand(&self) -> u64 {
+        let mut st = self.state.lock().expect("hooks");
+        st.rng ^= st.rng << 13;
+        st.rng ^= st.rng >> 7;
+        st.rng ^= st.rng << 17;
+        st.rng
+    }
+
+    /// The nemesis: maybe SIGKILL this process here (after logging why).
+    fn maybe_die(&self, point: Pause) {
+        let Some(k) = &self.kill else { return };
+        if !k.points.contains(&point) {
+            return;
+        }
+        let draw = (self.next_rand() >> 11) as f64 / (1u64 << 53) as f64;
+        if draw < k.probability {
+            self.log.push(Ev::Killed {
+                point: point.name().to_string(),
+            });
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 impl Hooks for WorkerHooks<'_> {
     fn pause(&self, point: Pause) {
+        self.maybe_die(point);
         for (i, r) in self.rules.iter().enumerate() {
             let n = {
                 let mut st = self.state.lock().expect("hooks");
@@ -76,13 +114,7 @@ impl Hooks for WorkerHooks<'_> {
             match p.action.as_str() {
                 "sleep" => std::thread::sleep(Duration::from_millis(p.ms)),
                 "jitter" => {
-                    let ms = {
-                        let mut st = self.state.lock().expect("hooks");
-                        st.rng ^= st.rng << 13;
-                        st.rng ^= st.rng >> 7;
-                        st.rng ^= st.rng << 17;
-                        st.rng % (p.ms + 1)
-                    };
+                    let ms = self.next_rand() % (p.ms + 1);
                     std::thread::sleep(Duration::from_millis(ms));
                 }
                 _ => {

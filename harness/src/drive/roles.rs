@@ -19,6 +19,7 @@ use crate::issuer::client::HttpIssuer;
 use crate::scenario::{RoleKind, RoleSpec, Scenario};
 
 /// Everything one worker needs, computed by the parent before it forks.
+#[derive(Clone)]
 pub struct WorkerPlan {
     pub proc: u32,
     pub role: RoleSpec,
@@ -26,6 +27,8 @@ pub struct WorkerPlan {
     pub dir: PathBuf,
     pub issuer_url: String,
     pub seed: u64,
+    /// 0 for the first start; n after the nemesis killed this process n times.
+    pub incarnation: u32,
 }
 
 /// The API key the `auth-add` process `proc` adds in its iteration `i`. The issuer knows

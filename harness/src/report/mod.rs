@@ -51,6 +51,9 @@ pub struct Stats {
     pub seed: u64,
     /// Workers that did not exit 0 (crashed, or killed at the run deadline).
     pub crashed: u32,
+    /// Workers the nemesis killed (and restarted while they had kills left).
+    #[serde(default)]
+    pub killed: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -119,6 +122,7 @@ pub fn judge_fork(
             seconds: (rec.seconds * 1000.0).round() / 1000.0,
             seed: rec.seed,
             crashed: rec.crashed,
+            killed: rec.killed,
         },
         expectations,
     }
