@@ -10,15 +10,32 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::world::{Clock, Event, LockKind, Os, Pause};
 
-/// What a driver does at pause points and with recorded events.
+/// What a driver does at pause points, with recorded events, and when a lock wait is long.
 pub trait Hooks {
     fn pause(&self, _point: Pause) {}
     fn record(&self, _event: Event) {}
+    /// A lock has been waited for longer than the notice time (by default, one second).
+    /// The default says so on stderr, the way cargo does.
+    fn waiting(&self, path: &Path, holder: Option<u32>) {
+        eprintln!("{}", waiting_message(path, holder));
+    }
+}
+
+/// `Blocking waiting for file lock on PATH (held by pid N)`.
+pub fn waiting_message(path: &Path, holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) => format!(
+            "Blocking waiting for file lock on {} (held by pid {pid})",
+            path.display()
+        ),
+        None => format!("Blocking waiting for file lock on {}", path.display()),
+    }
 }
 
 impl<T: Hooks + ?Sized> Hooks for std::sync::Arc<T> {
@@ -28,6 +45,9 @@ impl<T: Hooks + ?Sized> Hooks for std::sync::Arc<T> {
     fn record(&self, event: Event) {
         (**self).record(event)
     }
+    fn waiting(&self, path: &Path, holder: Option<u32>) {
+        (**self).waiting(path, holder)
+    }
 }
 
 impl<T: Hooks + ?Sized> Hooks for &T {
@@ -36,6 +56,9 @@ impl<T: Hooks + ?Sized> Hooks for &T {
     }
     fn record(&self, event: Event) {
         (**self).record(event)
+    }
+    fn waiting(&self, path: &Path, holder: Option<u32>) {
+        (**self).waiting(path, holder)
     }
 }
 
@@ -49,6 +72,26 @@ impl Hooks for NoHooks {}
 pub struct RealOs<H: Hooks = NoHooks> {
     hooks: H,
     mutex: ProcessMutex,
+    waits: LockWaits,
+}
+
+/// How long file-lock waits may take.
+#[derive(Clone, Copy, Debug)]
+pub struct LockWaits {
+    /// After this long, [`Hooks::waiting`] is told (default 1 s).
+    pub notice: Duration,
+    /// After this long, the lock attempt fails (default 30 s: longer than any refresh, so a
+    /// waiter behind a refreshing peer adopts its token instead of timing out).
+    pub deadline: Duration,
+}
+
+impl Default for LockWaits {
+    fn default() -> Self {
+        LockWaits {
+            notice: Duration::from_secs(1),
+            deadline: Duration::from_secs(30),
+        }
+    }
 }
 
 impl RealOs<NoHooks> {
@@ -62,7 +105,14 @@ impl<H: Hooks> RealOs<H> {
         RealOs {
             hooks,
             mutex: ProcessMutex::default(),
+            waits: LockWaits::default(),
         }
+    }
+
+    /// Set how long file-lock waits may take.
+    pub fn with_lock_waits(mut self, waits: LockWaits) -> Self {
+        self.waits = waits;
+        self
     }
     pub fn hooks(&self) -> &H {
         &self.hooks
@@ -178,12 +228,12 @@ impl<H: Hooks> Os for RealOs<H> {
             }
             LockKind::Flock => {
                 let f = open_for_lock(path)?;
-                f.lock()?;
+                self.wait_for_lock(path, &f, kind)?;
                 Ok(RealHeld::Flock(f))
             }
             LockKind::Fcntl => {
                 let f = open_for_lock(path)?;
-                fcntl_lock(&f, libc::F_WRLCK as libc::c_short, true)?;
+                self.wait_for_lock(path, &f, kind)?;
                 Ok(RealHeld::Fcntl(f))
             }
         }
@@ -206,6 +256,145 @@ impl<H: Hooks> Os for RealOs<H> {
 
     fn record(&self, event: Event) {
         self.hooks.record(event)
+    }
+}
+
+impl<H: Hooks> RealOs<H> {
+    /// Take a file lock: at once if it is free; otherwise block in a helper thread while this
+    /// one tells the hooks after the notice time and gives up at the deadline. A lock the
+    /// helper gets after the deadline is given back (and closing its descriptor releases it in
+    /// any case).
+    fn wait_for_lock(&self, path: &Path, file: &File, kind: LockKind) -> io::Result<()> {
+        if try_lock(file, kind)? {
+            return Ok(());
+        }
+        let mine = file.try_clone()?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        {
+            let cancelled = cancelled.clone();
+            std::thread::Builder::new()
+                .name("lock-wait".into())
+                .spawn(move || {
+                    let got = block_on_lock(&mine, kind);
+                    if got.is_ok() && cancelled.load(Ordering::SeqCst) {
+                        let _ = unlock_file(&mine, kind);
+                    }
+                    let _ = tx.send(got);
+                })?;
+        }
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            let left = if told {
+                self.waits.deadline
+            } else {
+                self.waits.notice
+            }
+            .saturating_sub(start.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(got) => return got,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(io::Error::other(
+                        "the lock-wait thread ended without an answer",
+                    ))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !told => {
+                    self.hooks.waiting(path, lock_holder(file, kind));
+                    told = true;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    cancelled.store(true, Ordering::SeqCst);
+                    // The helper may have got the lock just now: take its answer if so.
+                    if let Ok(got) = rx.try_recv() {
+                        cancelled.store(false, Ordering::SeqCst);
+                        return got;
+                    }
+                    let holder = lock_holder(file, kind)
+                        .map(|p| format!(" (held by pid {p})"))
+                        .unwrap_or_default();
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "gave up after {:.1} s waiting for the lock on {}{holder}: if that process is hung, stop it (the kernel releases its lock when it exits)",
+                            self.waits.deadline.as_secs_f64(),
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Try a file lock without blocking: `Ok(false)` when someone else holds it.
+fn try_lock(file: &File, kind: LockKind) -> io::Result<bool> {
+    match kind {
+        LockKind::Flock => match file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        },
+        LockKind::Fcntl => match fcntl_lock(file, libc::F_WRLCK as libc::c_short, false) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        },
+        LockKind::ProcessMutex => Ok(true),
+    }
+}
+
+fn block_on_lock(file: &File, kind: LockKind) -> io::Result<()> {
+    match kind {
+        LockKind::Flock => file.lock(),
+        LockKind::Fcntl => fcntl_lock(file, libc::F_WRLCK as libc::c_short, true),
+        LockKind::ProcessMutex => Ok(()),
+    }
+}
+
+fn unlock_file(file: &File, kind: LockKind) -> io::Result<()> {
+    match kind {
+        LockKind::Flock => file.unlock(),
+        LockKind::Fcntl => fcntl_lock(file, libc::F_UNLCK as libc::c_short, false),
+        LockKind::ProcessMutex => Ok(()),
+    }
+}
+
+/// The pid holding a lock on `file`, where the kernel tells: `F_GETLK` for record locks,
+/// `/proc/locks` (matched by device and inode) for flock.
+pub fn lock_holder(file: &File, kind: LockKind) -> Option<u32> {
+    match kind {
+        LockKind::Fcntl => {
+            // SAFETY: zeroed `flock` is valid; F_GETLK fills it in.
+            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+            fl.l_type = libc::F_WRLCK as libc::c_short;
+            fl.l_whence = libc::SEEK_SET as libc::c_short;
+            // SAFETY: the descriptor is open and `fl` outlives the call.
+            let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) };
+            (r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short).then_some(fl.l_pid as u32)
+        }
+        LockKind::Flock => {
+            use std::os::unix::fs::MetadataExt;
+            let meta = file.metadata().ok()?;
+            let dev = meta.dev();
+            let want = format!(
+                "{:02x}:{:02x}:{}",
+                libc::major(dev),
+                libc::minor(dev),
+                meta.ino()
+            );
+            let locks = std::fs::read_to_string("/proc/locks").ok()?;
+            locks.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" ("->" marks waiters)
+                (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+                    .then(|| f.get(4).and_then(|p| p.parse().ok()))
+                    .flatten()
+            })
+        }
+        LockKind::ProcessMutex => None,
     }
 }
 

@@ -137,6 +137,13 @@ impl Hooks for WorkerHooks<'_> {
         }
     }
 
+    fn waiting(&self, path: &std::path::Path, holder: Option<u32>) {
+        self.log.push(Ev::LockWait {
+            path: path.display().to_string(),
+            holder,
+        });
+    }
+
     fn record(&self, event: Event) {
         if let Event::OpBegin { kind, .. } = event {
             self.state.lock().expect("hooks").op = Some(kind);
