@@ -61,6 +61,9 @@ enum Cmd {
         /// Run in DIR and keep the store, logs and ledger there (default: a temp dir, removed).
         #[arg(long, value_name = "DIR")]
         keep: Option<std::path::PathBuf>,
+        /// Write an HTML report to DIR/index.html with one timeline SVG per witness.
+        #[arg(long, value_name = "DIR")]
+        html: Option<std::path::PathBuf>,
     },
     /// Every strategy x scenario x driver, judged; prints the verdict table.
     Matrix {
@@ -81,6 +84,9 @@ enum Cmd {
         seed: Option<u64>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Write an HTML report to DIR/index.html with one timeline SVG per witness.
+        #[arg(long, value_name = "DIR")]
+        html: Option<std::path::PathBuf>,
     },
 }
 
@@ -122,6 +128,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             seed,
             format,
             keep,
+            html,
         } => {
             let sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
             let st = Strategy::parse(&strategy).map_err(|e| BadInput(e.to_string()))?;
@@ -136,7 +143,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             if let Some(dir) = &rec.kept {
                 eprintln!("run files kept in {}", dir.display());
             }
-            Ok(emit(&Report::new(vec![run]), format))
+            let report = Report::new(vec![run]);
+            if let Some(dir) = &html {
+                let page = report::html::write(dir, &report, &[rec.history]).map_err(BadInput)?;
+                eprintln!("HTML report: {}", page.display());
+            }
+            Ok(emit(&report, format, html.as_deref()))
         }
         Cmd::Matrix {
             drivers,
@@ -145,6 +157,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             quick,
             seed,
             format,
+            html,
         } => {
             if let Some(d) = drivers.iter().find(|d| d.as_str() != "fork") {
                 return Err(BadInput(format!(
@@ -176,6 +189,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             let total = strategies.len() * scs.len();
             let progress = std::io::stderr().is_terminal();
             let mut runs = Vec::with_capacity(total);
+            let mut pages = match &html {
+                Some(dir) => Some(report::html::HtmlReport::create(dir).map_err(BadInput)?),
+                None => None,
+            };
             for st in &strategies {
                 for sc in &scs {
                     let opts = RunOptions {
@@ -191,23 +208,32 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         );
                     }
                     let rec = fork::run(sc, *st, &opts).map_err(|e| BadInput(e.to_string()))?;
-                    runs.push(report::judge_fork(sc, *st, &rec));
+                    let run = report::judge_fork(sc, *st, &rec);
+                    if let Some(p) = &mut pages {
+                        p.add(&run, &rec.history).map_err(BadInput)?;
+                    }
+                    runs.push(run);
                 }
             }
             if progress {
                 eprint!("\r\x1b[2K");
             }
-            Ok(emit(&Report::new(runs), format))
+            let report = Report::new(runs);
+            if let Some(p) = pages {
+                let page = p.finish(&report).map_err(BadInput)?;
+                eprintln!("HTML report: {}", page.display());
+            }
+            Ok(emit(&report, format, html.as_deref()))
         }
     }
 }
 
 /// Print the report; the exit code says whether every expectation held.
-fn emit(report: &Report, format: Format) -> ExitCode {
+fn emit(report: &Report, format: Format, html: Option<&std::path::Path>) -> ExitCode {
     match format {
         Format::Table => print!("{}", render::table(report)),
         Format::Json => println!("{}", render::json(report)),
-        Format::Markdown => print!("{}", render::markdown(report)),
+        Format::Markdown => print!("{}", render::markdown_linked(report, html)),
     }
     if report.failures().is_empty() {
         ExitCode::SUCCESS
