@@ -250,3 +250,61 @@ fn no_html_report_file_holds_a_whole_token_and_markdown_links_the_svgs() {
         run.out
     );
 }
+
+/// `matrix --html`: every anomalous cell links to an anchor on the page, clean cells link
+/// nowhere, and every timeline the page shows exists as a well-formed SVG.
+#[test]
+fn matrix_html_links_each_anomalous_cell_to_its_timelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("html");
+    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+        .args(["matrix", "--quick", "--strategies", "none,flock-txn"])
+        .args(["--scenarios", "refresh-race,lost-update", "--html"])
+        .arg(&html)
+        .output()
+        .expect("poolcheck runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index = std::fs::read_to_string(html.join("index.html")).unwrap();
+    let doc = parse(&index);
+    let ids: BTreeSet<&str> = doc
+        .descendants()
+        .filter_map(|n| n.attribute("id"))
+        .collect();
+    let cells: Vec<roxmltree::Node<'_, '_>> =
+        doc.descendants().filter(|n| n.has_tag_name("td")).collect();
+    assert_eq!(cells.len(), 4);
+    let mut linked = 0;
+    for td in &cells {
+        let text: String = td
+            .descendants()
+            .filter(|n| n.is_text())
+            .filter_map(|n| n.text())
+            .collect::<Vec<_>>()
+            .concat();
+        let links: Vec<&str> = td
+            .descendants()
+            .filter_map(|n| n.attribute("href"))
+            .collect();
+        if text == "clean" {
+            assert!(links.is_empty(), "{text}: {links:?}");
+        } else {
+            assert_eq!(links.len(), 1, "{text}");
+            assert!(ids.contains(&links[0][1..]), "{} has no target", links[0]);
+            linked += 1;
+        }
+    }
+    assert!(linked >= 2, "none finds anomalies in both scenarios");
+    for src in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("img"))
+        .filter_map(|n| n.attribute("src"))
+    {
+        let svg = std::fs::read_to_string(html.join(src)).unwrap();
+        parse(&svg);
+    }
+}

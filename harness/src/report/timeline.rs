@@ -763,8 +763,9 @@ pub fn draw(h: &History, events: &[usize], story: &[String], title: &str) -> Str
         if m.label.is_empty() {
             continue;
         }
-        let x = axis.x[m.rec];
         let lw = m.label.len() as f64 * CHAR_W;
+        // Centred on its mark, but kept inside the picture.
+        let x = axis.x[m.rec].min(width - 6.0 - lw / 2.0);
         let (x0, x1) = (x - lw / 2.0, x + lw / 2.0);
         let r = rows.get_mut(&m.lane).expect("lane");
         // Row 0 is shared with the op labels; marks prefer the rows above.
