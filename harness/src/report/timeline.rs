@@ -13,7 +13,7 @@
 //! The time axis is ordinal-ish: each record advances x by a small minimum plus its time gap,
 //! capped, so bursts stay legible and long waits do not swallow the picture. A long history is
 //! windowed: only the records around the witness's events are drawn, and each elided stretch
-//! is a hatched gap saying how many events and how much time it hides.
+//! is a grey band with zig-zag edges saying how many events and how much time it hides.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
