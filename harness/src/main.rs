@@ -67,6 +67,9 @@ enum Cmd {
         /// At most two iterations per process (as `matrix --quick` and `gate --quick` run).
         #[arg(long)]
         quick: bool,
+        /// Write an HTML report to DIR/index.html with one timeline SVG per witness.
+        #[arg(long, value_name = "DIR")]
+        html: Option<std::path::PathBuf>,
     },
     /// Every strategy x scenario x driver, judged; prints the verdict table.
     Matrix {
@@ -87,6 +90,9 @@ enum Cmd {
         seed: Option<u64>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Write an HTML report to DIR/index.html with one timeline SVG per witness.
+        #[arg(long, value_name = "DIR")]
+        html: Option<std::path::PathBuf>,
     },
     /// Crash campaign: kill workers at pause points until N kills, per strategy; count
     /// corrupt stores, dead credentials, rollbacks and lost updates.
@@ -196,6 +202,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             format,
             keep,
             quick,
+            html,
         } => {
             let mut sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
             if quick {
@@ -213,7 +220,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             if let Some(dir) = &rec.kept {
                 eprintln!("run files kept in {}", dir.display());
             }
-            Ok(emit(&Report::new(vec![run]), format))
+            let report = Report::new(vec![run]);
+            if let Some(dir) = &html {
+                let page = report::html::write(dir, &report, &[rec.history]).map_err(BadInput)?;
+                eprintln!("HTML report: {}", page.display());
+            }
+            Ok(emit(&report, format, html.as_deref()))
         }
         Cmd::Crash {
             strategies,
@@ -331,6 +343,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             quick,
             seed,
             format,
+            html,
         } => {
             if let Some(d) = drivers.iter().find(|d| d.as_str() != "fork") {
                 return Err(BadInput(format!(
@@ -362,6 +375,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             let total = strategies.len() * scs.len();
             let progress = std::io::stderr().is_terminal();
             let mut runs = Vec::with_capacity(total);
+            let mut pages = match &html {
+                Some(dir) => Some(report::html::HtmlReport::create(dir).map_err(BadInput)?),
+                None => None,
+            };
             for st in &strategies {
                 for sc in &scs {
                     let opts = RunOptions {
@@ -377,18 +394,22 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         );
                     }
                     let rec = fork::run(sc, *st, &opts).map_err(|e| BadInput(e.to_string()))?;
-                    runs.push(report::judge_fork(
-                        sc,
-                        *st,
-                        &rec,
-                        &Expect::from_scenario(sc),
-                    ));
+                    let run = report::judge_fork(sc, *st, &rec, &Expect::from_scenario(sc));
+                    if let Some(p) = &mut pages {
+                        p.add(&run, &rec.history).map_err(BadInput)?;
+                    }
+                    runs.push(run);
                 }
             }
             if progress {
                 eprint!("\r\x1b[2K");
             }
-            Ok(emit(&Report::new(runs), format))
+            let report = Report::new(runs);
+            if let Some(p) = pages {
+                let page = p.finish(&report).map_err(BadInput)?;
+                eprintln!("HTML report: {}", page.display());
+            }
+            Ok(emit(&report, format, html.as_deref()))
         }
     }
 }
@@ -473,11 +494,11 @@ fn emit_gate(report: &Report, out: &GateOutputs) -> Result<ExitCode, BadInput> {
 }
 
 /// Print the report; the exit code says whether every expectation held.
-fn emit(report: &Report, format: Format) -> ExitCode {
+fn emit(report: &Report, format: Format, html: Option<&std::path::Path>) -> ExitCode {
     match format {
         Format::Table => print!("{}", render::table(report)),
         Format::Json => println!("{}", render::json(report)),
-        Format::Markdown => print!("{}", render::markdown(report)),
+        Format::Markdown => print!("{}", render::markdown_linked(report, html)),
     }
     if report.failures().is_empty() {
         ExitCode::SUCCESS

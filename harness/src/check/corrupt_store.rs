@@ -25,7 +25,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
     if let Some(last) = ix.writes.len().checked_sub(1) {
         ix.write_step(&mut s, last, "the last completed write");
     }
-    s.push_as(ix.h.records[i].t_ns, format!("final check: {why}"));
+    s.push_as(i, format!("final check: {why}"));
     Finding {
         count: 1,
         witness: Some(s.finish()),

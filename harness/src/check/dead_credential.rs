@@ -52,7 +52,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                 Ev::Redeemed { outcome, .. } => {
                     let v = super::double_redeem::verdict_name(outcome);
                     let text = format!("{} redeemed {} -> {v}", ix.requester_of(i), tok(r));
-                    s.push_as(h.records[i].t_ns, text);
+                    s.push_as(i, text);
                 }
                 Ev::FamilyRevoked { family, cause } => {
                     s.push(
@@ -79,7 +79,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
             tok(r),
             ix.gen_of_refresh(r)
         );
-        s.push_as(h.records[fin].t_ns, text);
+        s.push_as(fin, text);
         witness = Some(s.finish());
     }
     Finding { count, witness }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::{tok, Finding, Index};
+use super::{tok, Finding, Index, Told};
 use crate::history::{Ev, History, RedeemVerdict};
 
 pub fn check(h: &History) -> Finding {
@@ -47,7 +47,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
     Finding { count, witness }
 }
 
-fn story(ix: &Index<'_>, token: &str, attempts: &[usize]) -> Vec<String> {
+fn story(ix: &Index<'_>, token: &str, attempts: &[usize]) -> Told {
     let mut s = ix.story();
     let h = ix.h;
     for &i in &attempts[..2] {
@@ -66,7 +66,7 @@ fn story(ix: &Index<'_>, token: &str, attempts: &[usize]) -> Vec<String> {
             tok(token),
             verdict_name(outcome)
         );
-        s.push_as(h.records[i].t_ns, text);
+        s.push_as(i, text);
     }
     // The revocation the replay caused, if any.
     let family = ix.issued_refresh.get(token).map(|(f, ..)| *f);

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use pool_core::store::Status;
 use pool_core::world::{EntrySummary, Event};
 
-use super::{short, Finding, Index};
+use super::{short, Finding, Index, Told};
 use crate::history::{Ev, History};
 
 pub fn check(h: &History) -> Finding {
@@ -130,7 +130,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
     Finding { count, witness }
 }
 
-fn story(ix: &Index<'_>, f: Fact<'_>, by: usize, k: usize) -> Vec<String> {
+fn story(ix: &Index<'_>, f: Fact<'_>, by: usize, k: usize) -> Told {
     let w = &ix.writes[k];
     let mut s = ix.story();
     let (made, lost) = match f {

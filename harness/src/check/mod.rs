@@ -40,7 +40,22 @@ pub const ANOMALIES: [&str; 8] = [
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub count: u64,
-    pub witness: Option<Vec<String>>,
+    pub witness: Option<Told>,
+}
+
+/// A finished story: numbered steps, and the history record each step tells of (indices into
+/// `History::records`, one per step, in story order). Derefs to the steps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Told {
+    pub story: Vec<String>,
+    pub events: Vec<usize>,
+}
+
+impl std::ops::Deref for Told {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.story
+    }
 }
 
 impl Finding {
@@ -55,6 +70,10 @@ impl Finding {
 pub struct Witness {
     pub anomaly: String,
     pub story: Vec<String>,
+    /// The record each story step tells of: indices into `History::records`, in story order
+    /// (for timelines). Empty in reports written before this field existed.
+    #[serde(default)]
+    pub events: Vec<usize>,
 }
 
 /// The judgement of one history.
@@ -96,10 +115,11 @@ pub fn check(h: &History) -> Verdict {
     for (name, f) in findings {
         counts.insert(name.to_string(), f.count);
         if f.count > 0 {
-            if let Some(story) = f.witness {
+            if let Some(told) = f.witness {
                 witnesses.push(Witness {
                     anomaly: name.to_string(),
-                    story,
+                    story: told.story,
+                    events: told.events,
                 });
             }
         }
@@ -259,7 +279,7 @@ impl<'h> Index<'h> {
     pub fn pool_step(&self, s: &mut Story<'_>, rec: usize, op: u64, text: &str) {
         let r = &self.h.records[rec];
         let label = self.op_label(r.proc, op);
-        s.push_as(r.t_ns, format!("{} {label}: {text}", self.h.who(r.proc)));
+        s.push_as(rec, format!("{} {label}: {text}", self.h.who(r.proc)));
     }
 
     /// The story step of a write: `... wrote store 1a2b3c4d (based on 5e6f7a8b)` + `extra`.
@@ -327,33 +347,41 @@ pub fn op_kind_name(k: OpKind) -> &'static str {
     }
 }
 
-/// A witness under construction: steps are numbered in time order when finished.
+/// A witness under construction: each step tells of one history record; steps are numbered
+/// in time order when finished.
 pub struct Story<'h> {
     h: &'h History,
-    steps: Vec<(u64, String)>,
+    /// (record index, text)
+    steps: Vec<(usize, String)>,
 }
 
 impl Story<'_> {
-    /// A step at the time of record `rec`, by its actor.
+    /// A step about record `rec`, by its actor.
     pub fn push(&mut self, rec: usize, text: &str) {
         let r = &self.h.records[rec];
         let who = actor(self.h, r);
-        self.push_as(r.t_ns, format!("{who} {text}"));
+        self.push_as(rec, format!("{who} {text}"));
     }
 
-    /// A step at time `t_ns` whose text already names its actor.
-    pub fn push_as(&mut self, t_ns: u64, text: String) {
-        self.steps.push((t_ns, text));
+    /// A step about record `rec` whose text already names its actor.
+    pub fn push_as(&mut self, rec: usize, text: String) {
+        self.steps.push((rec, text));
     }
 
-    /// Numbered steps, in time order (ties keep insertion order).
-    pub fn finish(mut self) -> Vec<String> {
-        self.steps.sort_by_key(|(t, _)| *t);
-        self.steps
+    /// Numbered steps in time order (ties keep insertion order), with their records.
+    pub fn finish(mut self) -> Told {
+        let h = self.h;
+        self.steps.sort_by_key(|(rec, _)| h.records[*rec].t_ns);
+        let (events, story) = self
+            .steps
             .into_iter()
             .enumerate()
-            .map(|(i, (t, text))| format!("{}. {} {text}", i + 1, self.h.at(t)))
-            .collect()
+            .map(|(i, (rec, text))| {
+                let at = h.at(h.records[rec].t_ns);
+                (rec, format!("{}. {at} {text}", i + 1))
+            })
+            .unzip();
+        Told { story, events }
     }
 }
 
@@ -520,15 +548,41 @@ mod tests {
     }
 
     #[test]
-    fn story_steps_are_numbered_in_time_order() {
-        let h = HistoryBuilder::new().init(&[e("aaaaaa")]).build();
+    fn story_steps_are_numbered_in_time_order_and_keep_their_records() {
+        let h = HistoryBuilder::new()
+            .init(&[e("aaaaaa")])
+            .op(1, 1, OpKind::Select)
+            .read(1, 1, "h0")
+            .build();
         let mut s = Story {
             h: &h,
             steps: vec![],
         };
-        let t0 = h.records[0].t_ns;
-        s.push_as(t0 + 2_000_000, "b".into());
-        s.push_as(t0 + 1_000_000, "a".into());
-        assert_eq!(s.finish(), vec!["1. +1.0ms a", "2. +2.0ms b"]);
+        s.push_as(2, "b".into());
+        s.push_as(1, "a".into());
+        let told = s.finish();
+        assert_eq!(told.story, vec!["1. +1.0ms a", "2. +2.0ms b"]);
+        assert_eq!(told.events, vec![1, 2]);
+    }
+
+    /// Every witness names one record per step, and each step's time is its record's.
+    #[test]
+    fn witness_events_match_their_steps() {
+        for corrupt_final in [false, true] {
+            let h = everything_goes_wrong(corrupt_final);
+            for w in check(&h).witnesses {
+                assert_eq!(w.events.len(), w.story.len(), "{w:?}");
+                for (step, &rec) in w.story.iter().zip(&w.events) {
+                    let at = h.at(h.records[rec].t_ns);
+                    assert!(
+                        step.contains(&format!(" {at} ")),
+                        "{}: {step} vs {at}",
+                        w.anomaly
+                    );
+                }
+                let times: Vec<u64> = w.events.iter().map(|&i| h.records[i].t_ns).collect();
+                assert!(times.windows(2).all(|p| p[0] <= p[1]), "{w:?}");
+            }
+        }
     }
 }

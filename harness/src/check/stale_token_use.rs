@@ -5,7 +5,7 @@
 //! `RateLimited` are fine). The witness shows why the token was stale: the rotation that
 //! superseded it, the family revocation, or its issue with its expiry.
 
-use super::{tok, Finding, Index};
+use super::{tok, Finding, Index, Told};
 use crate::history::{Ev, History, RedeemVerdict, UseVerdict};
 
 pub fn check(h: &History) -> Finding {
@@ -37,7 +37,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
     Finding { count, witness }
 }
 
-fn story(ix: &Index<'_>, use_rec: usize, credential: &str, verdict: &str) -> Vec<String> {
+fn story(ix: &Index<'_>, use_rec: usize, credential: &str, verdict: &str) -> Told {
     let h = ix.h;
     let mut s = ix.story();
     let before = &h.records[..use_rec];
@@ -66,7 +66,7 @@ fn story(ix: &Index<'_>, use_rec: usize, credential: &str, verdict: &str) -> Vec
                     tok(rt),
                     gen + 1
                 );
-                s.push_as(h.records[j].t_ns, text);
+                s.push_as(j, text);
             }
             let revoked = before.iter().enumerate().rev().find(
                 |(_, r)| matches!(&r.ev, Ev::FamilyRevoked { family: f, .. } if *f == family),

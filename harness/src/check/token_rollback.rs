@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::{tok, Finding, Index};
+use super::{tok, Finding, Index, Told};
 use crate::history::{Ev, History, RedeemVerdict};
 
 pub fn check(h: &History) -> Finding {
@@ -46,7 +46,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
     Finding { count, witness }
 }
 
-fn story(ix: &Index<'_>, id: &str, newer: &str, pk: usize, older: &str, k: usize) -> Vec<String> {
+fn story(ix: &Index<'_>, id: &str, newer: &str, pk: usize, older: &str, k: usize) -> Told {
     let mut s = ix.story();
     // The redemption that made the older token history, if the ledger has it.
     let spent = ix.h.records.iter().enumerate().find(|(_, r)| {
@@ -60,7 +60,7 @@ fn story(ix: &Index<'_>, id: &str, newer: &str, pk: usize, older: &str, k: usize
             tok(newer),
             ix.gen_of_refresh(newer)
         );
-        s.push_as(ix.h.records[i].t_ns, text);
+        s.push_as(i, text);
     }
     ix.write_step(
         &mut s,

@@ -1,7 +1,9 @@
 //! Reports: the judged runs in the `poolcheck.report.v1` contract, rendered as a terminal
 //! table, JSON or Markdown. The JSON shape is documented in the README and kept stable.
 
+pub mod html;
 pub mod render;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 

@@ -193,6 +193,13 @@ pub fn table(report: &Report) -> String {
 
 /// Markdown: the same two tables, then the first witness of each anomalous run.
 pub fn markdown(report: &Report) -> String {
+    markdown_linked(report, None)
+}
+
+/// Markdown, with each witness linking its timeline SVG when an HTML report was written to
+/// `html_dir` (see [`super::html`]; the link is `html_dir` joined with the SVG's name, so it
+/// resolves from where the command ran).
+pub fn markdown_linked(report: &Report, html_dir: Option<&std::path::Path>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## poolcheck report\n");
     let (h, rows) = grid(report);
@@ -201,14 +208,23 @@ pub fn markdown(report: &Report) -> String {
     let (h, rows) = totals(report);
     md_table(&mut out, &h, &rows);
     failures_text(report, &mut out, true);
-    let anomalous: Vec<&RunReport> = report
+    let anomalous: Vec<(usize, &RunReport)> = report
         .runs
         .iter()
-        .filter(|r| !r.witnesses.is_empty())
+        .enumerate()
+        .filter(|(_, r)| !r.witnesses.is_empty())
         .collect();
     if !anomalous.is_empty() {
         let _ = writeln!(out, "\n### Witnesses\n");
-        for r in anomalous {
+        if let Some(dir) = html_dir {
+            let _ = writeln!(
+                out,
+                "Timelines: [{}]({})\n",
+                dir.join("index.html").display(),
+                dir.join("index.html").display()
+            );
+        }
+        for (i, r) in anomalous {
             for w in &r.witnesses {
                 let _ = writeln!(
                     out,
@@ -217,6 +233,10 @@ pub fn markdown(report: &Report) -> String {
                 );
                 for step in &w.story {
                     let _ = writeln!(out, "    {step}");
+                }
+                if let Some(dir) = html_dir {
+                    let svg = dir.join(super::html::svg_name(i, &w.anomaly));
+                    let _ = writeln!(out, "\n[timeline]({})", svg.display());
                 }
                 let _ = writeln!(out, "\n</details>");
             }
