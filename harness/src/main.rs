@@ -67,6 +67,11 @@ enum Cmd {
         /// At most two iterations per process (as `matrix --quick` and `gate --quick` run).
         #[arg(long)]
         quick: bool,
+        /// Start from a copy of this store (your own auth.json): its entries, order, sources,
+        /// statuses and unknown fields, with every token replaced by one the run's issuer
+        /// mints. The file is only read, never written.
+        #[arg(long, value_name = "FILE")]
+        store: Option<PathBuf>,
         /// Write an HTML report to DIR/index.html with one timeline SVG per witness.
         #[arg(long, value_name = "DIR")]
         html: Option<std::path::PathBuf>,
@@ -203,6 +208,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             keep,
             quick,
             html,
+            store,
         } => {
             let mut sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
             if quick {
@@ -213,6 +219,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 seed,
                 procs,
                 dir: keep,
+                store,
                 ..RunOptions::default()
             };
             let rec = fork::run(&sc, st, &opts).map_err(|e| BadInput(e.to_string()))?;

@@ -627,6 +627,29 @@ mod tests {
         assert!(e.contains("external-cli needs `source`"), "{e}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Mutated catalog scenarios: a scenario or an error naming the file, never a panic.
+        #[test]
+        fn mutated_scenarios_give_typed_answers(
+            which in 0usize..CATALOG.len(),
+            cut in 0usize..4096,
+            flips in proptest::collection::vec((0usize..4096, 0x20u8..0x7f), 0..6),
+        ) {
+            let mut text = CATALOG[which].1.as_bytes().to_vec();
+            for (i, b) in flips {
+                let n = text.len();
+                text[i % n] = b;
+            }
+            text.truncate(cut.max(1).min(text.len()));
+            let text = String::from_utf8_lossy(&text).to_string();
+            if let Err(e) = Scenario::parse(&text, "m.toml") {
+                proptest::prop_assert!(e.to_string().starts_with("m.toml"));
+            }
+        }
+    }
+
     #[test]
     fn barrier_parties_count_processes_not_rules() {
         let sc = Scenario::find("seed-8040").unwrap();

@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub dir: Option<PathBuf>,
     /// Kill workers still running after this long.
     pub deadline: Duration,
+    /// Start from a copy of this store (a user's own `auth.json`; only ever read).
+    pub store: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -46,6 +48,7 @@ impl Default for RunOptions {
             procs: None,
             dir: None,
             deadline: Duration::from_secs(60),
+            store: None,
         }
     }
 }
@@ -82,6 +85,38 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     if let (Some(n), Some(first)) = (opts.procs, sc.roles.first_mut()) {
         first.count = n.max(1);
     }
+    let now = SystemClock.now_ms();
+    let user = match &opts.store {
+        None => None,
+        Some(path) => {
+            let user = super::user_store::load(path).map_err(DriveError)?;
+            let provider = &sc.pool.provider;
+            if user.entries(provider).is_empty() {
+                let has: Vec<&String> = user.credential_pool.keys().collect();
+                return Err(DriveError(format!(
+                    "{} holds no credential_pool entries for provider '{provider}' (it has: {has:?}): the scenario's provider must be one the store uses",
+                    path.display()
+                )));
+            }
+            let external: Vec<&str> = user
+                .entries(provider)
+                .iter()
+                .map(|e| e.source.as_str())
+                .filter(|s| super::roles::external_format(s).is_some())
+                .collect();
+            if let Some(dup) = external
+                .iter()
+                .find(|s| external.iter().filter(|t| t == s).count() > 1)
+            {
+                return Err(DriveError(format!(
+                    "{} has more than one entry with source '{dup}'; a run models one external file per source: remove the duplicate from a copy and pass that",
+                    path.display()
+                )));
+            }
+            sc.entries = super::setup::user_entries(&user, provider, now, sc.pool.refresh_margin_s);
+            Some(user)
+        }
+    };
     let tmp;
     let dir = match &opts.dir {
         Some(d) => {
@@ -102,11 +137,18 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     let harness_log =
         EventLog::create(&logs.join("p0.jsonl"), 0).map_err(io("cannot create", &logs))?;
     let ledger_path = logs.join("ledger.jsonl");
-    let now = SystemClock.now_ms();
-    let issuer = prepare(&sc, seed, &dir, now, &ledger_path, &harness_log)
-        .map_err(io("cannot prepare the run in", &dir))?
-        .spawn_process()
-        .map_err(|e| DriveError(format!("cannot start the issuer: {e}")))?;
+    let issuer = prepare(
+        &sc,
+        seed,
+        &dir,
+        now,
+        &ledger_path,
+        &harness_log,
+        user.as_ref(),
+    )
+    .map_err(io("cannot prepare the run in", &dir))?
+    .spawn_process()
+    .map_err(|e| DriveError(format!("cannot start the issuer: {e}")))?;
 
     // Barriers: index and party count per name.
     let parties = sc.barrier_parties();

@@ -31,7 +31,10 @@ pub fn issuer_config(sc: &Scenario, seed: u64) -> IssuerConfig {
 }
 
 /// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
-/// and write the initial store and external files into `dir`.
+/// and write the initial store and external files into `dir`. With `user`, a user's own store
+/// (see [`user_entries`]), the initial store keeps its shape: every entry's id, priority,
+/// status and unknown fields, and every other part of the document, with each secret replaced
+/// by one this run's issuer minted (secrets of other providers are removed).
 pub fn prepare(
     sc: &Scenario,
     seed: u64,
@@ -39,6 +42,7 @@ pub fn prepare(
     now_ms: u64,
     ledger: &Path,
     log: &EventLog,
+    user: Option<&Store>,
 ) -> std::io::Result<Issuer> {
     let mut cfg = issuer_config(sc, seed);
     let mut rng = crate::issuer::rules::Rng::new(seed ^ 0xA11CE);
@@ -60,10 +64,15 @@ pub fn prepare(
     let cooldown_ms = sc.pool.cooldown_s * 1000;
     let mut server = Issuer::new(cfg, ledger)?;
     let issuer = server.state_mut();
-    let mut store = Store {
-        active_provider: Some(sc.pool.provider.clone()),
-        ..Store::default()
+    let mut store = match user {
+        Some(u) => without_secrets(u),
+        None => Store {
+            active_provider: Some(sc.pool.provider.clone()),
+            ..Store::default()
+        },
     };
+    let originals: Vec<Entry> = store.entries(&sc.pool.provider).to_vec();
+    store.entries_mut(&sc.pool.provider).clear();
     let list = store.entries_mut(&sc.pool.provider);
     for (i, (spec, key)) in sc.entries.iter().zip(keys).enumerate() {
         let id = loop {
@@ -119,6 +128,13 @@ pub fn prepare(
             e.last_error_reason = Some("rate_limited".into());
             e.last_error_reset_at = Some(now_ms + cooldown_ms);
         }
+        if let Some(o) = originals.get(i) {
+            e.id = o.id.clone();
+            e.priority = o.priority;
+            e.request_count = o.request_count;
+            e.extra = o.extra.clone();
+            e.copy_status_from(o);
+        }
         list.push(e);
     }
     store.updated_at = Some(pool_core::store::rfc3339(now_ms));
@@ -137,4 +153,48 @@ pub fn prepare(
         },
     });
     Ok(server)
+}
+
+/// The scenario entries that stand for a user store's entries of `provider` (same order, kind
+/// and source; an access token that expires within `margin_s` stays expiring).
+pub fn user_entries(
+    user: &Store,
+    provider: &str,
+    now_ms: u64,
+    margin_s: u64,
+) -> Vec<crate::scenario::EntrySpec> {
+    user.entries(provider)
+        .iter()
+        .map(|e| crate::scenario::EntrySpec {
+            label: e.label.clone(),
+            auth_type: match e.auth_type {
+                AuthType::Oauth => "oauth".into(),
+                AuthType::ApiKey => "api_key".into(),
+            },
+            source: e.source.clone(),
+            expires_in_s: match e.expires_at_ms {
+                Some(t) if t <= now_ms + margin_s * 1000 => 0,
+                _ => 3600,
+            },
+            status: "ok".into(),
+            rate_limited: false,
+            external_newer: false,
+        })
+        .collect()
+}
+
+/// A copy of a store with every token removed (the run mints its own).
+fn without_secrets(user: &Store) -> Store {
+    let mut s = user.clone();
+    for rec in s.providers.values_mut() {
+        rec.access_token = None;
+        rec.refresh_token = None;
+    }
+    for list in s.credential_pool.values_mut() {
+        for e in list {
+            e.access_token = None;
+            e.refresh_token = None;
+        }
+    }
+    s
 }
