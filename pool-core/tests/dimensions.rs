@@ -969,3 +969,20 @@ fn merge_reset_statuses_clears_a_cooldown_but_a_later_peer_cooldown_wins() {
     );
     assert_eq!(disk[1].last_status, Some(Status::Exhausted));
 }
+
+/// A lock file that cannot be created fails the operation with an error naming it, and the
+/// store is left as it was.
+#[test]
+fn a_lock_file_that_cannot_be_created_is_a_clear_error() {
+    let dir = tempdir();
+    let mut cfg = config(dir.path(), "flock-txn");
+    cfg.lock_path = dir.path().join("no-such-dir").join("auth.lock");
+    let p = proc_with(cfg, &FakeIssuer::new(), &ManualClock::new(T0));
+    let err = p.pool.load_pool().unwrap_err().to_string();
+    assert!(err.starts_with("cannot lock "), "{err}");
+    assert!(err.contains("no-such-dir/auth.lock"), "{err}");
+    assert!(
+        !dir.path().join("auth.json").exists(),
+        "nothing was written"
+    );
+}
