@@ -93,12 +93,7 @@ pub fn write(dir: &Path, report: &Report, histories: &[History]) -> Result<PathB
     out.finish(report)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::report::xml::escape as esc;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222}\
 table{border-collapse:collapse;margin:8px 0 20px}\

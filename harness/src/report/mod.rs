@@ -4,6 +4,7 @@
 pub mod html;
 pub mod render;
 pub mod timeline;
+pub mod xml;
 
 use std::collections::BTreeMap;
 

@@ -162,22 +162,7 @@ impl Axis {
     }
 }
 
-/// Escape text for XML.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::report::xml::escape as esc;
 
 fn op_fill(k: Option<OpKind>) -> &'static str {
     match k {
