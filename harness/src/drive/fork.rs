@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub dir: Option<PathBuf>,
     /// Kill workers still running after this long.
     pub deadline: Duration,
+    /// Play the pool roles with this external subject instead of pool-core (`subject.rs`).
+    pub subject: Option<super::subject::SubjectSpec>,
 }
 
 impl Default for RunOptions {
@@ -46,6 +48,7 @@ impl Default for RunOptions {
             procs: None,
             dir: None,
             deadline: Duration::from_secs(60),
+            subject: None,
         }
     }
 }
@@ -130,7 +133,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
                     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        worker_main(&sc, &plan, &logs, &coord, &barrier_index)
+                        worker_main(&sc, &plan, &logs, &coord, &barrier_index, opts)
                     }))
                     .unwrap_or(101);
                     // SAFETY: leave without running the parent's destructors (temp dir, issuer).
@@ -218,6 +221,7 @@ fn worker_main(
     logs: &Path,
     coord: &Coordination,
     barriers: &[(String, u32)],
+    opts: &RunOptions,
 ) -> i32 {
     // Keep workers' stray output out of the parent's terminal.
     if let Ok(f) = std::fs::File::create(logs.join(format!("p{}.stderr", plan.proc))) {
@@ -254,11 +258,19 @@ fn worker_main(
     log.push(Ev::ProcStart {
         role: plan.role.label(),
     });
-    if !coord.wait_gate(Duration::from_secs(30)) {
-        return 4;
+    let gate = || coord.wait_gate(Duration::from_secs(30));
+    match &opts.subject {
+        // A subject is started (and greeted) before the gate, so its start-up time does not
+        // skew the run.
+        Some(spec) if super::subject::plays(plan.role.kind) => {
+            super::subject::play(sc, plan, &hooks, spec, logs, gate)
+        }
+        _ if !gate() => 4,
+        _ => {
+            play(sc, plan, &hooks);
+            0
+        }
     }
-    play(sc, plan, &hooks);
-    0
 }
 
 /// Wait for every child; kill those still running at the deadline. Returns how many crashed.

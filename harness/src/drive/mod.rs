@@ -7,3 +7,4 @@ pub mod log;
 pub mod rendezvous;
 pub mod roles;
 pub mod setup;
+pub mod subject;
