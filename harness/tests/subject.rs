@@ -126,6 +126,21 @@ fn python_pool_as_of_8040_loses_an_update_and_merge_keeps_it() {
 }
 
 #[test]
+fn python_pool_as_of_8040_shows_partial_sync_reads_in_seed_8040() {
+    if !have_python() {
+        return;
+    }
+    let (v, _, stderr) = run_subject(PY, "seed-8040", &[]);
+    assert!(count(&v, "partial_sync_read") >= 1, "{v}\n{stderr}");
+    let (v, _, stderr) = run_subject(
+        &format!("{PY} --merge --batched --serialized-refresh"),
+        "seed-8040",
+        &[],
+    );
+    assert_eq!(v["runs"][0]["verdict"], "clean", "{v}\n{stderr}");
+}
+
+#[test]
 fn a_crashing_subject_is_named_with_its_line_and_status() {
     let (v, code, stderr) = run_subject("echo 'no hello for you' >&2; exit 3", "refresh-race", &[]);
     assert_eq!(code, 2, "{stderr}");

@@ -82,6 +82,14 @@ def summary(e):
     }
 
 
+# External credential files (another CLI's copy of an OAuth token family): source -> the
+# object holding the tokens and its access, refresh and expiry keys.
+EXTERNAL_KEYS = {
+    "claude_code": ("claudeAiOauth", "accessToken", "refreshToken", "expiresAt"),
+    "codex": ("tokens", "access_token", "refresh_token", "expires_at_ms"),
+}
+
+
 class ReadFailed(Exception):
     """The store did not parse (a torn or corrupt read)."""
 
@@ -153,7 +161,7 @@ class CredentialPool:
     def __init__(self, store, lock, provider, issuer=None, hooks=None, selection="fill_first",
                  refresh_margin_ms=120_000, cooldown_ms=3_600_000, write_chunk=256,
                  flock_per_write=False, batched=False, merge=False, serialized_refresh=False,
-                 seed=1):
+                 seed=1, external=None):
         self.store, self.lock_path, self.provider = store, lock, provider
         self.issuer, self.hooks = issuer, hooks or NullHooks()
         self.selection = selection
@@ -166,6 +174,7 @@ class CredentialPool:
         self.seen = None  # hash of the newest store version this snapshot absorbed
         self.dirty = False
         self.removed = set()
+        self.external = dict(external or {})  # source -> path of that CLI's credentials file
 
     # ---- the store -------------------------------------------------------------------------
 
@@ -230,10 +239,7 @@ class CredentialPool:
                     doc.setdefault("credential_pool", {})[self.provider] = self.entries
             doc["updated_at"] = rfc3339(now_ms())
             data = (json.dumps(doc, indent=2) + "\n").encode()
-            if self.flock:
-                self._write_rename(data)
-            else:
-                self._write_in_place(data)
+            self._put(self.store, data, pauses=True)
             h = content_hash(data)
             self.hooks.event({"ev": "write", "hash": h, "base": base,
                               "entries": [summary(e) for e in
@@ -264,32 +270,73 @@ class CredentialPool:
         self.doc.setdefault("credential_pool", {})[self.provider] = out
         return out
 
-    def _write_in_place(self, data):
-        fd = os.open(self.store, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def _put(self, path, data, pauses):
+        """Write a whole file: in place as of #8040, temp + fsync + rename with the fixes."""
+        pause = self.hooks.pause if pauses else (lambda point: None)
+        if self.flock:
+            self._write_rename(path, data, pause)
+        else:
+            self._write_in_place(path, data, pause)
+
+    def _write_in_place(self, path, data, pause):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             for i in range(0, len(data), self.chunk):
                 if i > 0:
-                    self.hooks.pause("mid_write")
+                    pause("mid_write")
                 os.write(fd, data[i:i + self.chunk])
         finally:
             os.close(fd)
 
-    def _write_rename(self, data):
-        d = os.path.dirname(os.path.abspath(self.store))
+    def _write_rename(self, path, data, pause):
+        d = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".auth.", dir=d)  # mode 0600
         try:
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        self.hooks.pause("before_rename")
-        os.rename(tmp, self.store)
-        self.hooks.pause("after_rename")
+        pause("before_rename")
+        os.rename(tmp, path)
+        pause("after_rename")
         dfd = os.open(d, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+    def _read_external(self, source):
+        """(access, refresh, expires_at_ms) from another CLI's file, or None."""
+        path = self.external.get(source)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                obj, a, r, x = EXTERNAL_KEYS[source]
+                o = json.loads(f.read())[obj]
+                return (o[a], o[r], o.get(x)) if o.get(a) and o.get(r) else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _write_external(self, source, access, refresh, expires_at_ms):
+        """After a rotation, upstream also updates the other CLI's file (keeping its fields)."""
+        path = self.external.get(source)
+        if path is None:
+            return
+        try:
+            with open(path, "rb") as f:
+                doc = json.loads(f.read())
+            if not isinstance(doc, dict):
+                doc = {}
+        except (OSError, ValueError):
+            doc = {}
+        obj, a, r, x = EXTERNAL_KEYS[source]
+        if not isinstance(doc.get(obj), dict):
+            doc[obj] = {}
+        doc[obj].update({a: access, r: refresh, x: expires_at_ms})
+        if source == "codex":
+            doc["last_refresh"] = rfc3339(now_ms())
+        self._put(path, (json.dumps(doc, indent=2) + "\n").encode(), pauses=False)
 
     # ---- operations ------------------------------------------------------------------------
 
@@ -393,6 +440,14 @@ class CredentialPool:
         for e in list(self.entries):
             if e.get("last_status") == "dead":
                 continue
+            # 1. An exhausted entry whose other CLI's file holds another token: re-sync, write.
+            if e.get("last_status") == "exhausted":
+                c = self._read_external(e.get("source"))
+                if c is not None and c[1] != e.get("refresh_token"):
+                    self._set_tokens(e, *c)
+                    cleared = True
+                    if self._changed():
+                        self.hooks.pause("between_persists")
             until = self._cooldown_until(e)
             if until is not None:
                 if until > now:
@@ -435,47 +490,66 @@ class CredentialPool:
                  last_error_reason=reason, last_error_message="refresh failed: %s" % reason,
                  last_error_reset_at=None)
 
+    def _rotated(self, e, grant):
+        """A successful POST: the entry takes the new pair, and so does the other CLI's file."""
+        self._set_tokens(e, grant["access_token"], grant["refresh_token"],
+                         now_ms() + int(grant["expires_in"]) * 1000)
+        self._write_external(e.get("source"), e["access_token"], e["refresh_token"],
+                             e["expires_at_ms"])
+
     def _refresh_blind(self, e):
         """#8040: POST the snapshot's refresh token, whatever the store holds now."""
         if not e.get("refresh_token"):
             return False
         kind, value = self._redeem(e)
         if kind == "ok":
-            self._set_tokens(e, value["access_token"], value["refresh_token"],
-                             now_ms() + int(value["expires_in"]) * 1000)
+            self._rotated(e, value)
             ok = True
         else:
             self._mark(e, "exhausted", 400 if kind == "refused" else 503, str(value))
             ok = False
-        self._changed()
+        if self._changed():
+            self.hooks.pause("between_persists")
         return ok
+
+    def _peer_rotation(self, e):
+        """A pair a peer rotated to since the snapshot: in the store, or in the other CLI's file."""
+        disk = self._read()
+        if disk is not None:
+            d = next((d for d in disk[0].get("credential_pool", {}).get(self.provider, [])
+                      if d.get("id") == e["id"]), None)
+            if d and d.get("access_token") and d.get("refresh_token") \
+                    and d["refresh_token"] != e.get("refresh_token"):
+                return d["access_token"], d["refresh_token"], d.get("expires_at_ms")
+        c = self._read_external(e.get("source"))
+        if c is not None and c[1] != e.get("refresh_token"):
+            return c
+        return None
 
     def _refresh_serialized(self, e):
         """Under the flock: re-read; adopt a peer's rotation or POST; write; all before unlock."""
-        disk = self._read()
-        if disk is not None:
-            doc, h = disk
-            d = next((d for d in doc.get("credential_pool", {}).get(self.provider, [])
-                      if d["id"] == e["id"]), None)
-            if d and d.get("refresh_token") and d.get("refresh_token") != e.get("refresh_token"):
-                self.hooks.event({"ev": "refresh", "entry": e["id"],
-                                  "token": tag(d["refresh_token"]), "outcome": "adopted"})
-                self._set_tokens(e, d.get("access_token"), d["refresh_token"],
-                                 d.get("expires_at_ms"))
-                self.seen = h
-                if not self._expiring(e, now_ms()):
-                    self._write_locked_or_batch()
-                    return True
+        c = self._peer_rotation(e)
+        if c is not None:
+            self.hooks.event({"ev": "refresh", "entry": e["id"], "token": tag(c[1]),
+                              "outcome": "adopted"})
+            self._set_tokens(e, *c)
+            if not self._expiring(e, now_ms()):
+                self._write_locked_or_batch()
+                return True
         if not e.get("refresh_token"):
             return False
         kind, value = self._redeem(e)
         if kind == "ok":
-            self._set_tokens(e, value["access_token"], value["refresh_token"],
-                             now_ms() + int(value["expires_in"]) * 1000)
+            self._rotated(e, value)
             ok = True
         elif kind == "refused":
-            self._mark(e, "dead", 400, str(value))
-            ok = False
+            c = self._peer_rotation(e)
+            if c is not None:  # a newer token on disk: adopt it
+                self._set_tokens(e, *c)
+                ok = not self._expiring(e, now_ms())
+            else:  # nothing newer: the credential is dead, do not retry it
+                self._mark(e, "dead", 400, str(value))
+                ok = False
         else:
             self._mark(e, "exhausted", 503, str(value))
             ok = False
@@ -559,7 +633,8 @@ def serve(args, inp=sys.stdin, out=sys.stdout):
         refresh_margin_ms=h.get("refresh_margin_ms", 120_000),
         cooldown_ms=h.get("cooldown_ms", 3_600_000), write_chunk=h.get("write_chunk", 256),
         flock_per_write=args.flock_per_write, batched=args.batched, merge=args.merge,
-        serialized_refresh=args.serialized_refresh, seed=h.get("seed", 1))
+        serialized_refresh=args.serialized_refresh, seed=h.get("seed", 1),
+        external={x["source"]: x["path"] for x in h.get("external", [])})
     hooks.send({"protocol": PROTOCOL, "ok": True, "subject": "python-pool", "mode": mode(args)})
     for line in inp:
         if line.strip():

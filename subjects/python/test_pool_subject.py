@@ -156,6 +156,25 @@ class PoolTest(unittest.TestCase):
         self.assertIsNone(p.select())
         self.assertIn(b'"last_status": "dead"', self.disk())
 
+    def test_an_exhausted_entry_is_resynced_from_the_other_clis_file(self):
+        ext = os.path.join(self.dir.name, "claude_code.credentials.json")
+        with open(ext, "w") as f:
+            json.dump({"claudeAiOauth": {"accessToken": "A9", "refreshToken": "R9",
+                                         "expiresAt": ps.now_ms() + 3_600_000, "scopes": ["x"]}},
+                      f)
+        now = ps.now_ms()
+        self.put([entry("aaaaaa", "oauth", source="claude_code", access_token="A0",
+                        refresh_token="R0", expires_at_ms=now, last_status="exhausted",
+                        last_status_at=now, last_error_reset_at=now + 60_000)])
+        rec = Recorder()
+        p = self.pool(rec, external={"claude_code": ext})
+        p.load_pool()
+        self.assertEqual(p.select()["access_token"], "A9")
+        self.assertIn("between_persists", rec.pauses)
+        self.assertIn(b'"refresh_token": "R9"', self.disk())
+        # One write for the re-sync, one more because a status was cleared (k + 1).
+        self.assertEqual(len([e for e in rec.events if e["ev"] == "write"]), 2)
+
     def test_merge_keeps_a_peers_new_entry_and_plain_writes_drop_it(self):
         for merge, kept in ((False, False), (True, True)):
             self.put([entry("aaaaaa"), entry("bbbbbb", priority=1)])

@@ -194,6 +194,10 @@ impl<'h, 'a> Conn<'h, 'a> {
                 "refresh_margin_ms": cfg.refresh_margin_ms,
                 "cooldown_ms": cfg.default_cooldown_ms,
                 "write_chunk": cfg.write_chunk,
+                "external": cfg.external.iter().map(|x| json!({
+                    "source": x.format.source(),
+                    "path": x.path,
+                })).collect::<Vec<_>>(),
                 "seed": plan.seed,
             }
         });
