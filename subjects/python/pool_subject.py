@@ -19,7 +19,8 @@ Switches turn on the fixes, one at a time or together:
   POST -> write, so each refresh token is POSTed at most once (upstream's Codex/xAI fix);
   a refusal with no newer token on disk marks the entry ``dead``.
 
-``--merge`` and ``--serialized-refresh`` imply ``--flock-per-write``.
+``--merge`` and ``--serialized-refresh`` imply ``--flock-per-write``. ``--black-box`` makes the
+adapter report no events (only pauses), as a pool wrapped without instrumentation would.
 
 The adapter at the bottom (``serve``) speaks the ``poolcheck-subject/1`` protocol on
 stdin/stdout (see docs/subjects.md). Without the harness, the pool works on its own with
@@ -567,15 +568,16 @@ class CredentialPool:
 class ProtocolHooks:
     """Streams events to the harness and waits at pause points for its resume."""
 
-    def __init__(self, inp, out):
-        self.inp, self.out = inp, out
+    def __init__(self, inp, out, black_box=False):
+        self.inp, self.out, self.black_box = inp, out, black_box
 
     def send(self, msg):
         self.out.write(json.dumps(msg) + "\n")
         self.out.flush()
 
     def event(self, ev):
-        self.send({"event": ev})
+        if not self.black_box:
+            self.send({"event": ev})
 
     def pause(self, point):
         self.send({"pause": point})
@@ -618,7 +620,7 @@ def handle(pool, req):
 
 
 def serve(args, inp=sys.stdin, out=sys.stdout):
-    hooks = ProtocolHooks(inp, out)
+    hooks = ProtocolHooks(inp, out, args.black_box)
     first = inp.readline()
     if not first:
         return 0
@@ -654,6 +656,8 @@ def parse_args(argv):
     p.add_argument("--batched", action="store_true")
     p.add_argument("--merge", action="store_true")
     p.add_argument("--serialized-refresh", action="store_true")
+    p.add_argument("--black-box", action="store_true",
+                   help="report no events (pauses only), to test what poolcheck judges alone")
     return p.parse_args(argv)
 
 
