@@ -51,8 +51,15 @@ enum Cmd {
         scenario: String,
         /// A preset name (see `poolcheck strategies`) or a spec such as
         /// lock=flock,scope=op,persist=txn,write=rename,refresh=adopt
-        #[arg(long)]
-        strategy: String,
+        #[arg(long, required_unless_present = "subject", conflicts_with = "subject")]
+        strategy: Option<String>,
+        /// Play the pool roles with an external pool: a shell command speaking the
+        /// poolcheck-subject/1 protocol (docs/subjects.md). Exit 2 if a subject fails.
+        #[arg(long, value_name = "CMD")]
+        subject: Option<String>,
+        /// How long a subject may take to answer one request (pauses excluded).
+        #[arg(long, value_name = "MS", default_value_t = 10_000)]
+        subject_timeout_ms: u64,
         /// Number of processes of the scenario's first role.
         #[arg(long)]
         procs: Option<u32>,
@@ -209,12 +216,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             quick,
             html,
             store,
+            subject,
+            subject_timeout_ms,
         } => {
             let mut sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
             if quick {
                 sc.make_quick();
             }
-            let st = Strategy::parse(&strategy).map_err(|e| BadInput(e.to_string()))?;
             let opts = RunOptions {
                 seed,
                 procs,
@@ -222,6 +230,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 store,
                 ..RunOptions::default()
             };
+            if let Some(cmd) = subject {
+                return run_subject(&sc, cmd, subject_timeout_ms, &opts, format);
+            }
+            let strategy = strategy.expect("clap requires --strategy without --subject");
+            let st = Strategy::parse(&strategy).map_err(|e| BadInput(e.to_string()))?;
             let rec = fork::run(&sc, st, &opts).map_err(|e| BadInput(e.to_string()))?;
             let run = report::judge_fork(&sc, st, &rec, &Expect::from_scenario(&sc));
             if let Some(dir) = &rec.kept {
@@ -419,6 +432,36 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             Ok(emit(&report, format, html.as_deref()))
         }
     }
+}
+
+/// `run --subject`: one run with an external subject; exit 2 if a subject failed.
+fn run_subject(
+    sc: &Scenario,
+    cmd: String,
+    timeout_ms: u64,
+    opts: &RunOptions,
+    format: Format,
+) -> Result<ExitCode, BadInput> {
+    use harness::drive::subject::{self, SubjectSpec};
+    let spec = SubjectSpec {
+        timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+        ..SubjectSpec::new(cmd)
+    };
+    let (run, rec) =
+        subject::run_and_judge(sc, &spec, opts).map_err(|e| BadInput(e.to_string()))?;
+    if let Some(dir) = &rec.kept {
+        eprintln!("run files kept in {}", dir.display());
+    }
+    let code = emit(&Report::new(vec![run]), format, None);
+    let errors = subject::errors(&rec.history);
+    for e in &errors {
+        eprintln!("poolcheck: {e}");
+    }
+    Ok(if errors.is_empty() {
+        code
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn gate_dispatch(

@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub deadline: Duration,
     /// Start from a copy of this store (a user's own `auth.json`; only ever read).
     pub store: Option<PathBuf>,
+    /// Play the pool roles with this external subject instead of pool-core (`subject.rs`).
+    pub subject: Option<super::subject::SubjectSpec>,
 }
 
 impl Default for RunOptions {
@@ -49,6 +51,7 @@ impl Default for RunOptions {
             dir: None,
             deadline: Duration::from_secs(60),
             store: None,
+            subject: None,
         }
     }
 }
@@ -158,6 +161,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
 
     let world = World {
         sc: &sc,
+        opts,
         logs: &logs,
         coord: &coord,
         barriers: &barrier_index,
@@ -260,6 +264,7 @@ fn worker_main(
     logs: &Path,
     coord: &Coordination,
     barriers: &[(String, u32)],
+    opts: &RunOptions,
 ) -> i32 {
     // Keep workers' stray output out of the parent's terminal.
     if let Ok(f) = std::fs::File::create(logs.join(format!("p{}.stderr", plan.proc))) {
@@ -315,11 +320,19 @@ fn worker_main(
     log.push(Ev::ProcStart {
         role: plan.role.label(),
     });
-    if !coord.wait_gate(Duration::from_secs(30)) {
-        return 4;
+    let gate = || coord.wait_gate(Duration::from_secs(30));
+    match &opts.subject {
+        // A subject is started (and greeted) before the gate, so its start-up time does not
+        // skew the run.
+        Some(spec) if super::subject::plays(plan.role.kind) => {
+            super::subject::play(sc, plan, &hooks, spec, logs, gate)
+        }
+        _ if !gate() => 4,
+        _ => {
+            play(sc, plan, &hooks);
+            0
+        }
     }
-    play(sc, plan, &hooks);
-    0
 }
 
 /// A running worker and the plan it was started from.
@@ -331,6 +344,7 @@ struct Child {
 /// What every worker of a run shares; forks workers.
 struct World<'a> {
     sc: &'a Scenario,
+    opts: &'a RunOptions,
     logs: &'a Path,
     coord: &'a Coordination,
     barriers: &'a [(String, u32)],
@@ -344,7 +358,14 @@ impl World<'_> {
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    worker_main(self.sc, plan, self.logs, self.coord, self.barriers)
+                    worker_main(
+                        self.sc,
+                        plan,
+                        self.logs,
+                        self.coord,
+                        self.barriers,
+                        self.opts,
+                    )
                 }))
                 .unwrap_or(101);
                 // SAFETY: leave without running the parent's destructors (temp dir, issuer).

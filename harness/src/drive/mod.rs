@@ -7,4 +7,5 @@ pub mod log;
 pub mod rendezvous;
 pub mod roles;
 pub mod setup;
+pub mod subject;
 pub mod user_store;

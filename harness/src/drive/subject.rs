@@ -1,0 +1,566 @@
+//! External subjects: a credential pool written in any language, driven over the
+//! `poolcheck-subject/1` protocol (newline-delimited JSON on the subject's stdin and stdout;
+//! see `docs/subjects.md`).
+//!
+//! The fork driver still forks one worker per role instance. A worker whose role is a pool
+//! role (`gateway`, `cli`, `auth-add`) does not run pool-core: it starts the subject command
+//! (`sh -c CMD`, in its own process group), sends it a `hello`, and then plays the role by
+//! sending it operations. The worker is the subject's proxy in the run: it stamps the
+//! operation boundaries, records the events the subject streams (reads, writes, refreshes, in
+//! pool-core's [`Event`] shapes, so the same checkers judge them), and applies the scenario's
+//! pause rules when the subject announces a pause point. `external-cli` roles stay ours.
+//!
+//! Guarantees:
+//! - A subject that exits, stops answering for longer than the per-request timeout, or writes
+//!   a line that is not a protocol message ends that worker only: the worker records a
+//!   [`Ev::ProcExit`] whose status starts with `subject ` and names the command, the process,
+//!   the line number of the subject's stdout and the problem, kills the subject's process
+//!   group and exits 5. The other processes' histories, the ledger and the final store are
+//!   judged as usual.
+//! - Time spent in a pause (a rendezvous) does not count against the subject's timeout.
+//!
+//! Not guaranteed: the exact time of a streamed event (it is stamped when the worker reads
+//! it, a few microseconds after the subject wrote it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use pool_core::real::Hooks;
+use pool_core::world::{Event, OpKind, Pause, ReadOutcome};
+use serde_json::{json, Value};
+
+use super::hooks::WorkerHooks;
+use super::roles::{added_key, pool_config, WorkerPlan};
+use crate::history::{Ev, History};
+use crate::scenario::{RoleKind, Scenario};
+
+/// The protocol name and version every message exchange starts with.
+pub const PROTOCOL: &str = "poolcheck-subject/1";
+
+/// The exit code of a worker whose subject failed.
+pub const SUBJECT_FAILED: i32 = 5;
+
+/// How to start and talk to a subject.
+#[derive(Clone, Debug)]
+pub struct SubjectSpec {
+    /// A shell command line, run with `sh -c` in the harness's working directory.
+    pub command: String,
+    /// How long the subject may take to answer one request (pauses excluded).
+    pub timeout: Duration,
+}
+
+impl SubjectSpec {
+    pub fn new(command: impl Into<String>) -> SubjectSpec {
+        SubjectSpec {
+            command: command.into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether a role is played by the subject (pool roles) or by the harness (`external-cli`).
+pub fn plays(kind: RoleKind) -> bool {
+    kind != RoleKind::ExternalCli
+}
+
+/// The subject failures recorded in a history, one message per failed worker.
+pub fn errors(h: &History) -> Vec<String> {
+    h.records
+        .iter()
+        .filter_map(|r| match &r.ev {
+            Ev::ProcExit { status, .. } if status.starts_with("subject ") => Some(status.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Run `sc` with the subject and judge it. The report's `strategy` is `subject` and its
+/// `spec` the command line; the scenario's `[expect]` (about presets) does not apply.
+pub fn run_and_judge(
+    sc: &Scenario,
+    spec: &SubjectSpec,
+    opts: &super::fork::RunOptions,
+) -> Result<(crate::report::RunReport, super::fork::RunRecord), super::fork::DriveError> {
+    let opts = super::fork::RunOptions {
+        subject: Some(spec.clone()),
+        ..opts.clone()
+    };
+    // The strategy is not used by subject workers; `external-cli` roles do not use it either.
+    let strategy = pool_core::Strategy::parse("none").expect("a preset");
+    let rec = super::fork::run(sc, strategy, &opts)?;
+    let mut run = crate::report::judge_fork(sc, strategy, &rec, &[]);
+    run.strategy = "subject".into();
+    run.spec = spec.command.clone();
+    Ok((run, rec))
+}
+
+/// What went wrong with a subject, as one line for the report.
+#[derive(Debug)]
+pub struct SubjectError(pub String);
+
+enum Line {
+    Text(usize, String),
+    Eof(usize),
+    Failed(usize, String),
+}
+
+/// A running subject and the conversation with it.
+struct Conn<'h, 'a> {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Line>,
+    timeout: Duration,
+    hooks: &'h WorkerHooks<'a>,
+    stderr_path: std::path::PathBuf,
+    /// Harness-assigned id of the operation in progress (0 outside operations).
+    op: u64,
+    next_op: u64,
+    /// Read or write events this operation (to know whether the subject reports them).
+    io_events: u32,
+    last_line: usize,
+}
+
+/// Play the role of `plan` with the subject; returns the worker's exit code.
+pub fn play(
+    sc: &Scenario,
+    plan: &WorkerPlan,
+    hooks: &WorkerHooks<'_>,
+    spec: &SubjectSpec,
+    logs: &Path,
+    gate: impl FnOnce() -> bool,
+) -> i32 {
+    let name = format!(
+        "subject '{}' (p{} {})",
+        spec.command,
+        plan.proc,
+        plan.role.label()
+    );
+    let result = Conn::start(sc, plan, hooks, spec, logs, &name).and_then(|mut c| {
+        if !gate() {
+            c.kill();
+            return Err(SubjectError(format!("{name}: the start gate never opened")));
+        }
+        match c.play_role(sc, plan) {
+            Ok(()) => c.finish(),
+            Err(e) => {
+                c.kill();
+                Err(e)
+            }
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(SubjectError(msg)) => {
+            hooks.log().push(Ev::ProcExit {
+                status: msg,
+                crashed: true,
+            });
+            SUBJECT_FAILED
+        }
+    }
+}
+
+impl<'h, 'a> Conn<'h, 'a> {
+    fn start(
+        sc: &Scenario,
+        plan: &WorkerPlan,
+        hooks: &'h WorkerHooks<'a>,
+        spec: &SubjectSpec,
+        logs: &Path,
+        name: &str,
+    ) -> Result<Conn<'h, 'a>, SubjectError> {
+        let cfg = pool_config(sc, plan);
+        let store = plan.dir.join("auth.json");
+        let lock = plan.dir.join("auth.lock");
+        let stderr_path = logs.join(format!("p{}.subject.stderr", plan.proc));
+        let stderr = std::fs::File::create(&stderr_path)
+            .map_err(|e| SubjectError(format!("{name}: cannot create its stderr file: {e}")))?;
+        let hello = json!({
+            "protocol": PROTOCOL,
+            "hello": {
+                "proc": plan.proc,
+                "role": plan.role.kind.name(),
+                "role_name": plan.role.label(),
+                "store": store,
+                "lock": lock,
+                "issuer_url": plan.issuer_url,
+                "provider": cfg.provider,
+                "selection": plan.role.selection.as_deref().unwrap_or(&sc.pool.selection),
+                "refresh_margin_ms": cfg.refresh_margin_ms,
+                "cooldown_ms": cfg.default_cooldown_ms,
+                "write_chunk": cfg.write_chunk,
+                "external": cfg.external.iter().map(|x| json!({
+                    "source": x.format.source(),
+                    "path": x.path,
+                })).collect::<Vec<_>>(),
+                "seed": plan.seed,
+            }
+        });
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&spec.command)
+            .env("POOLCHECK_PROTOCOL", PROTOCOL)
+            .env("POOLCHECK_PROC", plan.proc.to_string())
+            .env("POOLCHECK_ROLE", plan.role.kind.name())
+            .env("POOLCHECK_STORE", &store)
+            .env("POOLCHECK_LOCK", &lock)
+            .env("POOLCHECK_ISSUER_URL", &plan.issuer_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| SubjectError(format!("{name}: cannot start: {e}")))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut n = 0;
+            loop {
+                let mut buf = Vec::new();
+                n += 1;
+                let msg = match r.read_until(b'\n', &mut buf) {
+                    Ok(0) => Line::Eof(n),
+                    Ok(_) => Line::Text(n, String::from_utf8_lossy(&buf).into_owned()),
+                    Err(e) => Line::Failed(n, e.to_string()),
+                };
+                let end = !matches!(msg, Line::Text(..));
+                if tx.send(msg).is_err() || end {
+                    return;
+                }
+            }
+        });
+        let mut c = Conn {
+            name: name.to_string(),
+            child,
+            stdin: Some(stdin),
+            lines: rx,
+            timeout: spec.timeout,
+            hooks,
+            stderr_path,
+            op: 0,
+            next_op: 1,
+            io_events: 0,
+            last_line: 0,
+        };
+        let reply = c.exchange(&hello, "hello")?;
+        if reply.get("protocol").and_then(Value::as_str) != Some(PROTOCOL) {
+            return Err(c.fail(format!(
+                "answered hello at line {} without \"protocol\":\"{PROTOCOL}\": {}",
+                c.last_line,
+                clip(&reply.to_string())
+            )));
+        }
+        Ok(c)
+    }
+
+    /// The role loops, as `roles::play` runs them on pool-core.
+    fn play_role(&mut self, sc: &Scenario, plan: &WorkerPlan) -> Result<(), SubjectError> {
+        let think = || std::thread::sleep(Duration::from_millis(plan.role.think_ms));
+        match plan.role.kind {
+            RoleKind::Gateway => {
+                for _ in 0..3 {
+                    if ok(&self.op_request(OpKind::LoadPool, json!({"op": "load_pool"}))?) {
+                        break;
+                    }
+                }
+                for _ in 0..plan.role.ops {
+                    let r = self.op_request(OpKind::Select, json!({"op": "select"}))?;
+                    self.use_and_react(r)?;
+                    think();
+                }
+            }
+            RoleKind::Cli => {
+                for _ in 0..plan.role.ops {
+                    if ok(&self.op_request(OpKind::LoadPool, json!({"op": "load_pool"}))?) {
+                        let r = self.op_request(OpKind::Select, json!({"op": "select"}))?;
+                        self.use_and_react(r)?;
+                    }
+                    think();
+                }
+            }
+            RoleKind::AuthAdd => {
+                for i in 0..plan.role.ops {
+                    if ok(&self.op_request(OpKind::LoadPool, json!({"op": "load_pool"}))?) {
+                        let req = json!({
+                            "op": "add_entry",
+                            "label": format!("added-by-p{}-{i}", plan.proc),
+                            "auth_type": "api_key",
+                            "source": "manual",
+                            "access_token": added_key(plan.proc, i, plan.seed),
+                        });
+                        self.op_request(OpKind::AddEntry, req)?;
+                    }
+                    think();
+                }
+            }
+            RoleKind::ExternalCli => unreachable!("external-cli roles are played by the harness"),
+        }
+        let _ = sc;
+        Ok(())
+    }
+
+    /// Use the selected credential; on a 429 or 401 mark it exhausted and use what the
+    /// subject rotates to (at most one rotation, as upstream retries once).
+    fn use_and_react(&mut self, mut selected: Value) -> Result<(), SubjectError> {
+        for _ in 0..2 {
+            let Some(id) = selected
+                .get("credential_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                return Ok(());
+            };
+            let used = self.exchange(&json!({"op": "use", "credential_id": id}), "use")?;
+            let status = used.get("status").and_then(Value::as_u64).unwrap_or(0);
+            let reason = match status {
+                429 => "rate_limited",
+                401 => "unauthorized",
+                _ => return Ok(()),
+            };
+            let req = json!({
+                "op": "mark_exhausted",
+                "credential_id": id,
+                "code": status,
+                "reason": reason,
+                "reset_at_ms": used.get("reset_at_ms").cloned().unwrap_or(Value::Null),
+            });
+            selected = self.op_request(OpKind::MarkExhausted, req)?;
+        }
+        Ok(())
+    }
+
+    /// One pool operation: stamp its begin, exchange, stamp its end.
+    fn op_request(&mut self, kind: OpKind, req: Value) -> Result<Value, SubjectError> {
+        self.op = self.next_op;
+        self.next_op += 1;
+        self.io_events = 0;
+        self.hooks.record(Event::OpBegin { op: self.op, kind });
+        let what = req["op"].as_str().unwrap_or("op").to_string();
+        let reply = self.exchange(&req, &what);
+        let (ok, error) = match &reply {
+            Ok(v) => (
+                ok(v),
+                v.get("error").and_then(Value::as_str).map(str::to_string),
+            ),
+            Err(e) => (false, Some(e.0.clone())),
+        };
+        if let Ok(v) = &reply {
+            // A black-box subject may say only that its read did not parse.
+            if self.io_events == 0 && v.get("read_failed").and_then(Value::as_bool) == Some(true) {
+                self.hooks.record(Event::Read {
+                    op: self.op,
+                    hash: String::new(),
+                    outcome: ReadOutcome::Corrupt(
+                        "the subject reported an unparseable read".into(),
+                    ),
+                });
+            }
+        }
+        self.hooks.record(Event::OpEnd {
+            op: self.op,
+            ok,
+            error,
+        });
+        self.op = 0;
+        reply
+    }
+
+    /// Send one request and wait for its reply, recording streamed events and serving pauses.
+    fn exchange(&mut self, req: &Value, what: &str) -> Result<Value, SubjectError> {
+        self.send(req, what)?;
+        loop {
+            let line = match self.lines.recv_timeout(self.timeout) {
+                Ok(l) => l,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(self.fail(format!(
+                        "did not answer '{what}' within {} ms (after line {} of its stdout): hung?",
+                        self.timeout.as_millis(),
+                        self.last_line
+                    )))
+                }
+                Err(RecvTimeoutError::Disconnected) => Line::Eof(self.last_line + 1),
+            };
+            let (n, text) = match line {
+                Line::Text(n, t) => (n, t),
+                Line::Eof(n) => {
+                    let status = self.reap();
+                    return Err(self.fail(format!(
+                        "closed its stdout at line {n} before answering '{what}' ({status}){}",
+                        self.stderr_tail()
+                    )));
+                }
+                Line::Failed(n, e) => {
+                    return Err(self.fail(format!("line {n} of its stdout cannot be read: {e}")))
+                }
+            };
+            self.last_line = n;
+            let msg: Value = match serde_json::from_str(text.trim_end()) {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(_) => {
+                    return Err(self.fail(format!(
+                        "line {n} of its stdout is JSON but not an object: {}",
+                        clip(&text)
+                    )))
+                }
+                Err(e) => {
+                    return Err(self.fail(format!(
+                        "line {n} of its stdout is not a protocol message ({e}): {}",
+                        clip(&text)
+                    )))
+                }
+            };
+            if let Some(ev) = msg.get("event") {
+                let ev = self.event(ev, n)?;
+                self.hooks.record(ev);
+            } else if let Some(p) = msg.get("pause") {
+                let point = p.as_str().and_then(Pause::from_name).ok_or_else(|| {
+                    self.fail(format!(
+                        "line {n} of its stdout names an unknown pause point {p} (known: {})",
+                        Pause::ALL
+                            .iter()
+                            .map(|p| p.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+                self.hooks.pause(point);
+                self.send(&json!({"resume": true}), "resume")?;
+            } else {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// A streamed event in pool-core's shape; its `op` is the harness's current operation.
+    fn event(&mut self, ev: &Value, n: usize) -> Result<Event, SubjectError> {
+        let mut ev = ev.clone();
+        let kind = ev
+            .get("ev")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if !matches!(kind.as_str(), "read" | "write" | "refresh") {
+            return Err(self.fail(format!(
+                "line {n} of its stdout: event kind must be read, write or refresh (op_begin and op_end are the harness's), not {}",
+                clip(&ev.to_string())
+            )));
+        }
+        if let Value::Object(m) = &mut ev {
+            m.insert("op".into(), json!(self.op));
+        }
+        match serde_json::from_value::<Event>(ev) {
+            Ok(e) => {
+                if matches!(e, Event::Read { .. } | Event::Write { .. }) {
+                    self.io_events += 1;
+                }
+                Ok(e)
+            }
+            Err(e) => Err(self.fail(format!("line {n} of its stdout: bad {kind} event: {e}"))),
+        }
+    }
+
+    fn send(&mut self, msg: &Value, what: &str) -> Result<(), SubjectError> {
+        let mut line = msg.to_string();
+        line.push('\n');
+        let sent = match self.stdin.as_mut() {
+            Some(w) => w.write_all(line.as_bytes()).and_then(|()| w.flush()),
+            None => Err(std::io::Error::other("stdin already closed")),
+        };
+        if let Err(e) = sent {
+            let status = self.reap();
+            return Err(self.fail(format!(
+                "closed its stdin before it was sent '{what}' (after line {} of its stdout: {e}; {status}){}",
+                self.last_line,
+                self.stderr_tail()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Close stdin (the subject's cue to exit) and wait briefly for it.
+    fn finish(mut self) -> Result<(), SubjectError> {
+        drop(self.stdin.take());
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.kill();
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// The exit status, waiting a little for it.
+    fn reap(&mut self) -> String {
+        for _ in 0..100 {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return format!("it exited: {s}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        "it is still running".into()
+    }
+
+    fn stderr_tail(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let tail: Vec<&str> = s.lines().rev().take(3).collect();
+        if tail.is_empty() {
+            String::new()
+        } else {
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("; its stderr ends: {}", clip(&tail.join(" | ")))
+        }
+    }
+
+    fn fail(&self, msg: String) -> SubjectError {
+        SubjectError(format!("{} {msg}", self.name))
+    }
+}
+
+fn ok(v: &Value) -> bool {
+    v.get("ok").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// At most 120 characters of a subject's output, on one line.
+fn clip(s: &str) -> String {
+    let one: String = s.trim_end().replace(['\n', '\r'], " ");
+    if one.chars().count() > 120 {
+        format!("{}...", one.chars().take(120).collect::<String>())
+    } else {
+        one
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_output_short_and_on_one_line() {
+        assert_eq!(clip("a\nb\n"), "a b");
+        assert_eq!(clip(&"x".repeat(200)).len(), 123);
+    }
+
+    #[test]
+    fn only_pool_roles_are_played_by_subjects() {
+        assert!(plays(RoleKind::Cli) && plays(RoleKind::Gateway) && plays(RoleKind::AuthAdd));
+        assert!(!plays(RoleKind::ExternalCli));
+    }
+}

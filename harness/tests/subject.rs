@@ -1,0 +1,250 @@
+//! External subjects end to end: `poolcheck run --subject CMD` with the Python pool of
+//! `subjects/python/` (its as-of-#8040 mode and its serialized-refresh fix), its own unit
+//! tests, and tiny broken subjects (shell one-liners) that crash, hang or print garbage.
+//!
+//! The Python tests need `python3`; without it they print why and pass (the broken-subject
+//! tests need only `sh`).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// The repository root: subject commands and the Python tests run from there.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn have_python() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: python3 is not on PATH, so the Python subject cannot be tested");
+    }
+    ok
+}
+
+/// One run at a time: each starts four or five interpreters, and on a small machine parallel
+/// runs push the scenarios' rendezvous past their timeouts.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// `poolcheck run --format json --subject CMD --scenario SC [extra]`: (report, exit, stderr).
+fn run_subject(cmd: &str, scenario: &str, extra: &[&str]) -> (Value, i32, String) {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+        .current_dir(root())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args([
+            "run",
+            "--format",
+            "json",
+            "--subject",
+            cmd,
+            "--scenario",
+            scenario,
+        ])
+        .args(extra)
+        .output()
+        .expect("poolcheck runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}): {text}\nstderr: {stderr}"));
+    (v, out.status.code().unwrap_or(-1), stderr)
+}
+
+fn count(report: &Value, anomaly: &str) -> u64 {
+    report["runs"][0]["anomalies"][anomaly]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count for {anomaly}: {report}"))
+}
+
+const PY: &str = "python3 subjects/python/pool_subject.py";
+
+#[test]
+fn python_subject_unit_tests_pass() {
+    if !have_python() {
+        return;
+    }
+    let out = Command::new("python3")
+        .current_dir(root())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(["-m", "unittest", "discover", "-s", "subjects/python", "-v"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python3 -m unittest failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn python_pool_as_of_8040_double_redeems_in_the_refresh_race() {
+    if !have_python() {
+        return;
+    }
+    let (v, code, stderr) = run_subject(PY, "refresh-race", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let run = &v["runs"][0];
+    assert_eq!(run["strategy"], "subject");
+    assert_eq!(run["spec"], PY);
+    assert_eq!(run["verdict"], "anomalous");
+    assert!(count(&v, "double_redeem") >= 1, "{v}");
+    assert!(count(&v, "dead_credential") >= 1, "{v}");
+    assert_eq!(run["stats"]["crashed"], 0, "{stderr}");
+    // Witnesses name the subject's processes and are redacted like pool-core's.
+    let story = run["witnesses"].to_string();
+    assert!(story.contains("(cli)"), "{story}");
+}
+
+#[test]
+fn python_pool_with_serialized_refresh_is_clean_in_the_refresh_race() {
+    if !have_python() {
+        return;
+    }
+    let cmd = format!("{PY} --serialized-refresh");
+    let (v, code, stderr) = run_subject(&cmd, "refresh-race", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["runs"][0]["verdict"], "clean", "{v}");
+    // It did run: four processes, two load+select rounds each.
+    assert!(
+        v["runs"][0]["stats"]["operations"].as_u64().unwrap() >= 16,
+        "{v}"
+    );
+}
+
+#[test]
+fn python_pool_as_of_8040_loses_an_update_and_merge_keeps_it() {
+    if !have_python() {
+        return;
+    }
+    let (v, _, stderr) = run_subject(PY, "lost-update", &[]);
+    assert!(count(&v, "lost_update") >= 1, "{v}\n{stderr}");
+    let (v, _, stderr) = run_subject(&format!("{PY} --merge"), "lost-update", &[]);
+    assert_eq!(count(&v, "lost_update"), 0, "{v}\n{stderr}");
+}
+
+#[test]
+fn python_pool_as_of_8040_shows_partial_sync_reads_in_seed_8040() {
+    if !have_python() {
+        return;
+    }
+    let (v, _, stderr) = run_subject(PY, "seed-8040", &[]);
+    assert!(count(&v, "partial_sync_read") >= 1, "{v}\n{stderr}");
+    let (v, _, stderr) = run_subject(
+        &format!("{PY} --merge --batched --serialized-refresh"),
+        "seed-8040",
+        &[],
+    );
+    assert_eq!(v["runs"][0]["verdict"], "clean", "{v}\n{stderr}");
+}
+
+#[test]
+fn a_black_box_subject_is_judged_from_the_ledger_and_the_final_store() {
+    if !have_python() {
+        return;
+    }
+    let (v, code, stderr) = run_subject(&format!("{PY} --black-box"), "refresh-race", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    // No writes were reported, so no rollback or lost update can be judged (torn reads
+    // can: a reply says `read_failed` when the subject's read did not parse)...
+    assert_eq!(
+        count(&v, "token_rollback") + count(&v, "lost_update"),
+        0,
+        "{v}"
+    );
+    // ...but the issuer saw the double spend and the harness read the final store.
+    assert!(count(&v, "double_redeem") >= 1, "{v}");
+    assert!(count(&v, "dead_credential") >= 1, "{v}");
+}
+
+#[test]
+fn a_crashing_subject_is_named_with_its_line_and_status() {
+    let (v, code, stderr) = run_subject("echo 'no hello for you' >&2; exit 3", "refresh-race", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    // Depending on who is first, the harness sees the closed pipe when it writes the hello
+    // or when it reads the answer; either way the message names the subject, the process,
+    // the request, the exit status and the end of the subject's stderr.
+    let p1 = stderr
+        .lines()
+        .find(|l| l.contains("(p1 cli)"))
+        .unwrap_or_else(|| panic!("no message for p1: {stderr}"));
+    assert!(
+        p1.starts_with(
+            "poolcheck: subject 'echo 'no hello for you' >&2; exit 3' (p1 cli) closed its"
+        ),
+        "{p1}"
+    );
+    assert!(p1.contains("'hello'"), "{p1}");
+    assert!(p1.contains("exit status: 3"), "{p1}");
+    assert!(p1.contains("its stderr ends: no hello for you"), "{p1}");
+    assert_eq!(v["runs"][0]["stats"]["crashed"], 4, "{v}");
+}
+
+#[test]
+fn a_hanging_subject_times_out_per_request() {
+    let started = std::time::Instant::now();
+    let (v, code, stderr) = run_subject(
+        "read hello; sleep 30",
+        "refresh-race",
+        &["--subject-timeout-ms", "300"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("(p2 cli) did not answer 'hello' within 300 ms"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "the hung subjects were not killed"
+    );
+    assert_eq!(v["runs"][0]["stats"]["crashed"], 4, "{v}");
+}
+
+#[test]
+fn a_subject_printing_garbage_is_named_with_the_line() {
+    let (_, code, stderr) = run_subject(
+        r#"read hello; echo '{"protocol":"poolcheck-subject/1","ok":true}'; read op; echo 'Traceback: oops'"#,
+        "refresh-race",
+        &["--quick"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "(p3 cli) line 2 of its stdout is not a protocol message (expected value at line 1 column 1): Traceback: oops"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn one_broken_subject_does_not_stop_the_others_being_judged() {
+    if !have_python() {
+        return;
+    }
+    // Process 2 prints garbage instead of its hello; the other three are the Python pool.
+    let cmd = format!(
+        r#"if [ "$POOLCHECK_PROC" = 2 ]; then read hello; echo garbage; exit 0; fi; exec {PY}"#
+    );
+    let (v, code, stderr) = run_subject(&cmd, "refresh-race", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("(p2 cli) line 1 of its stdout is not a protocol message"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("poolcheck: subject").count(),
+        1,
+        "only p2 failed: {stderr}"
+    );
+    assert_eq!(v["runs"][0]["stats"]["crashed"], 1, "{v}");
+    // The three healthy processes still raced for the refresh token, and were judged.
+    assert!(count(&v, "double_redeem") >= 1, "{v}");
+}
