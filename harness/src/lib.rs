@@ -4,6 +4,7 @@
 //! loopback OAuth issuer ([`issuer`], [`drive`]), records every run as a [`history::History`],
 //! judges it with the anomaly checkers in [`check`], and renders [`report`]s.
 
+pub mod bench;
 pub mod check;
 pub mod drive;
 pub mod history;

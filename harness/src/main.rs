@@ -82,6 +82,10 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Lock contention: throughput, latency and lock wait of real processes per strategy,
+    /// process count and file system, beside the physical floor and SQLite, with the anomaly
+    /// counts of the same runs.
+    Bench(harness::bench::BenchArgs),
 }
 
 /// An error the user can fix: printed with its advice, exit 2.
@@ -138,6 +142,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             }
             Ok(emit(&Report::new(vec![run]), format))
         }
+        Cmd::Bench(args) => harness::bench::main(&args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(BadInput),
         Cmd::Matrix {
             drivers,
             strategies,
