@@ -1,1 +1,0 @@
-//! Shared helpers of the criterion benches live in `benches/ops.rs`; this crate has no library API.
