@@ -178,9 +178,10 @@ impl PoolWorker {
     }
 }
 
-/// Whether turn `turn` is one of every `every` turns.
+/// Whether turn `turn` (counted from 1) is one of every `every` turns: the `every`-th, the
+/// `2 * every`-th, ...
 pub fn every(turn: u64, every: u64) -> bool {
-    every > 0 && turn % every == every - 1
+    every > 0 && turn % every == 0
 }
 
 impl Worker for PoolWorker {
