@@ -232,9 +232,10 @@ pub struct BenchArgs {
     /// Comma-separated process counts (default 1,2,4,8,16; quick: 1,8).
     #[arg(long, value_delimiter = ',')]
     pub procs: Vec<u32>,
-    /// Comma-separated presets or specs (default: every preset; quick: none,flock-txn). The
-    /// floor and SQLite references are always measured.
-    #[arg(long, value_delimiter = ',')]
+    /// Comma-separated presets or specs (default: every preset plus no lock on the rename
+    /// path; quick: none, that, flock-txn). A spec's own commas are fine: consecutive key=value
+    /// pairs form one spec. The floor and SQLite references are always measured.
+    #[arg(long)]
     pub strategies: Vec<String>,
     /// Comma-separated file systems: shm (/dev/shm), disk (the temp dir) or directories.
     #[arg(long, value_delimiter = ',')]
@@ -260,8 +261,7 @@ impl BenchArgs {
             o.procs = self.procs.clone();
         }
         if !self.strategies.is_empty() {
-            o.strategies = self
-                .strategies
+            o.strategies = split_strategies(&self.strategies)
                 .iter()
                 .map(|s| Strategy::parse(s).map_err(|e| e.to_string()))
                 .collect::<Result<_, _>>()?;
@@ -284,6 +284,38 @@ impl BenchArgs {
     }
 }
 
+/// Split a comma-separated list of presets and specs: consecutive `key=value` pairs belong to
+/// one spec until a key repeats; a word without `=` is a preset name.
+pub fn split_strategies(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut spec: Vec<&str> = Vec::new();
+    let key = |p: &str| p.split('=').next().unwrap_or("").trim().to_string();
+    for piece in args
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        if piece.contains('=') {
+            if spec.iter().any(|p| key(p) == key(piece)) {
+                out.push(spec.join(","));
+                spec.clear();
+            }
+            spec.push(piece);
+        } else {
+            if !spec.is_empty() {
+                out.push(spec.join(","));
+                spec.clear();
+            }
+            out.push(piece.to_string());
+        }
+    }
+    if !spec.is_empty() {
+        out.push(spec.join(","));
+    }
+    out
+}
+
 /// `poolcheck bench`: run, print in `format`, write the files to `--out`.
 pub fn main(args: &BenchArgs) -> Result<(), String> {
     let opts = args.options()?;
@@ -302,4 +334,32 @@ pub fn main(args: &BenchArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot write the report into {}: {e}", out.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_lists_keep_specs_whole() {
+        let args = vec![
+            format!("none,{NONE_RENAME},flock-txn"),
+            "lock=flock,scope=op,persist=txn,write=rename,refresh=adopt".into(),
+            "lock=mutex,scope=op,persist=each,write=in-place,refresh=blind,flock".into(),
+        ];
+        assert_eq!(
+            split_strategies(&args),
+            vec![
+                "none".to_string(),
+                NONE_RENAME.to_string(),
+                "flock-txn".into(),
+                "lock=flock,scope=op,persist=txn,write=rename,refresh=adopt".into(),
+                "lock=mutex,scope=op,persist=each,write=in-place,refresh=blind".into(),
+                "flock".into(),
+            ]
+        );
+        for s in split_strategies(&args) {
+            Strategy::parse(&s).unwrap();
+        }
+    }
 }

@@ -162,7 +162,7 @@ pub fn line_chart(c: &Chart<'_>, series: &[Series]) -> String {
         let p: Vec<String> = se
             .points
             .iter()
-            .filter(|(x, y)| !(c.log_x && *x <= 0.0) && !(c.log_y && *y <= 0.0))
+            .filter(|(x, y)| !(c.log_x && *x <= 0.0 || c.log_y && *y <= 0.0))
             .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
             .collect();
         let _ = write!(

@@ -12,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Duration;
 
 use pool_core::digest::content_hash;
@@ -142,12 +142,22 @@ impl Hooks for BenchHooks {
     }
 }
 
-type BenchPool = Pool<TimedOs<RealOs<Arc<BenchHooks>>>, HttpIssuer, SystemClock>;
+/// The worker's hooks, shared (on one thread) by its pool and itself.
+#[derive(Clone)]
+pub struct SharedHooks(Rc<BenchHooks>);
+
+impl Hooks for SharedHooks {
+    fn record(&self, event: Event) {
+        self.0.record(event)
+    }
+}
+
+type BenchPool = Pool<TimedOs<RealOs<SharedHooks>>, HttpIssuer, SystemClock>;
 
 /// One forked process running the op mix on its own long-lived pool object.
 pub struct PoolWorker {
     pool: BenchPool,
-    hooks: Arc<BenchHooks>,
+    hooks: Rc<BenchHooks>,
     mix: Mix,
     turn: u64,
     log: PathBuf,
@@ -155,9 +165,9 @@ pub struct PoolWorker {
 
 impl PoolWorker {
     pub fn new(proc: u32, cfg: Config, issuer_url: &str, mix: &Mix, log: PathBuf) -> Self {
-        let hooks = Arc::new(BenchHooks::new(proc));
+        let hooks = Rc::new(BenchHooks::new(proc));
         let pool = Pool::new(
-            TimedOs::new(RealOs::with_hooks(hooks.clone())),
+            TimedOs::new(RealOs::with_hooks(SharedHooks(hooks.clone()))),
             HttpIssuer::new(issuer_url, proc, Duration::from_secs(10)),
             SystemClock,
             cfg,
@@ -181,7 +191,7 @@ impl PoolWorker {
 /// Whether turn `turn` (counted from 1) is one of every `every` turns: the `every`-th, the
 /// `2 * every`-th, ...
 pub fn every(turn: u64, every: u64) -> bool {
-    every > 0 && turn % every == 0
+    every > 0 && turn.is_multiple_of(every)
 }
 
 impl Worker for PoolWorker {
