@@ -4,6 +4,7 @@
 //! loopback OAuth issuer ([`issuer`], [`drive`]), records every run as a [`history::History`],
 //! judges it with the anomaly checkers in [`check`], and renders [`report`]s.
 
+pub mod bench;
 pub mod campaign;
 pub mod check;
 pub mod drive;
@@ -13,3 +14,6 @@ pub mod history;
 pub mod issuer;
 pub mod report;
 pub mod scenario;
+
+#[cfg(test)]
+mod testing;

@@ -156,6 +156,10 @@ enum Cmd {
         #[command(flatten)]
         out: GateOutputs,
     },
+    /// Lock contention: throughput, latency and lock wait of real processes per strategy,
+    /// process count and file system, beside the physical floor and SQLite, with the anomaly
+    /// counts of the same runs.
+    Bench(harness::bench::BenchArgs),
 }
 
 /// Where a gate or merge writes its verdicts besides stdout.
@@ -356,6 +360,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             let merged = gate::merge(parsed).map_err(BadInput)?;
             emit_gate(&merged, &out)
         }
+        Cmd::Bench(args) => harness::bench::main(&args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(BadInput),
         Cmd::Matrix {
             drivers,
             strategies,

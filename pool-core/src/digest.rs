@@ -16,10 +16,12 @@ pub fn tag(token: &str) -> String {
 }
 
 fn hex_prefix(bytes: &[u8], digits: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(bytes);
-    let mut s = String::with_capacity(digits);
+    let mut s = String::with_capacity(digits + 1);
     for b in d.iter().take(digits.div_ceil(2)) {
-        s.push_str(&format!("{b:02x}"));
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
     }
     s.truncate(digits);
     s
@@ -37,6 +39,14 @@ mod tests {
         assert_eq!(a.len(), 10);
         assert!(!a.contains("abcdef"));
         assert_ne!(a, tag("another-token-entirely-0123456789abcdef"));
+    }
+
+    #[test]
+    fn hex_prefix_is_the_lowercase_hex_of_the_sha256() {
+        // SHA-256("abc") = ba7816bf 8f01cfea ...
+        assert_eq!(content_hash(b"abc"), "ba7816bf8f01cfea");
+        assert_eq!(tag("abc"), "t:ba7816bf");
+        assert_eq!(hex_prefix(b"abc", 3), "ba7");
     }
 
     #[test]

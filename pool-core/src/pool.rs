@@ -188,6 +188,16 @@ pub struct Pool<O: Os, I: Issuer, C: Clock> {
     clock: C,
     cfg: Config,
     shared: Mutex<State>,
+    /// The store this pool wrote last: reading back exactly those bytes skips the parse and
+    /// the hash (a cache, never a source of truth: it is used only on a byte-for-byte match).
+    last_written: Mutex<Option<Written>>,
+}
+
+/// A store as written: its bytes, their content hash, and the store they serialize.
+struct Written {
+    bytes: Vec<u8>,
+    hash: String,
+    store: Store,
 }
 
 /// Operation ids, unique within a process (a process may build many pools in turn, as a CLI
@@ -215,6 +225,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                 cleared: BTreeMap::new(),
                 rng,
             }),
+            last_written: Mutex::new(None),
             cfg,
         }
     }
@@ -357,6 +368,8 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
             id,
             st,
             dirty: false,
+            reloaded: false,
+            tokens_touched: false,
         };
         let result = (|| {
             if self.cfg.strategy.persist == Persist::Txn && kind != OpKind::LoadPool {
@@ -505,6 +518,10 @@ struct Op<'p, O: Os, I: Issuer, C: Clock> {
     st: State,
     /// A change is waiting for the operation's single write (`batched`, `txn`).
     dirty: bool,
+    /// `persist=txn` re-read the store at the start of this operation.
+    reloaded: bool,
+    /// This operation replaced some entry's tokens in its snapshot.
+    tokens_touched: bool,
 }
 
 fn io_err<'a>(
@@ -575,6 +592,20 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             self.record_read(String::new(), ReadOutcome::Missing);
             return Ok(None);
         };
+        // The bytes this pool wrote last (a store serializes and parses back to itself): the
+        // same read outcome, without parsing and hashing them again.
+        let recalled = self
+            .pool
+            .last_written
+            .lock()
+            .expect("cache lock")
+            .as_ref()
+            .filter(|w| w.bytes == bytes)
+            .map(|w| (w.store.clone(), w.hash.clone()));
+        if let Some((store, hash)) = recalled {
+            self.record_read(hash.clone(), ReadOutcome::Parsed);
+            return Ok(Some((store, hash)));
+        }
         let hash = content_hash(&bytes);
         match serde_json::from_slice::<Store>(&bytes) {
             Ok(store) => {
@@ -631,7 +662,22 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             self.st.store = store;
             self.st.seen = Some(hash);
         }
+        self.reloaded = true;
         Ok(())
+    }
+
+    /// Whether the store on disk is known to hold, for every entry whose tokens this operation
+    /// did not replace, exactly the tokens of the snapshot, so that re-reading it to look for a
+    /// peer's rotation cannot find one. True under `lock=flock, scope=op, persist=txn` once the
+    /// operation re-read the store: every writer of the strategy holds the same file lock for
+    /// its whole operation, and this operation writes the store only at its end.
+    fn store_matches_snapshot_tokens(&self) -> bool {
+        let s = self.strategy();
+        s.lock == Lock::Flock
+            && s.scope == Scope::Op
+            && s.persist == Persist::Txn
+            && self.reloaded
+            && !self.tokens_touched
     }
 
     /// A change was made to the snapshot: write now (`each`, `merge`) or at the end of the
@@ -658,26 +704,28 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         self.guarded(true, |op| {
             let now = op.now();
             let cfg = &op.pool.cfg;
-            let mut doc = op.st.store.clone();
             let mut base = op.st.seen.clone();
-            if cfg.strategy.persist != Persist::Txn {
-                if let Some((disk, hash)) = op.read_unlocked()? {
-                    doc = if cfg.strategy.persist == Persist::Merge {
-                        base = Some(hash);
-                        merge::merge(
-                            disk,
-                            &op.st.store,
-                            &cfg.provider,
-                            &op.st.removed,
-                            &op.st.cleared,
-                            now,
-                            cfg.default_cooldown_ms,
-                        )
-                    } else {
-                        merge::overlay(disk, &op.st.store, &cfg.provider)
-                    };
+            let disk = if cfg.strategy.persist != Persist::Txn {
+                op.read_unlocked()?
+            } else {
+                None
+            };
+            let mut doc = match disk {
+                Some((disk, hash)) if cfg.strategy.persist == Persist::Merge => {
+                    base = Some(hash);
+                    merge::merge(
+                        disk,
+                        &op.st.store,
+                        &cfg.provider,
+                        &op.st.removed,
+                        &op.st.cleared,
+                        now,
+                        cfg.default_cooldown_ms,
+                    )
                 }
-            }
+                Some((disk, _)) => merge::overlay(disk, &op.st.store, &cfg.provider),
+                None => op.st.store.clone(),
+            };
             doc.updated_at = Some(rfc3339(now));
             let bytes = doc.to_bytes();
             let hash = content_hash(&bytes);
@@ -690,9 +738,14 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             op.pool
                 .put(cfg.strategy.write, &cfg.store_path, &bytes, Some(written))?;
             if cfg.strategy.persist == Persist::Merge {
-                op.st.store = doc;
+                op.st.store = doc.clone();
             }
-            op.st.seen = Some(hash);
+            op.st.seen = Some(hash.clone());
+            *op.pool.last_written.lock().expect("cache lock") = Some(Written {
+                bytes,
+                hash,
+                store: doc,
+            });
             Ok(())
         })
     }
@@ -868,6 +921,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                             let entry = &mut self.entries_mut()[idx];
                             set_tokens(entry, &c);
                             entry.clear_status();
+                            self.tokens_touched = true;
                             cleared = true;
                             self.persist_in_pass()?;
                         }
@@ -906,7 +960,14 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
 
     /// A token a peer rotated to since the snapshot: on disk, or in the entry's external file.
     fn peer_rotation(&mut self, e: &Entry) -> Result<Option<ExternalCreds>> {
-        if let Some((disk, _)) = self.read_store()? {
+        // The disk can only show a rotation the snapshot lacks if someone wrote since the
+        // reload; where that is impossible, skip the redundant read (and its parse and hash).
+        let disk = if self.store_matches_snapshot_tokens() {
+            None
+        } else {
+            self.read_store()?
+        };
+        if let Some((disk, _)) = disk {
             if let Some(d) = disk
                 .entries(&self.pool.cfg.provider)
                 .iter()
@@ -950,6 +1011,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             if let Some(c) = self.peer_rotation(&entry)? {
                 self.record_refresh(&entry, &c.refresh_token, RefreshOutcome::Adopted);
                 set_tokens(&mut entry, &c);
+                self.tokens_touched = true;
                 entry.clear_status();
                 let still_expiring = self.expiring(&entry, self.now());
                 self.entries_mut()[idx] = entry.clone();
@@ -976,6 +1038,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                     expires_at_ms: Some(now + g.expires_in_s * 1000),
                 };
                 set_tokens(&mut entry, &c);
+                self.tokens_touched = true;
                 entry.clear_status();
                 self.write_back_elsewhere(&entry, &c, now)?;
                 true
@@ -989,6 +1052,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 {
                     Some(c) => {
                         set_tokens(&mut entry, &c);
+                        self.tokens_touched = true;
                         entry.clear_status();
                         !self.expiring(&entry, now)
                     }

@@ -246,6 +246,29 @@ mod tests {
         }
     }
 
+    /// The pool trusts this when it reads back bytes it wrote (it keeps the store it serialized
+    /// instead of parsing them again): a store parses back to itself, extras, statuses and all.
+    #[test]
+    fn a_store_parses_back_to_the_store_it_was_serialized_from() {
+        let text = r#"{"version":1,"updated_at":"x","active_provider":"anthropic",
+            "providers":{"anthropic":{"access_token":"a","refresh_token":"r","last_refresh":null,"scope":"x"}},
+            "credential_pool":{"anthropic":[{"id":"a1b2c3","label":"A\u00e9\n","auth_type":"oauth","priority":-1,
+              "source":"env:X","access_token":"a","refresh_token":"r","expires_at_ms":18446744073709551615,"request_count":2,
+              "last_status":"exhausted","last_status_at":7,"last_error_code":429,"last_error_reason":"rate",
+              "last_error_message":"m","last_error_reset_at":null,"base_url":"https://x","weight":3.25,"z":{"b":1,"a":[true,null]}}],
+              "openai":[]},
+            "suppressed_sources":{"b":1,"a":2},"other_tool":{"keep":[1,2.5e-7]}}"#;
+        let s: Store = serde_json::from_str(text).unwrap();
+        let mut s2 = s.clone();
+        s2.entries_mut("anthropic")
+            .push(Entry::new("d4e5f6", "B", AuthType::ApiKey, "manual"));
+        for store in [s, s2, Store::default()] {
+            let back: Store = serde_json::from_slice(&store.to_bytes()).unwrap();
+            assert_eq!(back, store);
+            assert_eq!(back.to_bytes(), store.to_bytes());
+        }
+    }
+
     #[test]
     fn cooldown_prefers_reset_at() {
         let mut e = Entry::new("a", "A", AuthType::ApiKey, "manual");

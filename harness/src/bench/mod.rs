@@ -1,0 +1,365 @@
+//! `poolcheck bench`: lock contention, measured on real forked processes.
+//!
+//! A run is a grid of cells: subject (a pool strategy, or one of the two references) x
+//! process count x file system. Every cell starts from a fresh directory, forks its workers
+//! behind one start gate, runs the op mix of [`workload`] for a fixed time, and merges the
+//! workers' latencies ([`measure`]). Pool cells are judged by the anomaly checkers on the same
+//! run: speed without correctness is no answer. The references ([`refs`]) are the physical
+//! floor of a locked read-modify-write and SQLite doing the same logical op. [`report`] renders
+//! the figures (JSON in the report contract, Markdown, a terminal table) and [`svg`] the plots.
+
+pub mod measure;
+pub mod refs;
+pub mod report;
+pub mod svg;
+pub mod workload;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use pool_core::{Strategy, PRESETS};
+
+use measure::BenchError;
+use refs::Reference;
+use report::{BenchReport, Cell};
+use workload::Mix;
+
+/// No lock, every change written at once, but by temp file + rename (the `none` preset
+/// writes in place): `flock-txn`'s baseline on the same write path.
+pub const NONE_RENAME: &str = "lock=none,scope=io,persist=each,write=rename,refresh=blind";
+
+/// What a cell measures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subject {
+    Pool(Strategy),
+    Ref(Reference),
+}
+
+impl Subject {
+    pub fn name(&self) -> String {
+        match self {
+            Subject::Pool(s) => s.label(),
+            Subject::Ref(r) => r.name().to_string(),
+        }
+    }
+}
+
+/// A file system to run on: a label and a directory on it.
+#[derive(Clone, Debug)]
+pub struct FsTarget {
+    pub label: String,
+    pub root: PathBuf,
+}
+
+impl FsTarget {
+    /// `shm` (/dev/shm), `disk` (the temp dir), or a directory path.
+    pub fn parse(s: &str) -> Result<FsTarget, String> {
+        let (label, root) = match s {
+            "shm" | "tmpfs" => ("shm".to_string(), PathBuf::from("/dev/shm")),
+            "disk" | "tmp" => ("disk".to_string(), std::env::temp_dir()),
+            p => (p.to_string(), PathBuf::from(p)),
+        };
+        if !root.is_dir() {
+            return Err(format!(
+                "file system '{s}': {} is not a directory (use shm, disk or an existing directory)",
+                root.display()
+            ));
+        }
+        Ok(FsTarget { label, root })
+    }
+
+    /// The file system type of the root (from /proc/self/mounts), e.g. `tmpfs`, `ext4`.
+    pub fn fs_type(&self) -> String {
+        fs_type_of(&self.root).unwrap_or_else(|| "unknown".into())
+    }
+}
+
+fn fs_type_of(path: &std::path::Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, mnt, ty) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(mnt).then(|| (mnt.len(), ty.to_string()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, t)| t)
+}
+
+/// A whole bench run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub procs: Vec<u32>,
+    pub strategies: Vec<Strategy>,
+    pub fs: Vec<FsTarget>,
+    pub seconds: f64,
+    pub mix: Mix,
+    pub quick: bool,
+    /// Print progress on stderr.
+    pub progress: bool,
+}
+
+impl BenchOptions {
+    /// The defaults: every preset, 1..16 processes, both file systems, 1.5 s per cell; with
+    /// `quick`, `none` and `flock-txn` at 1 and 8 processes for 0.4 s.
+    pub fn defaults(quick: bool) -> BenchOptions {
+        let mut names: Vec<&str> = if quick {
+            vec!["none", "flock-txn"]
+        } else {
+            PRESETS.iter().map(|p| p.name).collect()
+        };
+        // The lock-free baseline on the fix's write path, for the "same write path" ratio.
+        names.insert(1, NONE_RENAME);
+        BenchOptions {
+            procs: if quick {
+                vec![1, 8]
+            } else {
+                vec![1, 2, 4, 8, 16]
+            },
+            strategies: names
+                .into_iter()
+                .map(|n| Strategy::parse(n).expect("presets parse"))
+                .collect(),
+            fs: ["shm", "disk"]
+                .iter()
+                .filter_map(|s| FsTarget::parse(s).ok())
+                .collect(),
+            seconds: if quick { 0.4 } else { 1.5 },
+            mix: Mix::default(),
+            quick,
+            progress: false,
+        }
+    }
+
+    /// The subjects of every (procs, fs) column: the strategies, then the floor and SQLite.
+    pub fn subjects(&self) -> Vec<Subject> {
+        self.strategies
+            .iter()
+            .map(|s| Subject::Pool(*s))
+            .chain([
+                Subject::Ref(Reference::Floor),
+                Subject::Ref(Reference::Sqlite),
+            ])
+            .collect()
+    }
+}
+
+/// Run every cell. The caller must be single-threaded (cells fork).
+pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
+    let subjects = opts.subjects();
+    let total = subjects.len() * opts.procs.len() * opts.fs.len();
+    let mut cells = Vec::with_capacity(total);
+    for fs in &opts.fs {
+        for &procs in &opts.procs {
+            for subject in &subjects {
+                if opts.progress {
+                    eprint!(
+                        "\r\x1b[2K[{}/{total}] {} x {procs} procs on {} ...",
+                        cells.len() + 1,
+                        subject.name(),
+                        fs.label
+                    );
+                }
+                cells.push(run_cell(*subject, procs, fs, opts)?);
+            }
+        }
+    }
+    if opts.progress {
+        eprint!("\r\x1b[2K");
+    }
+    Ok(BenchReport::new(opts, cells))
+}
+
+/// One cell in a fresh directory under the file system's root (removed afterwards).
+pub fn run_cell(
+    subject: Subject,
+    procs: u32,
+    fs: &FsTarget,
+    opts: &BenchOptions,
+) -> Result<Cell, BenchError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("poolcheck-bench.")
+        .tempdir_in(&fs.root)
+        .map_err(|e| {
+            BenchError(format!(
+                "cannot create a directory in {}: {e}",
+                fs.root.display()
+            ))
+        })?;
+    let dir = tmp.path();
+    let fail = |e: BenchError| {
+        BenchError(format!(
+            "{} x {procs} procs on {}: {e}",
+            subject.name(),
+            fs.label
+        ))
+    };
+    match subject {
+        Subject::Pool(strategy) => {
+            let c = workload::run_pool_cell(strategy, procs, opts.seconds, dir, &opts.mix)
+                .map_err(fail)?;
+            Ok(Cell::new(
+                subject,
+                procs,
+                fs,
+                &c.samples,
+                Some(c.verdict.counts),
+            ))
+        }
+        Subject::Ref(r) => {
+            let s = refs::run_ref_cell(r, procs, opts.seconds, dir, &opts.mix).map_err(fail)?;
+            Ok(Cell::new(subject, procs, fs, &s, None))
+        }
+    }
+}
+
+/// Output formats of `poolcheck bench`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Markdown,
+}
+
+/// `poolcheck bench` arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Small grid (none and flock-txn, 1 and 8 processes, 0.4 s per cell).
+    #[arg(long)]
+    pub quick: bool,
+    /// Comma-separated process counts (default 1,2,4,8,16; quick: 1,8).
+    #[arg(long, value_delimiter = ',')]
+    pub procs: Vec<u32>,
+    /// Comma-separated presets or specs (default: every preset plus no lock on the rename
+    /// path; quick: none, that, flock-txn). A spec's own commas are fine: consecutive key=value
+    /// pairs form one spec. The floor and SQLite references are always measured.
+    #[arg(long)]
+    pub strategies: Vec<String>,
+    /// Comma-separated file systems: shm (/dev/shm), disk (the temp dir) or directories.
+    #[arg(long, value_delimiter = ',')]
+    pub fs: Vec<String>,
+    /// Seconds per cell (default 1.5; quick: 0.4).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Also write bench.json, bench.md and the SVG plots into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// The options these arguments ask for, or what is wrong with them.
+    pub fn options(&self) -> Result<BenchOptions, String> {
+        let mut o = BenchOptions::defaults(self.quick);
+        if !self.procs.is_empty() {
+            if let Some(bad) = self.procs.iter().find(|&&p| p == 0 || p > 256) {
+                return Err(format!("--procs {bad}: use 1 to 256 processes"));
+            }
+            o.procs = self.procs.clone();
+        }
+        if !self.strategies.is_empty() {
+            o.strategies = split_strategies(&self.strategies)
+                .iter()
+                .map(|s| Strategy::parse(s).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+        }
+        if !self.fs.is_empty() {
+            o.fs = self
+                .fs
+                .iter()
+                .map(|s| FsTarget::parse(s))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(s) = self.seconds {
+            if !(s > 0.0 && s <= 600.0) {
+                return Err(format!("--seconds {s}: use a duration in (0, 600]"));
+            }
+            o.seconds = s;
+        }
+        o.progress = std::io::stderr().is_terminal();
+        Ok(o)
+    }
+}
+
+/// Split a comma-separated list of presets and specs: consecutive `key=value` pairs belong to
+/// one spec until a key repeats; a word without `=` is a preset name.
+pub fn split_strategies(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut spec: Vec<&str> = Vec::new();
+    let key = |p: &str| p.split('=').next().unwrap_or("").trim().to_string();
+    for piece in args
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        if piece.contains('=') {
+            if spec.iter().any(|p| key(p) == key(piece)) {
+                out.push(spec.join(","));
+                spec.clear();
+            }
+            spec.push(piece);
+        } else {
+            if !spec.is_empty() {
+                out.push(spec.join(","));
+                spec.clear();
+            }
+            out.push(piece.to_string());
+        }
+    }
+    if !spec.is_empty() {
+        out.push(spec.join(","));
+    }
+    out
+}
+
+/// `poolcheck bench`: run, print in `format`, write the files to `--out`.
+pub fn main(args: &BenchArgs) -> Result<(), String> {
+    let opts = args.options()?;
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out)
+            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    }
+    let rep = run(&opts).map_err(|e| e.to_string())?;
+    match args.format {
+        Format::Table => print!("{}", report::table(&rep)),
+        Format::Json => println!("{}", report::json(&rep)),
+        Format::Markdown => print!("{}", report::markdown(&rep)),
+    }
+    if let Some(out) = &args.out {
+        report::write_files(&rep, out)
+            .map_err(|e| format!("cannot write the report into {}: {e}", out.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_lists_keep_specs_whole() {
+        let args = vec![
+            format!("none,{NONE_RENAME},flock-txn"),
+            "lock=flock,scope=op,persist=txn,write=rename,refresh=adopt".into(),
+            "lock=mutex,scope=op,persist=each,write=in-place,refresh=blind,flock".into(),
+        ];
+        assert_eq!(
+            split_strategies(&args),
+            vec![
+                "none".to_string(),
+                NONE_RENAME.to_string(),
+                "flock-txn".into(),
+                "lock=flock,scope=op,persist=txn,write=rename,refresh=adopt".into(),
+                "lock=mutex,scope=op,persist=each,write=in-place,refresh=blind".into(),
+                "flock".into(),
+            ]
+        );
+        for s in split_strategies(&args) {
+            Strategy::parse(&s).unwrap();
+        }
+    }
+}
