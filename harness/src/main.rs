@@ -64,7 +64,7 @@ enum Cmd {
     },
     /// Every strategy x scenario x driver, judged; prints the verdict table.
     Matrix {
-        /// Comma-separated drivers. Only `fork` is available in this build.
+        /// Comma-separated drivers: fork, loom, shuttle (= shuttle-pct), shuttle-random, shuttle-dfs.
         #[arg(long, default_value = "fork", value_delimiter = ',')]
         drivers: Vec<String>,
         /// Comma-separated presets or specs (default: every preset).
@@ -79,6 +79,13 @@ enum Cmd {
         /// Seed for every run (default: each scenario's).
         #[arg(long)]
         seed: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Model-check one scenario under one strategy with loom or shuttle on a simulated kernel.
+    Model {
+        #[command(flatten)]
+        args: harness::drive::model::ModelArgs,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -146,11 +153,6 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             seed,
             format,
         } => {
-            if let Some(d) = drivers.iter().find(|d| d.as_str() != "fork") {
-                return Err(BadInput(format!(
-                    "driver '{d}' is not available in this build: only 'fork' is (the loom and shuttle drivers are planned)"
-                )));
-            }
             let strategies: Vec<Strategy> = if strategies.is_empty() {
                 PRESETS
                     .iter()
@@ -173,11 +175,18 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             if quick {
                 scs.iter_mut().for_each(Scenario::make_quick);
             }
-            let total = strategies.len() * scs.len();
+            let total = strategies.len() * scs.len() * drivers.len();
             let progress = std::io::stderr().is_terminal();
             let mut runs = Vec::with_capacity(total);
             for st in &strategies {
                 for sc in &scs {
+                    for d in drivers.iter().filter(|d| d.as_str() != "fork") {
+                        let run = harness::drive::model::matrix_run(d, sc, *st, seed);
+                        runs.push(run.map_err(|e| BadInput(e.to_string()))?);
+                    }
+                    if !drivers.iter().any(|d| d == "fork") {
+                        continue;
+                    }
                     let opts = RunOptions {
                         seed,
                         ..RunOptions::default()
@@ -198,6 +207,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 eprint!("\r\x1b[2K");
             }
             Ok(emit(&Report::new(runs), format))
+        }
+        Cmd::Model { args, format } => {
+            let run = harness::drive::model::run(&args).map_err(|e| BadInput(e.to_string()))?;
+            Ok(emit(&Report::new(vec![run]), format))
         }
     }
 }

@@ -15,7 +15,7 @@ use pool_core::{AuthType, Entry};
 use super::log::EventLog;
 use super::roles::{external_format, external_path, write_private};
 use crate::history::Ev;
-use crate::issuer::rules::IssuerConfig;
+use crate::issuer::rules::{IssuerConfig, IssuerState};
 use crate::issuer::Issuer;
 use crate::scenario::Scenario;
 
@@ -30,16 +30,16 @@ pub fn issuer_config(sc: &Scenario, seed: u64) -> IssuerConfig {
     }
 }
 
-/// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
-/// and write the initial store and external files into `dir`.
-pub fn prepare(
-    sc: &Scenario,
-    seed: u64,
-    dir: &Path,
-    now_ms: u64,
-    ledger: &Path,
-    log: &EventLog,
-) -> std::io::Result<Issuer> {
+/// The run's API keys, drawn from the seed, with the issuer configuration that knows them.
+pub struct Keys {
+    pub issuer: IssuerConfig,
+    /// One per `[[entry]]`: the key of an `api_key` entry, `None` for OAuth.
+    pub keys: Vec<Option<String>>,
+    rng: crate::issuer::rules::Rng,
+}
+
+/// Draw the API keys of a scenario's entries and configure the issuer to know them.
+pub fn keys(sc: &Scenario, seed: u64) -> Keys {
     let mut cfg = issuer_config(sc, seed);
     let mut rng = crate::issuer::rules::Rng::new(seed ^ 0xA11CE);
     let keys: Vec<Option<String>> = sc
@@ -56,9 +56,24 @@ pub fn prepare(
             }
         }
     }
+    Keys {
+        issuer: cfg,
+        keys,
+        rng,
+    }
+}
+
+/// The initial store and external credential files of a run (driver-independent): mints the
+/// OAuth families from `issuer`. Externals are (source, file bytes).
+pub fn initial_world(
+    sc: &Scenario,
+    keys: Keys,
+    issuer: &mut IssuerState,
+    now_ms: u64,
+) -> std::io::Result<(Store, Vec<(String, Vec<u8>)>)> {
+    let Keys { keys, mut rng, .. } = keys;
     let cooldown_ms = sc.pool.cooldown_s * 1000;
-    let mut server = Issuer::new(cfg, ledger)?;
-    let issuer = server.state_mut();
+    let mut externals = Vec::new();
     let mut store = Store {
         active_provider: Some(sc.pool.provider.clone()),
         ..Store::default()
@@ -104,10 +119,7 @@ pub fn prepare(
                             now_ms + spec.expires_in_s * 1000
                         }),
                     };
-                    write_private(
-                        &external_path(dir, &spec.source),
-                        &format.render(None, &creds, now_ms),
-                    )?;
+                    externals.push((spec.source.clone(), format.render(None, &creds, now_ms)));
                 }
             }
         }
@@ -121,12 +133,15 @@ pub fn prepare(
         list.push(e);
     }
     store.updated_at = Some(pool_core::store::rfc3339(now_ms));
-    let bytes = store.to_bytes();
-    write_private(&dir.join("auth.json"), &bytes)?;
-    log.push(Ev::Pool {
+    Ok((store, externals))
+}
+
+/// The history record of the initial store: a write by the harness (proc 0, op 0).
+pub fn initial_write(sc: &Scenario, store: &Store, bytes: &[u8]) -> Ev {
+    Ev::Pool {
         event: Event::Write {
             op: 0,
-            hash: content_hash(&bytes),
+            hash: content_hash(bytes),
             base: None,
             entries: store
                 .entries(&sc.pool.provider)
@@ -134,6 +149,27 @@ pub fn prepare(
                 .map(pool_core::pool::summary)
                 .collect(),
         },
-    });
+    }
+}
+
+/// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
+/// and write the initial store and external files into `dir`.
+pub fn prepare(
+    sc: &Scenario,
+    seed: u64,
+    dir: &Path,
+    now_ms: u64,
+    ledger: &Path,
+    log: &EventLog,
+) -> std::io::Result<Issuer> {
+    let keys = keys(sc, seed);
+    let mut server = Issuer::new(keys.issuer.clone(), ledger)?;
+    let (store, externals) = initial_world(sc, keys, server.state_mut(), now_ms)?;
+    for (source, bytes) in externals {
+        write_private(&external_path(dir, &source), &bytes)?;
+    }
+    let bytes = store.to_bytes();
+    write_private(&dir.join("auth.json"), &bytes)?;
+    log.push(initial_write(sc, &store, &bytes));
     Ok(server)
 }

@@ -47,6 +47,25 @@ pub struct Stats {
     pub seed: u64,
     /// Workers that did not exit 0 (crashed, or killed at the run deadline).
     pub crashed: u32,
+    /// Model runs only: the checker, its bound, schedules explored, the replay handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelStats>,
+}
+
+/// What a model checker did (`stats.model`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelStats {
+    pub checker: String,
+    /// The bound every verdict is relative to, in words.
+    pub bound: String,
+    /// Executions (schedules) explored.
+    pub schedules: u64,
+    /// Reproduces the counterexample: a shuttle schedule string, or loom `pb=B,iteration=N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
+    /// Set when the modelled process or op counts differ from the scenario file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -101,6 +120,7 @@ pub fn judge_fork(sc: &Scenario, strategy: Strategy, rec: &RunRecord) -> RunRepo
             seconds: (rec.seconds * 1000.0).round() / 1000.0,
             seed: rec.seed,
             crashed: rec.crashed,
+            model: None,
         },
         expectations,
     }
