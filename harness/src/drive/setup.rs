@@ -63,6 +63,9 @@ pub fn keys(sc: &Scenario, seed: u64) -> Keys {
     }
 }
 
+/// External credential files: (source, file bytes).
+pub type Externals = Vec<(String, Vec<u8>)>;
+
 /// The initial store and external credential files of a run (driver-independent): mints the
 /// OAuth families from `issuer`. Externals are (source, file bytes).
 pub fn initial_world(
@@ -70,7 +73,7 @@ pub fn initial_world(
     keys: Keys,
     issuer: &mut IssuerState,
     now_ms: u64,
-) -> std::io::Result<(Store, Vec<(String, Vec<u8>)>)> {
+) -> std::io::Result<(Store, Externals)> {
     let Keys { keys, mut rng, .. } = keys;
     let cooldown_ms = sc.pool.cooldown_s * 1000;
     let mut externals = Vec::new();
