@@ -110,6 +110,32 @@ fn flock_data_and_fcntl_give_counterexamples_under_both_checkers() {
     }
 }
 
+/// Without a rename in the way, the two pitfalls part: a data-file `flock` with in-place writes
+/// does exclude (the inode never changes), while `fcntl` still fails because the re-read under
+/// the lock closes a descriptor of the file, which drops the process's record lock.
+#[test]
+fn with_in_place_writes_only_the_close_drops_fcntl_semantics_remain() {
+    let sc = Scenario::find("refresh-race").expect("catalog");
+    for checker in [Checker::Loom, Checker::ShuttlePct] {
+        for (spec, want) in [
+            (
+                "lock=fcntl,scope=op,persist=txn,write=in-place,refresh=adopt",
+                ModelVerdict::Counterexample,
+            ),
+            (
+                "lock=flock-data,scope=op,persist=txn,write=in-place,refresh=adopt",
+                ModelVerdict::Verified,
+            ),
+        ] {
+            let st = Strategy::parse(spec).expect("spec");
+            let mut r = ModelRun::new(checker, sc.clone(), st, None, Some(2), None);
+            r.iterations = (checker != Checker::Loom).then_some(200);
+            let ex = r.explore(None).expect("runs");
+            assert_eq!(ex.verdict, want, "{spec} under {checker:?}");
+        }
+    }
+}
+
 #[test]
 fn the_loom_handle_replays_the_same_history() {
     let r = run(Checker::Loom, "none", 2);

@@ -200,6 +200,24 @@ impl KernelState {
         Ok(released)
     }
 
+    /// `exit(2)`: the process's descriptions are all closed (and with them its `flock`s and
+    /// POSIX record locks). Returns whether any lock was released.
+    pub fn exit(&mut self, proc: Proc) -> bool {
+        let mine: Vec<OfdId> = self
+            .ofds
+            .iter()
+            .filter(|(_, o)| o.proc == proc)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut released = false;
+        for ofd in mine {
+            released |= self.close(ofd).unwrap_or(false);
+        }
+        let before = self.posix.len();
+        self.posix.retain(|_, owner| *owner != proc);
+        released || self.posix.len() != before
+    }
+
     /// Open, read the whole file, close: what `std::fs::read` does. `None` if missing. The
     /// close drops the process's POSIX record locks on the file, as in real life.
     pub fn read_file(&mut self, proc: Proc, path: &Path) -> (Option<Vec<u8>>, bool) {
@@ -414,6 +432,22 @@ mod tests {
         let (_, released) = k.read_file(2, &p("auth.json"));
         assert!(!released);
         assert_eq!(k.posix_owner(&p("auth.json")), Some(1));
+    }
+
+    #[test]
+    fn exit_closes_everything_and_releases_every_lock() {
+        let mut k = KernelState::new();
+        k.install(&p("auth.json"), b"v1");
+        k.install(&p("auth.lock"), b"");
+        let a = k.open(1, &p("auth.lock"), true, false).unwrap();
+        let b = k.open(1, &p("auth.json"), true, false).unwrap();
+        assert!(k.try_flock(a).unwrap());
+        assert!(k.try_posix_lock(b).unwrap());
+        assert!(!k.exit(2), "another process's exit releases nothing");
+        assert!(k.exit(1));
+        assert_eq!(k.flock_holder(&p("auth.lock")), None);
+        assert_eq!(k.posix_owner(&p("auth.json")), None);
+        assert!(k.write(a, b"x").is_err(), "its descriptions are gone");
     }
 
     #[test]

@@ -86,6 +86,11 @@ impl<F: Facade> SharedKernel<F> {
         r
     }
 
+    /// The process exits: the kernel closes its descriptions and drops its locks.
+    pub fn exit(&self, proc: Proc) {
+        self.call_releasing(|k| ((), k.exit(proc)))
+    }
+
     /// A blocking lock call: retried each time the kernel's locks change.
     fn block_until(
         &self,

@@ -165,6 +165,7 @@ impl<F: Facade> Process<F> {
             },
         );
         self.play();
+        self.kernel.exit(proc);
         self.rec.push(
             proc,
             Ev::ProcExit {
