@@ -201,9 +201,12 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search) -> Exploration {
         // PCT / random: every sampled schedule judged clean (see the bound's wording).
         (None, false) => ModelVerdict::Verified,
     };
-    let replay = found
-        .as_ref()
-        .map(|_| serialize_schedule(&shared.current.lock().unwrap_or_else(|p| p.into_inner())));
+    // shuttle's encoding wraps long schedules over several lines; a handle is one word.
+    let replay = found.as_ref().map(|_| {
+        serialize_schedule(&shared.current.lock().unwrap_or_else(|p| p.into_inner()))
+            .split_whitespace()
+            .collect::<String>()
+    });
     Exploration {
         verdict,
         schedules,
@@ -216,6 +219,8 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search) -> Exploration {
 
 /// Run exactly the schedule `handle` (a string from [`explore`]) once; its history.
 pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError> {
+    let handle: String = handle.split_whitespace().collect();
+    let handle = handle.as_str();
     if deserialize_schedule(handle).is_none() {
         return Err(DriveError(format!(
             "--replay '{handle}': not a shuttle schedule string (use the replay handle a shuttle-* counterexample printed)"
