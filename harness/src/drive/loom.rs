@@ -8,7 +8,7 @@
 //! reproduces the counterexample exactly (at the cost of re-exploring the N-1 before it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::fork::DriveError;
@@ -21,17 +21,16 @@ use crate::sim::{execute, Loom, ModelPlan};
 /// The panic payload that ends a loom exploration on purpose.
 struct Stop;
 
-/// Keep the default panic message out of the terminal for [`Stop`] only.
+/// Keep panic messages out of the terminal for [`Stop`] only. Installed around whatever hook
+/// is current at each run, because shuttle leaves its own hook installed after a run and that
+/// hook would report our deliberate stop as a failed shuttle task.
 fn quiet_stop_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<Stop>().is_none() {
-                prev(info)
-            }
-        }));
-    });
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<Stop>().is_none() {
+            prev(info)
+        }
+    }));
 }
 
 /// Processes loom can model: its thread limit, less the model's main thread and the thread

@@ -119,6 +119,16 @@ impl<S: Scheduler> Scheduler for Recording<S> {
     }
 }
 
+/// Run `f` and put back the panic hook that was installed before: shuttle installs its own
+/// during a run and leaves it behind, where it would report later, unrelated panics (such as
+/// loom's) as failed shuttle tasks.
+fn keeping_panic_hook<R>(f: impl FnOnce() -> R) -> R {
+    let prev = std::panic::take_hook();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(prev);
+    r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 fn config() -> Config {
     let mut c = Config::new();
     c.silence_warnings = true;
@@ -142,13 +152,15 @@ fn run_with<S: Scheduler + 'static>(
         config(),
     );
     let (p, sh) = (plan.clone(), shared.clone());
-    let n = runner.run(move || {
-        sh.executions.fetch_add(1, Ordering::SeqCst);
-        let h = execute::<Shuttle>(&p);
-        if !check::check(&h).is_clean() {
-            *sh.found.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
-            sh.stop.store(true, Ordering::SeqCst);
-        }
+    let n = keeping_panic_hook(|| {
+        runner.run(move || {
+            sh.executions.fetch_add(1, Ordering::SeqCst);
+            let h = execute::<Shuttle>(&p);
+            if !check::check(&h).is_clean() {
+                *sh.found.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+                sh.stop.store(true, Ordering::SeqCst);
+            }
+        })
     });
     (shared, n)
 }
@@ -230,9 +242,11 @@ pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError>
     let o = out.clone();
     let runner = Runner::new(ReplayScheduler::new_from_encoded(handle), config());
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runner.run(move || {
-            let h = execute::<Shuttle>(&plan);
-            *o.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        keeping_panic_hook(|| {
+            runner.run(move || {
+                let h = execute::<Shuttle>(&plan);
+                *o.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+            })
         })
     }));
     if run.is_err() {
