@@ -14,6 +14,7 @@ pub mod history;
 pub mod issuer;
 pub mod report;
 pub mod scenario;
+pub mod sim;
 
 #[cfg(test)]
 mod testing;

@@ -85,7 +85,7 @@ enum Cmd {
     },
     /// Every strategy x scenario x driver, judged; prints the verdict table.
     Matrix {
-        /// Comma-separated drivers. Only `fork` is available in this build.
+        /// Comma-separated drivers: fork, loom, shuttle (= shuttle-pct), shuttle-random, shuttle-dfs.
         #[arg(long, default_value = "fork", value_delimiter = ',')]
         drivers: Vec<String>,
         /// Comma-separated presets or specs (default: every preset).
@@ -160,6 +160,13 @@ enum Cmd {
     /// process count and file system, beside the physical floor and SQLite, with the anomaly
     /// counts of the same runs.
     Bench(harness::bench::BenchArgs),
+    /// Model-check one scenario under one strategy with loom or shuttle on a simulated kernel.
+    Model {
+        #[command(flatten)]
+        args: harness::drive::model::ModelArgs,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 /// Where a gate or merge writes its verdicts besides stdout.
@@ -372,11 +379,6 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             format,
             html,
         } => {
-            if let Some(d) = drivers.iter().find(|d| d.as_str() != "fork") {
-                return Err(BadInput(format!(
-                    "driver '{d}' is not available in this build: only 'fork' is (the loom and shuttle drivers are planned)"
-                )));
-            }
             let strategies: Vec<Strategy> = if strategies.is_empty() {
                 PRESETS
                     .iter()
@@ -399,7 +401,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             if quick {
                 scs.iter_mut().for_each(Scenario::make_quick);
             }
-            let total = strategies.len() * scs.len();
+            let total = strategies.len() * scs.len() * drivers.len();
             let progress = std::io::stderr().is_terminal();
             let mut runs = Vec::with_capacity(total);
             let mut pages = match &html {
@@ -408,6 +410,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             };
             for st in &strategies {
                 for sc in &scs {
+                    for d in drivers.iter().filter(|d| d.as_str() != "fork") {
+                        let run = harness::drive::model::matrix_run(d, sc, *st, seed);
+                        runs.push(run.map_err(|e| BadInput(e.to_string()))?);
+                    }
+                    if !drivers.iter().any(|d| d == "fork") {
+                        continue;
+                    }
                     let opts = RunOptions {
                         seed,
                         ..RunOptions::default()
@@ -437,6 +446,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 eprintln!("HTML report: {}", page.display());
             }
             Ok(emit(&report, format, html.as_deref()))
+        }
+        Cmd::Model { args, format } => {
+            let run = harness::drive::model::run(&args).map_err(|e| BadInput(e.to_string()))?;
+            Ok(emit(&Report::new(vec![run]), format, None))
         }
     }
 }

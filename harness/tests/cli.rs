@@ -266,3 +266,92 @@ fn scenarios_lists_the_catalog() {
         assert!(text.contains(s), "{s}");
     }
 }
+
+#[test]
+fn model_subcommand_reports_in_the_contract_and_replays() {
+    let base = [
+        "model",
+        "--checker",
+        "shuttle-pct",
+        "--scenario",
+        "refresh-race",
+        "--procs",
+        "2",
+        "--format",
+        "json",
+    ];
+    let (v, code) = json_report(&[&base[..], &["--strategy", "none"]].concat());
+    assert_eq!(code, 0, "{v}");
+    let run = &v["runs"][0];
+    assert_eq!(run["driver"], "shuttle-pct");
+    assert_eq!(run["verdict"], "counterexample");
+    for a in ANOMALIES {
+        assert!(run["anomalies"][a].is_u64(), "{a} missing");
+    }
+    assert!(run["anomalies"]["double_redeem"].as_u64().unwrap() > 0);
+    let handle = run["stats"]["model"]["replay"].as_str().expect("handle");
+    let (again, code) =
+        json_report(&[&base[..], &["--strategy", "none", "--replay", handle]].concat());
+    assert_eq!(code, 0);
+    assert_eq!(again["runs"][0]["anomalies"], run["anomalies"]);
+    assert_eq!(again["runs"][0]["witnesses"], run["witnesses"]);
+
+    let (v, code) = json_report(
+        &[
+            &base[..],
+            &["--strategy", "flock-txn", "--iterations", "50"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(v["runs"][0]["verdict"], "verified");
+    assert_eq!(v["runs"][0]["stats"]["model"]["schedules"], 50);
+
+    let out = poolcheck(&[&base[..], &["--strategy", "none", "--replay", "zz"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    let out = poolcheck(&[
+        "model",
+        "--checker",
+        "loom",
+        "--scenario",
+        "refresh-race",
+        "--strategy",
+        "none",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 3 processes"));
+}
+
+#[test]
+fn matrix_runs_the_model_drivers() {
+    let (v, code) = json_report(&[
+        "matrix",
+        "--drivers",
+        "loom,shuttle",
+        "--strategies",
+        "none,flock-txn",
+        "--scenarios",
+        "refresh-race",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 4);
+    for r in runs {
+        let expected = if r["strategy"] == "none" {
+            "counterexample"
+        } else {
+            "verified"
+        };
+        assert_eq!(r["verdict"], expected, "{r}");
+        assert!(r["stats"]["model"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("matrix model profile"));
+    }
+    let drivers: Vec<&str> = runs.iter().map(|r| r["driver"].as_str().unwrap()).collect();
+    assert!(drivers.contains(&"loom") && drivers.contains(&"shuttle-pct"));
+    let out = poolcheck(&["matrix", "--drivers", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}

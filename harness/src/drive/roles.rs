@@ -171,8 +171,8 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
     }
 }
 
-/// Use the credential; on a 429 or 401, mark it exhausted and use what the pool rotates to.
-fn use_and_react<O: pool_core::Os, C: Clock>(pool: &Pool<O, HttpIssuer, C>, s: Selected) {
+/// Use the credential (any driver's issuer); on a 429 or 401, mark it exhausted and use what the pool rotates to.
+pub fn use_and_react<O: pool_core::Os, I: Issuer, C: Clock>(pool: &Pool<O, I, C>, s: Selected) {
     let mut current = Some(s);
     // At most one rotation per request, as upstream retries once.
     for _ in 0..2 {

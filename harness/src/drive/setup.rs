@@ -15,7 +15,7 @@ use pool_core::{AuthType, Entry};
 use super::log::EventLog;
 use super::roles::{external_format, external_path, write_private};
 use crate::history::Ev;
-use crate::issuer::rules::IssuerConfig;
+use crate::issuer::rules::{IssuerConfig, IssuerState};
 use crate::issuer::Issuer;
 use crate::scenario::Scenario;
 
@@ -30,20 +30,16 @@ pub fn issuer_config(sc: &Scenario, seed: u64) -> IssuerConfig {
     }
 }
 
-/// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
-/// and write the initial store and external files into `dir`. With `user`, a user's own store
-/// (see [`user_entries`]), the initial store keeps its shape: every entry's id, priority,
-/// status and unknown fields, and every other part of the document, with each secret replaced
-/// by one this run's issuer minted (secrets of other providers are removed).
-pub fn prepare(
-    sc: &Scenario,
-    seed: u64,
-    dir: &Path,
-    now_ms: u64,
-    ledger: &Path,
-    log: &EventLog,
-    user: Option<&Store>,
-) -> std::io::Result<Issuer> {
+/// The run's API keys, drawn from the seed, with the issuer configuration that knows them.
+pub struct Keys {
+    pub issuer: IssuerConfig,
+    /// One per `[[entry]]`: the key of an `api_key` entry, `None` for OAuth.
+    pub keys: Vec<Option<String>>,
+    rng: crate::issuer::rules::Rng,
+}
+
+/// Draw the API keys of a scenario's entries and configure the issuer to know them.
+pub fn keys(sc: &Scenario, seed: u64) -> Keys {
     let mut cfg = issuer_config(sc, seed);
     let mut rng = crate::issuer::rules::Rng::new(seed ^ 0xA11CE);
     let keys: Vec<Option<String>> = sc
@@ -61,9 +57,31 @@ pub fn prepare(
         }
     }
     cfg.api_keys.extend(super::roles::added_keys(sc, seed));
+    Keys {
+        issuer: cfg,
+        keys,
+        rng,
+    }
+}
+
+/// External credential files: (source, file bytes).
+pub type Externals = Vec<(String, Vec<u8>)>;
+
+/// The initial store and external credential files of a run (driver-independent): mints the
+/// OAuth families from `issuer`. Externals are (source, file bytes). With `user`, a user's own
+/// store (see [`user_entries`]), the initial store keeps its shape: every entry's id,
+/// priority, status and unknown fields, and every other part of the document, with each
+/// secret replaced by one this run's issuer minted (secrets of other providers are removed).
+pub fn initial_world(
+    sc: &Scenario,
+    keys: Keys,
+    issuer: &mut IssuerState,
+    now_ms: u64,
+    user: Option<&Store>,
+) -> std::io::Result<(Store, Externals)> {
+    let Keys { keys, mut rng, .. } = keys;
     let cooldown_ms = sc.pool.cooldown_s * 1000;
-    let mut server = Issuer::new(cfg, ledger)?;
-    let issuer = server.state_mut();
+    let mut externals = Vec::new();
     let mut store = match user {
         Some(u) => without_secrets(u),
         None => Store {
@@ -72,8 +90,8 @@ pub fn prepare(
         },
     };
     let originals: Vec<Entry> = store.entries(&sc.pool.provider).to_vec();
-    store.entries_mut(&sc.pool.provider).clear();
     let list = store.entries_mut(&sc.pool.provider);
+    list.clear();
     for (i, (spec, key)) in sc.entries.iter().zip(keys).enumerate() {
         let id = loop {
             let id = format!("{:06x}", rng.next_u64() & 0xff_ffff);
@@ -114,10 +132,7 @@ pub fn prepare(
                             now_ms + spec.expires_in_s * 1000
                         }),
                     };
-                    write_private(
-                        &external_path(dir, &spec.source),
-                        &format.render(None, &creds, now_ms),
-                    )?;
+                    externals.push((spec.source.clone(), format.render(None, &creds, now_ms)));
                 }
             }
         }
@@ -138,12 +153,15 @@ pub fn prepare(
         list.push(e);
     }
     store.updated_at = Some(pool_core::store::rfc3339(now_ms));
-    let bytes = store.to_bytes();
-    write_private(&dir.join("auth.json"), &bytes)?;
-    log.push(Ev::Pool {
+    Ok((store, externals))
+}
+
+/// The history record of the initial store: a write by the harness (proc 0, op 0).
+pub fn initial_write(sc: &Scenario, store: &Store, bytes: &[u8]) -> Ev {
+    Ev::Pool {
         event: Event::Write {
             op: 0,
-            hash: content_hash(&bytes),
+            hash: content_hash(bytes),
             base: None,
             entries: store
                 .entries(&sc.pool.provider)
@@ -151,7 +169,29 @@ pub fn prepare(
                 .map(pool_core::pool::summary)
                 .collect(),
         },
-    });
+    }
+}
+
+/// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
+/// and write the initial store (from `user`'s shape, if given) and external files into `dir`.
+pub fn prepare(
+    sc: &Scenario,
+    seed: u64,
+    dir: &Path,
+    now_ms: u64,
+    ledger: &Path,
+    log: &EventLog,
+    user: Option<&Store>,
+) -> std::io::Result<Issuer> {
+    let keys = keys(sc, seed);
+    let mut server = Issuer::new(keys.issuer.clone(), ledger)?;
+    let (store, externals) = initial_world(sc, keys, server.state_mut(), now_ms, user)?;
+    for (source, bytes) in externals {
+        write_private(&external_path(dir, &source), &bytes)?;
+    }
+    let bytes = store.to_bytes();
+    write_private(&dir.join("auth.json"), &bytes)?;
+    log.push(initial_write(sc, &store, &bytes));
     Ok(server)
 }
 

@@ -57,6 +57,25 @@ pub struct Stats {
     /// Workers the nemesis killed (and restarted while they had kills left).
     #[serde(default)]
     pub killed: u32,
+    /// Model runs only: the checker, its bound, schedules explored, the replay handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelStats>,
+}
+
+/// What a model checker did (`stats.model`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelStats {
+    pub checker: String,
+    /// The bound every verdict is relative to, in words.
+    pub bound: String,
+    /// Executions (schedules) explored.
+    pub schedules: u64,
+    /// Reproduces the counterexample: a shuttle schedule string, or loom `pb=B,iteration=N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
+    /// Set when the modelled process or op counts differ from the scenario file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,6 +145,7 @@ pub fn judge_fork(
             seed: rec.seed,
             crashed: rec.crashed,
             killed: rec.killed,
+            model: None,
         },
         expectations,
     }

@@ -50,10 +50,12 @@ pub fn cell(r: &RunReport) -> String {
         .filter(|a| r.anomalies.get(**a).copied().unwrap_or(0) > 0)
         .map(|a| format!("{}:{}", short(a), r.anomalies[*a]))
         .collect();
-    let mut s = if found.is_empty() {
-        "clean".to_string()
-    } else {
-        found.join(" ")
+    let mut s = match (&r.stats.model, found.is_empty()) {
+        (None, true) => "clean".to_string(),
+        (None, false) => found.join(" "),
+        // Model runs: the checker and its verdict first (`loom verified`).
+        (Some(_), true) => format!("{} {}", r.driver, r.verdict),
+        (Some(_), false) => format!("{} {}: {}", r.driver, r.verdict, found.join(" ")),
     };
     if r.expectations.iter().any(|e| !e.held) {
         s.push_str(" (!)");
@@ -187,8 +189,42 @@ pub fn table(report: &Report) -> String {
             "\n{crashed} worker process(es) crashed or were killed; see the JSON report's stats."
         );
     }
+    model_runs(report, &mut out);
     failures_text(report, &mut out, false);
     out
+}
+
+/// Model runs: the bound each verdict is relative to, schedules explored, replay handles.
+fn model_runs(report: &Report, out: &mut String) {
+    let runs: Vec<&RunReport> = report
+        .runs
+        .iter()
+        .filter(|r| r.stats.model.is_some())
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nModel runs:");
+    for r in runs {
+        let m = r.stats.model.as_ref().expect("filtered");
+        let _ = writeln!(
+            out,
+            "- {} x {} x {}: {} after {} schedule(s) in {:.3}s; bound: {}",
+            r.driver, r.strategy, r.scenario, r.verdict, m.schedules, r.stats.seconds, m.bound
+        );
+        if let Some(note) = &m.note {
+            let _ = writeln!(out, "    {note}");
+        }
+        if let Some(h) = &m.replay {
+            let _ = writeln!(out, "    replay: --checker {} --replay {h}", m.checker);
+        }
+        for w in &r.witnesses {
+            let _ = writeln!(out, "    {}:", w.anomaly);
+            for step in &w.story {
+                let _ = writeln!(out, "      {step}");
+            }
+        }
+    }
 }
 
 /// Markdown: the same two tables, then the first witness of each anomalous run.

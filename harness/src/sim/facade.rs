@@ -1,0 +1,137 @@
+//! The one place that decides where the model's synchronisation primitives come from: loom or
+//! shuttle (tokio's `src/loom/` facade idea, as a type parameter rather than a `--cfg`, so one
+//! binary carries both). The simulated kernel, the simulated processes and the drivers are
+//! written once against [`Facade`]; [`Loom`] and [`Shuttle`] plug in the scheduler.
+//!
+//! The API is closure-shaped (no guard types cross it), which keeps lifetimes out of the trait.
+
+/// The scheduler's primitives: a mutex, a condition variable, yielding, and threads.
+pub trait Facade: Send + Sync + 'static {
+    /// `loom` or `shuttle`.
+    const NAME: &'static str;
+    type Mutex<T: Send + 'static>: Send + Sync;
+    type Condvar: Send + Sync;
+
+    fn mutex<T: Send + 'static>(value: T) -> Self::Mutex<T>;
+    fn condvar() -> Self::Condvar;
+    /// Run `f` with the mutex held (one scheduling point: the lock).
+    fn with<T: Send + 'static, R>(m: &Self::Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R;
+    /// Hold the mutex and call `f` until it returns `Some`, waiting on `cv` in between.
+    fn wait_until<T: Send + 'static, R>(
+        m: &Self::Mutex<T>,
+        cv: &Self::Condvar,
+        f: impl FnMut(&mut T) -> Option<R>,
+    ) -> R;
+    fn notify_all(cv: &Self::Condvar);
+    /// Let the scheduler run someone else.
+    fn yield_now();
+    /// Run every body on its own model thread and wait for all of them. A panic in a body
+    /// propagates.
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>);
+}
+
+/// Stack of a loom model thread: loom's default coroutine stack is too small for serde and the
+/// pool code.
+pub const LOOM_STACK: usize = 4 << 20;
+
+/// loom: exhaustive exploration of interleavings (within a preemption bound).
+pub struct Loom;
+
+impl Facade for Loom {
+    const NAME: &'static str = "loom";
+    type Mutex<T: Send + 'static> = loom::sync::Mutex<T>;
+    type Condvar = loom::sync::Condvar;
+
+    fn mutex<T: Send + 'static>(value: T) -> Self::Mutex<T> {
+        loom::sync::Mutex::new(value)
+    }
+    fn condvar() -> Self::Condvar {
+        loom::sync::Condvar::new()
+    }
+    fn with<T: Send + 'static, R>(m: &Self::Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut g = m.lock().expect("model mutex");
+        f(&mut g)
+    }
+    fn wait_until<T: Send + 'static, R>(
+        m: &Self::Mutex<T>,
+        cv: &Self::Condvar,
+        mut f: impl FnMut(&mut T) -> Option<R>,
+    ) -> R {
+        let mut g = m.lock().expect("model mutex");
+        loop {
+            if let Some(r) = f(&mut g) {
+                return r;
+            }
+            g = cv.wait(g).expect("model condvar");
+        }
+    }
+    fn notify_all(cv: &Self::Condvar) {
+        cv.notify_all()
+    }
+    fn yield_now() {
+        loom::thread::yield_now()
+    }
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|b| {
+                loom::thread::Builder::new()
+                    .stack_size(LOOM_STACK)
+                    .spawn(b)
+                    .expect("loom thread")
+            })
+            .collect();
+        for h in handles {
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+    }
+}
+
+/// shuttle: randomized (PCT, random) or depth-first exploration, with replayable schedules.
+pub struct Shuttle;
+
+impl Facade for Shuttle {
+    const NAME: &'static str = "shuttle";
+    type Mutex<T: Send + 'static> = shuttle::sync::Mutex<T>;
+    type Condvar = shuttle::sync::Condvar;
+
+    fn mutex<T: Send + 'static>(value: T) -> Self::Mutex<T> {
+        shuttle::sync::Mutex::new(value)
+    }
+    fn condvar() -> Self::Condvar {
+        shuttle::sync::Condvar::new()
+    }
+    fn with<T: Send + 'static, R>(m: &Self::Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut g = m.lock().expect("model mutex");
+        f(&mut g)
+    }
+    fn wait_until<T: Send + 'static, R>(
+        m: &Self::Mutex<T>,
+        cv: &Self::Condvar,
+        mut f: impl FnMut(&mut T) -> Option<R>,
+    ) -> R {
+        let mut g = m.lock().expect("model mutex");
+        loop {
+            if let Some(r) = f(&mut g) {
+                return r;
+            }
+            g = cv.wait(g).expect("model condvar");
+        }
+    }
+    fn notify_all(cv: &Self::Condvar) {
+        cv.notify_all()
+    }
+    fn yield_now() {
+        shuttle::thread::yield_now()
+    }
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
+        let handles: Vec<_> = bodies.into_iter().map(shuttle::thread::spawn).collect();
+        for h in handles {
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! One execution of a scenario on the simulated kernel: the initial world (the same store,
+//! external files and token families as a fork run, from the same seed), one model thread per
+//! simulated process playing its role with its own [`pool_core::Pool`], and the history.
+//!
+//! Only the kernel, the issuer and the recorder are shared between processes. Pause rules of
+//! the scenario (sleep, jitter, rendezvous) are not used: every pause point yields to the
+//! scheduler, which explores the interleavings itself. `think_ms` is ignored for the same reason.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use pool_core::digest::{content_hash, tag};
+use pool_core::external::{ExternalCreds, ExternalFormat};
+use pool_core::store::Store;
+use pool_core::world::{Clock, Event, Issuer, Os, Pause};
+use pool_core::{AuthType, NewEntry, Pool, Strategy};
+
+use super::facade::Facade;
+use super::issuer::{LogicalClock, RecorderSink, SimIssuer};
+use super::kernel::{KernelState, Proc};
+use super::os::{Recorder, SharedKernel, SimOs};
+use crate::drive::roles::{external_format, external_path, pool_config, use_and_react, WorkerPlan};
+use crate::drive::setup;
+use crate::history::{Ev, FinalStore, History, Record};
+use crate::issuer::rules::IssuerState;
+use crate::scenario::{RoleKind, RoleSpec, Scenario};
+
+/// The directory the simulated store lives in.
+pub const DIR: &str = "/sim";
+/// Logical time at the start of every execution (Unix ms).
+pub const START_MS: u64 = 1_750_000_000_000;
+
+/// What every execution of a model check runs: a scenario (process counts and op counts
+/// already applied), a strategy and a seed.
+#[derive(Clone, Debug)]
+pub struct ModelPlan {
+    pub scenario: Scenario,
+    pub strategy: Strategy,
+    pub seed: u64,
+}
+
+impl ModelPlan {
+    /// Simulated processes (model threads) per execution.
+    pub fn processes(&self) -> u32 {
+        self.scenario.processes()
+    }
+}
+
+/// Run one execution under scheduler `F` (call it inside `F`'s model) and return its history.
+pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
+    let sc = &plan.scenario;
+    let rec = Recorder::new();
+    let keys = setup::keys(sc, plan.seed);
+    let mut issuer = IssuerState::new(keys.issuer.clone(), Box::new(RecorderSink(rec.clone())))
+        .with_ns_clock(|| 0);
+    let dir = PathBuf::from(DIR);
+    let store_path = dir.join("auth.json");
+    let mut kernel = KernelState::new();
+    let (store, externals) = setup::initial_world(sc, keys, &mut issuer, START_MS, None)
+        .expect("the simulated world cannot fail to build");
+    for (source, bytes) in externals {
+        kernel.install(&external_path(&dir, &source), &bytes);
+    }
+    let bytes = store.to_bytes();
+    kernel.install(&store_path, &bytes);
+    rec.push(0, setup::initial_write(sc, &store, &bytes));
+
+    let kernel = SharedKernel::<F>::new(kernel);
+    let issuer = Arc::new(Mutex::new(issuer));
+    let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
+    let mut proc: Proc = 0;
+    for role in &sc.roles {
+        for _ in 0..role.count {
+            proc += 1;
+            let p = Process {
+                plan: WorkerPlan {
+                    proc,
+                    role: role.clone(),
+                    strategy: plan.strategy,
+                    dir: dir.clone(),
+                    issuer_url: String::new(),
+                    seed: crate::drive::roles::worker_seed(plan.seed, proc),
+                    incarnation: 0,
+                },
+                scenario: sc.clone(),
+                kernel: kernel.clone(),
+                rec: rec.clone(),
+                issuer: issuer.clone(),
+            };
+            bodies.push(Box::new(move || p.run()));
+        }
+    }
+    F::run_threads(bodies);
+
+    let final_bytes = kernel.call(|k| k.contents(&store_path));
+    let (hash, outcome) = match final_bytes {
+        None => (String::new(), FinalStore::Missing),
+        Some(b) => (
+            content_hash(&b),
+            match serde_json::from_slice::<Store>(&b) {
+                Ok(s) => FinalStore::Parsed {
+                    entries: s
+                        .entries(&sc.pool.provider)
+                        .iter()
+                        .map(pool_core::pool::summary)
+                        .collect(),
+                },
+                Err(e) => FinalStore::Corrupt {
+                    detail: e.to_string(),
+                },
+            },
+        ),
+    };
+    rec.push(0, Ev::FinalStore { hash, outcome });
+    let mut records = rec.records();
+    normalize_ops(&mut records);
+    History::from_records(records)
+}
+
+/// Operation ids come from a process-wide counter, which keeps counting across executions;
+/// renumber them per process in order of appearance so that equal schedules give equal
+/// histories.
+pub fn normalize_ops(records: &mut [Record]) {
+    let mut map: HashMap<(Proc, u64), u64> = HashMap::new();
+    let mut next: HashMap<Proc, u64> = HashMap::new();
+    for r in records.iter_mut() {
+        if r.proc == 0 {
+            continue;
+        }
+        let Ev::Pool { event } = &mut r.ev else {
+            continue;
+        };
+        let op = match event {
+            Event::OpBegin { op, .. }
+            | Event::OpEnd { op, .. }
+            | Event::Read { op, .. }
+            | Event::Write { op, .. }
+            | Event::Refresh { op, .. } => op,
+        };
+        let proc = r.proc;
+        *op = *map.entry((proc, *op)).or_insert_with(|| {
+            let n = next.entry(proc).or_insert(0);
+            *n += 1;
+            *n
+        });
+    }
+}
+
+/// One simulated process.
+struct Process<F: Facade> {
+    plan: WorkerPlan,
+    scenario: Scenario,
+    kernel: Arc<SharedKernel<F>>,
+    rec: Arc<Recorder>,
+    issuer: Arc<Mutex<IssuerState>>,
+}
+
+impl<F: Facade> Process<F> {
+    fn run(self) {
+        let proc = self.plan.proc;
+        self.rec.push(
+            proc,
+            Ev::ProcStart {
+                role: self.plan.role.label(),
+            },
+        );
+        self.play();
+        self.kernel.exit(proc);
+        self.rec.push(
+            proc,
+            Ev::ProcExit {
+                status: "exit 0".into(),
+                crashed: false,
+            },
+        );
+    }
+
+    fn os(&self) -> SimOs<F> {
+        SimOs::new(self.plan.proc, self.kernel.clone(), self.rec.clone())
+    }
+
+    fn issuer(&self) -> SimIssuer {
+        SimIssuer {
+            proc: self.plan.proc,
+            state: self.issuer.clone(),
+            clock: self.clock(),
+        }
+    }
+
+    fn clock(&self) -> LogicalClock {
+        LogicalClock {
+            start_ms: START_MS,
+            rec: self.rec.clone(),
+        }
+    }
+
+    /// The role loop of [`crate::drive::roles::play`], on the simulated world.
+    fn play(&self) {
+        let cfg = pool_config(&self.scenario, &self.plan);
+        let new_pool = || Pool::new(self.os(), self.issuer(), self.clock(), cfg.clone());
+        let role: &RoleSpec = &self.plan.role;
+        match role.kind {
+            RoleKind::Gateway => {
+                let pool = new_pool();
+                for _ in 0..3 {
+                    if pool.load_pool().is_ok() {
+                        break;
+                    }
+                }
+                for _ in 0..role.ops {
+                    if let Ok(Some(s)) = pool.select() {
+                        use_and_react(&pool, s);
+                    }
+                }
+            }
+            RoleKind::Cli => {
+                for _ in 0..role.ops {
+                    let pool = new_pool();
+                    if pool.load_pool().is_ok() {
+                        if let Ok(Some(s)) = pool.select() {
+                            use_and_react(&pool, s);
+                        }
+                    }
+                }
+            }
+            RoleKind::AuthAdd => {
+                for i in 0..role.ops {
+                    let pool = new_pool();
+                    if pool.load_pool().is_ok() {
+                        let _ = pool.add_entry(NewEntry {
+                            label: format!("added-by-p{}-{i}", self.plan.proc),
+                            auth_type: AuthType::ApiKey,
+                            source: "manual".into(),
+                            access_token: Some(format!(
+                                "sk-poolcheck-added-{}-{i}-{:016x}",
+                                self.plan.proc, self.plan.seed
+                            )),
+                            refresh_token: None,
+                            expires_at_ms: None,
+                        });
+                    }
+                }
+            }
+            RoleKind::ExternalCli => {
+                let source = role.source.as_deref().expect("validated");
+                let format = external_format(source).expect("validated");
+                let path = external_path(Path::new(DIR), source);
+                for _ in 0..role.ops {
+                    self.external_refresh(&path, format, cfg.refresh_margin_ms);
+                }
+            }
+        }
+    }
+
+    /// The external CLI's refresh of its own file (temp + rename, no lock), on the kernel.
+    fn external_refresh(&self, path: &Path, format: ExternalFormat, margin_ms: u64) {
+        let os = self.os();
+        let clock = self.clock();
+        let Ok(Some(old)) = os.read(path) else { return };
+        let Some(creds) = format.parse(&old) else {
+            return;
+        };
+        let now = clock.now_ms();
+        if creds.expires_at_ms.is_some_and(|t| t > now + margin_ms) {
+            return;
+        }
+        os.pause(Pause::BeforeRedeem);
+        let reply = self.issuer().redeem(&creds.refresh_token);
+        os.pause(Pause::AfterRedeem);
+        let Ok(g) = reply else { return };
+        let new = ExternalCreds {
+            access_token: g.access_token,
+            refresh_token: g.refresh_token,
+            expires_at_ms: Some(clock.now_ms() + g.expires_in_s * 1000),
+        };
+        let bytes = format.render(Some(&old), &new, now);
+        let Ok((mut f, tmp)) = os.create_temp(path) else {
+            return;
+        };
+        let written = os
+            .write(&mut f, &bytes)
+            .and_then(|()| os.sync(&mut f))
+            .and_then(|()| os.close(f))
+            .and_then(|()| os.rename(&tmp, path));
+        if written.is_ok() {
+            self.rec.push(
+                self.plan.proc,
+                Ev::ExternalWrite {
+                    path: path.display().to_string(),
+                    refresh: tag(&new.refresh_token),
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The model drivers end to end: the same pool code, the simulated kernel and issuer, loom
+//! and shuttle, the same checkers. Every assertion here can fail: a kernel that did not model
+//! rename-vs-flock or close-drops-fcntl would make the pitfalls come out verified, and a
+//! schedule recorder that lost a step would replay another history.
+
+use harness::check;
+use harness::drive::model::{Checker, ModelRun, ModelVerdict};
+use harness::drive::{loom, shuttle};
+use harness::scenario::Scenario;
+use pool_core::Strategy;
+
+fn run(checker: Checker, strategy: &str, procs: u32) -> ModelRun {
+    let sc = Scenario::find("refresh-race").expect("catalog");
+    let st = Strategy::parse(strategy).expect("preset");
+    let mut r = ModelRun::new(checker, sc, st, None, Some(procs), None);
+    r.iterations = match checker {
+        Checker::Loom => None,
+        _ => Some(200),
+    };
+    r
+}
+
+#[test]
+fn loom_verifies_flock_txn_on_refresh_race_with_two_processes() {
+    let r = run(Checker::Loom, "flock-txn", 2);
+    assert_eq!(r.preemption_bound, 2);
+    let ex = r.explore(None).expect("loom runs");
+    assert_eq!(ex.verdict, ModelVerdict::Verified, "{:?}", ex.history);
+    // Not a single schedule: loom really branched (793 on the reference machine).
+    assert!(ex.schedules > 100, "{} schedules", ex.schedules);
+    let rep = r.judge(&ex);
+    assert_eq!(rep.verdict, "verified");
+    assert!(
+        rep.expectations.iter().all(|e| e.held),
+        "{:?}",
+        rep.expectations
+    );
+    let m = rep.stats.model.expect("model stats");
+    assert!(m.bound.contains("at most 2 preemptions"), "{}", m.bound);
+    assert_eq!(m.schedules, ex.schedules);
+    assert!(
+        m.note.is_some(),
+        "the process count differs from the file and must be said"
+    );
+}
+
+#[test]
+fn shuttle_pct_verifies_flock_txn_on_refresh_race_with_two_processes() {
+    let r = run(Checker::ShuttlePct, "flock-txn", 2);
+    let ex = r.explore(None).expect("shuttle runs");
+    assert_eq!(ex.verdict, ModelVerdict::Verified);
+    assert_eq!(ex.schedules, 200);
+    assert!(ex.replay.is_none());
+}
+
+/// `none` and `thread-lock`: a double redeem, and the replay handle reproduces the very same
+/// history (op ids renumbered per process, everything else byte for byte).
+#[test]
+fn none_and_thread_lock_double_redeem_and_the_shuttle_handle_replays_it() {
+    for checker in [Checker::ShuttlePct, Checker::ShuttleRandom] {
+        for strategy in ["none", "thread-lock"] {
+            let r = run(checker, strategy, 2);
+            let ex = r.explore(None).expect("shuttle runs");
+            assert_eq!(ex.verdict, ModelVerdict::Counterexample, "{strategy}");
+            let found = ex.history.clone().expect("a witness history");
+            let v = check::check(&found);
+            assert!(v.counts["double_redeem"] > 0, "{strategy}: {:?}", v.counts);
+            let rep = r.judge(&ex);
+            assert_eq!(rep.verdict, "counterexample");
+            assert!(rep.witnesses.iter().any(|w| w.anomaly == "double_redeem"));
+            let handle = ex.replay.expect("a replay handle");
+            assert!(
+                !handle.contains(char::is_whitespace),
+                "a handle is one shell word"
+            );
+            let again = shuttle::replay(r.plan.clone(), &handle).expect("replays");
+            assert_eq!(again, found, "{strategy}: replay gave another history");
+            // Through the front door as well.
+            let ex2 = r.explore(Some(&handle)).expect("replays");
+            assert_eq!(ex2.verdict, ModelVerdict::Counterexample);
+            assert_eq!(ex2.history.as_ref(), Some(&found));
+        }
+    }
+}
+
+#[test]
+fn a_foreign_schedule_is_refused_not_replayed_silently() {
+    let r = run(Checker::ShuttlePct, "none", 2);
+    assert!(shuttle::replay(r.plan.clone(), "not-a-schedule").is_err());
+    let other = run(Checker::ShuttlePct, "none", 3);
+    let ex = other.explore(None).expect("runs");
+    let handle = ex.replay.expect("handle");
+    // A schedule of 3 processes does not fit a 2-process world.
+    assert!(shuttle::replay(r.plan.clone(), &handle).is_err());
+}
+
+/// The pitfalls: the fix's shape with the wrong lock. Only a kernel that keys `flock` by inode
+/// (and lets rename give the path a new one) and drops a process's record locks on any close
+/// makes these fail.
+#[test]
+fn flock_data_and_fcntl_give_counterexamples_under_both_checkers() {
+    for strategy in ["flock-data", "fcntl"] {
+        for checker in [Checker::Loom, Checker::ShuttlePct] {
+            let r = run(checker, strategy, 2);
+            let ex = r.explore(None).expect("runs");
+            assert_eq!(
+                ex.verdict,
+                ModelVerdict::Counterexample,
+                "{strategy} under {checker:?}"
+            );
+            let v = check::check(ex.history.as_ref().expect("history"));
+            assert!(v.counts["double_redeem"] > 0, "{strategy}: {:?}", v.counts);
+        }
+    }
+}
+
+/// Without a rename in the way, the two pitfalls part: a data-file `flock` with in-place writes
+/// does exclude (the inode never changes), while `fcntl` still fails because the re-read under
+/// the lock closes a descriptor of the file, which drops the process's record lock.
+#[test]
+fn with_in_place_writes_only_the_close_drops_fcntl_semantics_remain() {
+    let sc = Scenario::find("refresh-race").expect("catalog");
+    for checker in [Checker::Loom, Checker::ShuttlePct] {
+        for (spec, want) in [
+            (
+                "lock=fcntl,scope=op,persist=txn,write=in-place,refresh=adopt",
+                ModelVerdict::Counterexample,
+            ),
+            (
+                "lock=flock-data,scope=op,persist=txn,write=in-place,refresh=adopt",
+                ModelVerdict::Verified,
+            ),
+        ] {
+            let st = Strategy::parse(spec).expect("spec");
+            let mut r = ModelRun::new(checker, sc.clone(), st, None, Some(2), None);
+            r.iterations = (checker != Checker::Loom).then_some(200);
+            let ex = r.explore(None).expect("runs");
+            assert_eq!(ex.verdict, want, "{spec} under {checker:?}");
+        }
+    }
+}
+
+#[test]
+fn the_loom_handle_replays_the_same_history() {
+    let r = run(Checker::Loom, "none", 2);
+    let ex = r.explore(None).expect("loom runs");
+    assert_eq!(ex.verdict, ModelVerdict::Counterexample);
+    let handle = ex.replay.clone().expect("handle");
+    assert_eq!(loom::parse_handle(&handle).expect("parses").0, 2);
+    let again = loom::replay(r.plan.clone(), &handle).expect("replays");
+    assert_eq!(Some(&again), ex.history.as_ref());
+    assert!(loom::parse_handle("pb=2").is_err());
+    assert!(loom::replay(r.plan.clone(), "pb=0,iteration=999999").is_err());
+}
+
+#[test]
+fn loom_refuses_more_processes_than_it_can_model() {
+    let r = run(Checker::Loom, "flock-txn", 4);
+    let err = r.explore(None).err().expect("refused").to_string();
+    assert!(err.contains("at most 3 processes"), "{err}");
+}
+
+#[test]
+fn a_spent_budget_is_inconclusive_not_verified() {
+    let mut r = run(Checker::Loom, "flock-txn", 2);
+    r.iterations = Some(10);
+    let ex = r.explore(None).expect("runs");
+    assert_eq!(ex.verdict, ModelVerdict::Inconclusive);
+    let rep = r.judge(&ex);
+    assert_eq!(rep.verdict, "inconclusive");
+    assert!(
+        rep.expectations
+            .iter()
+            .any(|e| e.expect == "safe" && !e.held),
+        "an inconclusive run does not meet a 'safe' expectation"
+    );
+}
