@@ -18,8 +18,21 @@ enum After {
     Torn,
 }
 
+/// A write path in progress: the kernel, its open descriptions and temp files.
+struct Run {
+    k: KernelState,
+    fds: Vec<u64>,
+    tmps: Vec<std::path::PathBuf>,
+}
+
+impl Run {
+    fn fd(&self) -> u64 {
+        *self.fds.last().expect("a file is open")
+    }
+}
+
 /// One syscall of a write path.
-type Step = fn(&mut KernelState, &mut Vec<u64>, &mut Vec<std::path::PathBuf>);
+type Step = fn(&mut Run);
 
 fn store() -> &'static Path {
     Path::new("/sim/auth.json")
@@ -28,14 +41,17 @@ fn store() -> &'static Path {
 /// The bad crash states of a write path: (step index, what a crash there leaves, whether the
 /// write had already been acknowledged).
 fn bad_states(steps: &[Step]) -> Vec<(usize, After, bool)> {
-    let mut k = KernelState::new();
-    k.install(store(), OLD);
-    k.fsync_dir(Path::new("/sim"));
-    let (mut fds, mut tmps) = (Vec::new(), Vec::new());
+    let mut r = Run {
+        k: KernelState::new(),
+        fds: Vec::new(),
+        tmps: Vec::new(),
+    };
+    r.k.install(store(), OLD);
+    r.k.fsync_dir(Path::new("/sim"));
     let mut bad = Vec::new();
     for i in 0..=steps.len() {
         let acknowledged = i == steps.len();
-        let after = match k.crash().contents(store()) {
+        let after = match r.k.crash().contents(store()) {
             Some(b) if b == OLD => After::Old,
             Some(b) if b == NEW => After::New,
             _ => After::Torn,
@@ -49,42 +65,42 @@ fn bad_states(steps: &[Step]) -> Vec<(usize, After, bool)> {
             bad.push((i, after, acknowledged));
         }
         if let Some(step) = steps.get(i) {
-            step(&mut k, &mut fds, &mut tmps);
+            step(&mut r);
         }
     }
     bad
 }
 
-fn open_temp(k: &mut KernelState, fds: &mut Vec<u64>, tmps: &mut Vec<std::path::PathBuf>) {
-    let (fd, tmp) = k.create_temp(1, store());
-    fds.push(fd);
-    tmps.push(tmp);
+fn open_temp(r: &mut Run) {
+    let (fd, tmp) = r.k.create_temp(1, store());
+    r.fds.push(fd);
+    r.tmps.push(tmp);
 }
-fn write_all(k: &mut KernelState, fds: &mut Vec<u64>, _: &mut Vec<std::path::PathBuf>) {
-    k.write(*fds.last().unwrap(), NEW).unwrap();
+fn write_all(r: &mut Run) {
+    r.k.write(r.fd(), NEW).unwrap();
 }
-fn write_half(k: &mut KernelState, fds: &mut Vec<u64>, _: &mut Vec<std::path::PathBuf>) {
-    k.write(*fds.last().unwrap(), &NEW[..NEW.len() / 2])
-        .unwrap();
+fn write_half(r: &mut Run) {
+    r.k.write(r.fd(), &NEW[..NEW.len() / 2]).unwrap();
 }
-fn write_rest(k: &mut KernelState, fds: &mut Vec<u64>, _: &mut Vec<std::path::PathBuf>) {
-    k.write(*fds.last().unwrap(), &NEW[NEW.len() / 2..])
-        .unwrap();
+fn write_rest(r: &mut Run) {
+    r.k.write(r.fd(), &NEW[NEW.len() / 2..]).unwrap();
 }
-fn fsync(k: &mut KernelState, fds: &mut Vec<u64>, _: &mut Vec<std::path::PathBuf>) {
-    k.fsync(*fds.last().unwrap()).unwrap();
+fn fsync(r: &mut Run) {
+    r.k.fsync(r.fd()).unwrap();
 }
-fn close(k: &mut KernelState, fds: &mut Vec<u64>, _: &mut Vec<std::path::PathBuf>) {
-    k.close(*fds.last().unwrap()).unwrap();
+fn close(r: &mut Run) {
+    r.k.close(r.fd()).unwrap();
 }
-fn rename(k: &mut KernelState, _: &mut Vec<u64>, tmps: &mut Vec<std::path::PathBuf>) {
-    k.rename(tmps.last().unwrap(), store()).unwrap();
+fn rename(r: &mut Run) {
+    let tmp = r.tmps.last().unwrap().clone();
+    r.k.rename(&tmp, store()).unwrap();
 }
-fn fsync_dir(k: &mut KernelState, _: &mut Vec<u64>, _: &mut Vec<std::path::PathBuf>) {
-    k.fsync_dir(Path::new("/sim"));
+fn fsync_dir(r: &mut Run) {
+    r.k.fsync_dir(Path::new("/sim"));
 }
-fn open_trunc(k: &mut KernelState, fds: &mut Vec<u64>, _: &mut Vec<std::path::PathBuf>) {
-    fds.push(k.open(1, store(), true, true).unwrap());
+fn open_trunc(r: &mut Run) {
+    let fd = r.k.open(1, store(), true, true).unwrap();
+    r.fds.push(fd);
 }
 
 #[test]
