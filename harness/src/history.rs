@@ -108,6 +108,31 @@ pub enum FinalStore {
     Corrupt { detail: String },
 }
 
+impl Ev {
+    /// The `final_store` record of store bytes as a run left them (`None`: no file).
+    pub fn final_store(bytes: Option<&[u8]>, provider: &str) -> Ev {
+        let (hash, outcome) = match bytes {
+            None => (String::new(), FinalStore::Missing),
+            Some(b) => (
+                pool_core::digest::content_hash(b),
+                match serde_json::from_slice::<pool_core::Store>(b) {
+                    Ok(s) => FinalStore::Parsed {
+                        entries: s
+                            .entries(provider)
+                            .iter()
+                            .map(pool_core::pool::summary)
+                            .collect(),
+                    },
+                    Err(e) => FinalStore::Corrupt {
+                        detail: e.to_string(),
+                    },
+                },
+            ),
+        };
+        Ev::FinalStore { hash, outcome }
+    }
+}
+
 /// A whole run's history, sorted by time, with the role of each process.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
@@ -130,6 +155,21 @@ impl History {
         History { roles, records }
     }
 
+    /// How many pool operations began.
+    pub fn operations(&self) -> u64 {
+        self.records
+            .iter()
+            .filter(|r| {
+                matches!(
+                    &r.ev,
+                    Ev::Pool {
+                        event: Event::OpBegin { .. }
+                    }
+                )
+            })
+            .count() as u64
+    }
+
     /// The role of a process, for stories (`p3 (gateway)`).
     pub fn who(&self, proc: ProcId) -> String {
         match self.roles.get(&proc) {
@@ -144,6 +184,22 @@ impl History {
         let t0 = self.records.first().map_or(t_ns, |r| r.t_ns);
         format!("+{:.1}ms", t_ns.saturating_sub(t0) as f64 / 1e6)
     }
+}
+
+/// Merge every `*.jsonl` record file of a run's log directory into one history.
+pub fn read_logs(dir: &Path) -> Result<History, String> {
+    let mut records = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            records.extend(read_jsonl(&path)?);
+        }
+    }
+    Ok(History::from_records(records))
 }
 
 /// Read one JSON-lines record file. A torn last line (a killed writer) is skipped; any other

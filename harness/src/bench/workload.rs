@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use pool_core::digest::content_hash;
 use pool_core::real::{Hooks, RealOs, SystemClock};
-use pool_core::store::Store;
 use pool_core::world::{Clock, Event, Issuer as _, RefreshOutcome, UseOutcome};
 use pool_core::{Config, Pool, Selection, Strategy};
 use serde::{Deserialize, Serialize};
@@ -26,7 +24,7 @@ use super::measure::{fork_timed, BenchError, Samples, TimedOs, Worker};
 use crate::check::{self, Verdict};
 use crate::drive::log::EventLog;
 use crate::drive::setup::prepare;
-use crate::history::{now_ns, read_jsonl, Ev, FinalStore, History, Record};
+use crate::history::{now_ns, Ev, History, Record};
 use crate::issuer::client::HttpIssuer;
 use crate::issuer::IssuerHandle;
 use crate::scenario::Scenario;
@@ -313,36 +311,12 @@ pub fn run_pool_cell(
 /// Record the store as the run left it (as the fork driver does).
 fn push_final_store(dir: &Path, log: &EventLog) {
     let provider = scenario(&Mix::default()).pool.provider;
-    let (hash, outcome) = match std::fs::read(dir.join("auth.json")) {
-        Err(_) => (String::new(), FinalStore::Missing),
-        Ok(bytes) => (
-            content_hash(&bytes),
-            match serde_json::from_slice::<Store>(&bytes) {
-                Ok(s) => FinalStore::Parsed {
-                    entries: s
-                        .entries(&provider)
-                        .iter()
-                        .map(pool_core::pool::summary)
-                        .collect(),
-                },
-                Err(e) => FinalStore::Corrupt {
-                    detail: e.to_string(),
-                },
-            },
-        ),
-    };
-    log.push(Ev::FinalStore { hash, outcome });
+    let bytes = std::fs::read(dir.join("auth.json")).ok();
+    log.push(Ev::final_store(bytes.as_deref(), &provider));
 }
 
 fn read_history(logs: &Path) -> Result<History, BenchError> {
-    let mut records = Vec::new();
-    for entry in std::fs::read_dir(logs).map_err(io_at("cannot read", logs))? {
-        let path = entry.map_err(io_at("cannot read", logs))?.path();
-        if path.extension().is_some_and(|e| e == "jsonl") {
-            records.extend(read_jsonl(&path).map_err(BenchError)?);
-        }
-    }
-    Ok(History::from_records(records))
+    crate::history::read_logs(logs).map_err(BenchError)
 }
 
 #[cfg(test)]

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use pool_core::digest::content_hash;
 use pool_core::real::SystemClock;
-use pool_core::store::Store;
 use pool_core::world::{Clock, Pause};
 use pool_core::Strategy;
 
@@ -23,7 +21,7 @@ use super::log::EventLog;
 use super::rendezvous::Coordination;
 use super::roles::{play, WorkerPlan};
 use super::setup::prepare;
-use crate::history::{read_jsonl, Ev, FinalStore, History};
+use crate::history::{Ev, History};
 use crate::scenario::Scenario;
 
 /// How to run.
@@ -201,50 +199,11 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     }
 
     // The final store.
-    let store_path = dir.join("auth.json");
-    let final_store = match std::fs::read(&store_path) {
-        Err(_) => (String::new(), FinalStore::Missing),
-        Ok(bytes) => (
-            content_hash(&bytes),
-            match serde_json::from_slice::<Store>(&bytes) {
-                Ok(s) => FinalStore::Parsed {
-                    entries: s
-                        .entries(&sc.pool.provider)
-                        .iter()
-                        .map(pool_core::pool::summary)
-                        .collect(),
-                },
-                Err(e) => FinalStore::Corrupt {
-                    detail: e.to_string(),
-                },
-            },
-        ),
-    };
-    harness_log.push(Ev::FinalStore {
-        hash: final_store.0,
-        outcome: final_store.1,
-    });
+    let final_bytes = std::fs::read(dir.join("auth.json")).ok();
+    harness_log.push(Ev::final_store(final_bytes.as_deref(), &sc.pool.provider));
 
-    let mut records = Vec::new();
-    for entry in std::fs::read_dir(&logs).map_err(io("cannot read", &logs))? {
-        let path = entry.map_err(io("cannot read", &logs))?.path();
-        if path.extension().is_some_and(|e| e == "jsonl") {
-            records.extend(read_jsonl(&path).map_err(DriveError)?);
-        }
-    }
-    let history = History::from_records(records);
-    let operations = history
-        .records
-        .iter()
-        .filter(|r| {
-            matches!(
-                &r.ev,
-                Ev::Pool {
-                    event: pool_core::Event::OpBegin { .. }
-                }
-            )
-        })
-        .count() as u64;
+    let history = crate::history::read_logs(&logs).map_err(DriveError)?;
+    let operations = history.operations();
     Ok(RunRecord {
         history,
         seed,

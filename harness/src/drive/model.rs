@@ -15,7 +15,7 @@ use super::fork::DriveError;
 use super::{loom, shuttle};
 use crate::check;
 use crate::expect::Expect;
-use crate::history::{Ev, History};
+use crate::history::History;
 use crate::report::{self, ModelStats, RunReport, Stats};
 use crate::scenario::Scenario;
 use crate::sim::ModelPlan;
@@ -261,18 +261,7 @@ impl ModelRun {
                 e.held &= ex.verdict == ModelVerdict::Verified;
             }
         }
-        let operations = h
-            .records
-            .iter()
-            .filter(|r| {
-                matches!(
-                    &r.ev,
-                    Ev::Pool {
-                        event: pool_core::Event::OpBegin { .. }
-                    }
-                )
-            })
-            .count() as u64;
+        let operations = h.operations();
         RunReport {
             driver: self.checker.name().into(),
             strategy: self.strategy.label(),

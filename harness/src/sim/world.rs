@@ -10,9 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use pool_core::digest::{content_hash, tag};
+use pool_core::digest::tag;
 use pool_core::external::{ExternalCreds, ExternalFormat};
-use pool_core::store::Store;
 use pool_core::world::{Clock, Event, Issuer, Os, Pause};
 use pool_core::{AuthType, NewEntry, Pool, Strategy};
 
@@ -22,7 +21,7 @@ use super::kernel::{KernelState, Proc};
 use super::os::{Recorder, SharedKernel, SimOs};
 use crate::drive::roles::{external_format, external_path, pool_config, use_and_react, WorkerPlan};
 use crate::drive::setup;
-use crate::history::{Ev, FinalStore, History, Record};
+use crate::history::{Ev, History, Record};
 use crate::issuer::rules::IssuerState;
 use crate::scenario::{RoleKind, RoleSpec, Scenario};
 
@@ -94,25 +93,10 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
     F::run_threads(bodies);
 
     let final_bytes = kernel.call(|k| k.contents(&store_path));
-    let (hash, outcome) = match final_bytes {
-        None => (String::new(), FinalStore::Missing),
-        Some(b) => (
-            content_hash(&b),
-            match serde_json::from_slice::<Store>(&b) {
-                Ok(s) => FinalStore::Parsed {
-                    entries: s
-                        .entries(&sc.pool.provider)
-                        .iter()
-                        .map(pool_core::pool::summary)
-                        .collect(),
-                },
-                Err(e) => FinalStore::Corrupt {
-                    detail: e.to_string(),
-                },
-            },
-        ),
-    };
-    rec.push(0, Ev::FinalStore { hash, outcome });
+    rec.push(
+        0,
+        Ev::final_store(final_bytes.as_deref(), &sc.pool.provider),
+    );
     let mut records = rec.records();
     normalize_ops(&mut records);
     History::from_records(records)
