@@ -88,8 +88,9 @@ enum Cmd {
         /// Comma-separated drivers: fork, loom, shuttle (= shuttle-pct), shuttle-random, shuttle-dfs.
         #[arg(long, default_value = "fork", value_delimiter = ',')]
         drivers: Vec<String>,
-        /// Comma-separated presets or specs (default: every preset).
-        #[arg(long, value_delimiter = ',')]
+        /// Comma-separated presets or specs (default: every preset); a spec's own commas are
+        /// kept: `none,lock=flock,scope=op,persist=txn,write=rename,refresh=adopt`.
+        #[arg(long)]
         strategies: Vec<String>,
         /// Comma-separated catalog names or files (default: the whole catalog).
         #[arg(long, value_delimiter = ',')]
@@ -110,7 +111,7 @@ enum Cmd {
     /// corrupt stores, dead credentials, rollbacks and lost updates.
     Crash {
         /// Comma-separated presets or specs (default: flock-txn and none).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long)]
         strategies: Vec<String>,
         /// Kills to reach per strategy.
         #[arg(long, default_value_t = 100)]
@@ -270,7 +271,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             let names = if strategies.is_empty() {
                 vec!["flock-txn".to_string(), "none".to_string()]
             } else {
-                strategies
+                pool_core::strategy::split_list(&strategies)
             };
             let progress = std::io::stderr().is_terminal();
             let mut rows = Vec::new();
@@ -385,7 +386,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                     .map(|p| Strategy::parse(p.name).expect("presets parse"))
                     .collect()
             } else {
-                strategies
+                pool_core::strategy::split_list(&strategies)
                     .iter()
                     .map(|s| Strategy::parse(s).map_err(|e| BadInput(e.to_string())))
                     .collect::<Result<_, _>>()?

@@ -299,6 +299,38 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// Split a comma-separated list of presets and specs: consecutive `key=value` pairs belong to
+/// one spec until a key repeats; a word without `=` is a preset name.
+pub fn split_list(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut spec: Vec<&str> = Vec::new();
+    let key = |p: &str| p.split('=').next().unwrap_or("").trim().to_string();
+    for piece in args
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        if piece.contains('=') {
+            if spec.iter().any(|p| key(p) == key(piece)) {
+                out.push(spec.join(","));
+                spec.clear();
+            }
+            spec.push(piece);
+        } else {
+            if !spec.is_empty() {
+                out.push(spec.join(","));
+                spec.clear();
+            }
+            out.push(piece.to_string());
+        }
+    }
+    if !spec.is_empty() {
+        out.push(spec.join(","));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

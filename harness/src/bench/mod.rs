@@ -261,7 +261,7 @@ impl BenchArgs {
             o.procs = self.procs.clone();
         }
         if !self.strategies.is_empty() {
-            o.strategies = split_strategies(&self.strategies)
+            o.strategies = pool_core::strategy::split_list(&self.strategies)
                 .iter()
                 .map(|s| Strategy::parse(s).map_err(|e| e.to_string()))
                 .collect::<Result<_, _>>()?;
@@ -282,38 +282,6 @@ impl BenchArgs {
         o.progress = std::io::stderr().is_terminal();
         Ok(o)
     }
-}
-
-/// Split a comma-separated list of presets and specs: consecutive `key=value` pairs belong to
-/// one spec until a key repeats; a word without `=` is a preset name.
-pub fn split_strategies(args: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut spec: Vec<&str> = Vec::new();
-    let key = |p: &str| p.split('=').next().unwrap_or("").trim().to_string();
-    for piece in args
-        .iter()
-        .flat_map(|a| a.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        if piece.contains('=') {
-            if spec.iter().any(|p| key(p) == key(piece)) {
-                out.push(spec.join(","));
-                spec.clear();
-            }
-            spec.push(piece);
-        } else {
-            if !spec.is_empty() {
-                out.push(spec.join(","));
-                spec.clear();
-            }
-            out.push(piece.to_string());
-        }
-    }
-    if !spec.is_empty() {
-        out.push(spec.join(","));
-    }
-    out
 }
 
 /// `poolcheck bench`: run, print in `format`, write the files to `--out`.
@@ -348,7 +316,7 @@ mod tests {
             "lock=mutex,scope=op,persist=each,write=in-place,refresh=blind,flock".into(),
         ];
         assert_eq!(
-            split_strategies(&args),
+            pool_core::strategy::split_list(&args),
             vec![
                 "none".to_string(),
                 NONE_RENAME.to_string(),
@@ -358,7 +326,7 @@ mod tests {
                 "flock".into(),
             ]
         );
-        for s in split_strategies(&args) {
+        for s in pool_core::strategy::split_list(&args) {
             Strategy::parse(&s).unwrap();
         }
     }
