@@ -9,6 +9,7 @@ pub mod campaign;
 pub mod check;
 pub mod drive;
 pub mod expect;
+pub mod explore;
 pub mod gate;
 pub mod history;
 pub mod issuer;

@@ -168,6 +168,9 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Generated workloads and schedules on the shuttle driver; the first anomaly is shrunk to
+    /// a minimal witness and written as a scenario file (exit 1). See docs/explore.md.
+    Explore(harness::explore::ExploreArgs),
 }
 
 /// Where a gate or merge writes its verdicts besides stdout.
@@ -452,6 +455,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             let run = harness::drive::model::run(&args).map_err(|e| BadInput(e.to_string()))?;
             Ok(emit(&Report::new(vec![run]), format, None))
         }
+        Cmd::Explore(args) => Ok(match harness::explore::run(&args).map_err(BadInput)? {
+            true => ExitCode::from(1),
+            false => ExitCode::SUCCESS,
+        }),
     }
 }
 

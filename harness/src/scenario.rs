@@ -241,6 +241,56 @@ pub struct RoleSpec {
     /// external-cli: which external file it owns (`claude_code` or `codex`).
     #[serde(default)]
     pub source: Option<String>,
+    /// An explicit op list (written by `poolcheck explore`): when not empty, each process of
+    /// the role runs these ops in order instead of its kind's loop, each as one CLI-style
+    /// invocation (fresh pool, load, op); `ops` and `think_ms` are then ignored. See
+    /// [`ScriptOp`] for the syntax. Played by the fork and model drivers (not by subjects).
+    #[serde(default)]
+    pub script: Vec<String>,
+}
+
+/// One op of a role's `script`: `use` (select, use, react to a 429/401), `exhaust:N` (mark
+/// entry N of the loaded snapshot exhausted with a 429), `add` (add an API key), `remove:N`
+/// (remove entry N of the snapshot), `reset` (clear every status). N is taken modulo the
+/// snapshot's length; with an empty snapshot the op does nothing after the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScriptOp {
+    Use,
+    Exhaust(u8),
+    Add,
+    Remove(u8),
+    Reset,
+}
+
+impl std::fmt::Display for ScriptOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScriptOp::Use => write!(f, "use"),
+            ScriptOp::Exhaust(n) => write!(f, "exhaust:{n}"),
+            ScriptOp::Add => write!(f, "add"),
+            ScriptOp::Remove(n) => write!(f, "remove:{n}"),
+            ScriptOp::Reset => write!(f, "reset"),
+        }
+    }
+}
+
+impl std::str::FromStr for ScriptOp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' (allowed: use, exhaust:N, add, remove:N, reset)");
+        let (name, n) = match s.split_once(':') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        match (name, n) {
+            ("use", None) => Ok(ScriptOp::Use),
+            ("exhaust", Some(n)) => Ok(ScriptOp::Exhaust(n)),
+            ("add", None) => Ok(ScriptOp::Add),
+            ("remove", Some(n)) => Ok(ScriptOp::Remove(n)),
+            ("reset", None) => Ok(ScriptOp::Reset),
+            _ => Err(bad()),
+        }
+    }
 }
 
 fn one_u32() -> u32 {
@@ -248,6 +298,14 @@ fn one_u32() -> u32 {
 }
 
 impl RoleSpec {
+    /// The parsed `script` (validated when the scenario was loaded).
+    pub fn script_ops(&self) -> Vec<ScriptOp> {
+        self.script
+            .iter()
+            .map(|s| s.parse().expect("validated"))
+            .collect()
+    }
+
     pub fn label(&self) -> String {
         self.name
             .clone()
@@ -403,6 +461,10 @@ impl Scenario {
             }
             if r.count == 0 {
                 return Err(format!("[[role]] '{label}': count must be at least 1"));
+            }
+            for op in &r.script {
+                op.parse::<ScriptOp>()
+                    .map_err(|e| format!("[[role]] '{label}' script: {e}"))?;
             }
             if let Some(s) = &r.selection {
                 s.parse::<Selection>()

@@ -16,7 +16,7 @@ use pool_core::{AuthType, Config, ExternalSource, NewEntry, Pool, Selected, Sele
 use super::hooks::WorkerHooks;
 use crate::history::Ev;
 use crate::issuer::client::HttpIssuer;
-use crate::scenario::{RoleKind, RoleSpec, Scenario};
+use crate::scenario::{RoleKind, RoleSpec, Scenario, ScriptOp};
 
 /// Everything one worker needs, computed by the parent before it forks.
 #[derive(Clone)]
@@ -49,9 +49,14 @@ pub fn added_keys(sc: &Scenario, seed: u64) -> Vec<String> {
     for role in &sc.roles {
         for _ in 0..role.count {
             proc += 1;
-            if role.kind == RoleKind::AuthAdd {
-                keys.extend((0..role.ops).map(|i| added_key(proc, i, worker_seed(seed, proc))));
-            }
+            let adds = if !role.script.is_empty() {
+                script_adds(&role.script_ops())
+            } else if role.kind == RoleKind::AuthAdd {
+                role.ops
+            } else {
+                0
+            };
+            keys.extend((0..adds).map(|i| added_key(proc, i, worker_seed(seed, proc))));
         }
     }
     keys
@@ -115,6 +120,10 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
         )
     };
     let think = || std::thread::sleep(Duration::from_millis(plan.role.think_ms));
+    if !plan.role.script.is_empty() {
+        run_script(new_pool, &plan.role.script_ops(), plan.proc, plan.seed);
+        return;
+    }
     match plan.role.kind {
         RoleKind::Gateway => {
             let pool = new_pool();
@@ -166,6 +175,64 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
             for _ in 0..plan.role.ops {
                 external_refresh(&path, format, &issuer, hooks, cfg.refresh_margin_ms);
                 think();
+            }
+        }
+    }
+}
+
+/// How many `add` ops a script has (each adds the key [`added_key`] of its index).
+pub fn script_adds(script: &[ScriptOp]) -> u32 {
+    script.iter().filter(|o| **o == ScriptOp::Add).count() as u32
+}
+
+/// Play an explicit op list (a role's `script`, any driver): each op is one CLI-style
+/// invocation on a fresh pool (load, then the op). Errors are in the history, as for roles.
+pub fn run_script<O: pool_core::Os, I: Issuer, C: Clock>(
+    new_pool: impl Fn() -> Pool<O, I, C>,
+    script: &[ScriptOp],
+    proc: u32,
+    seed: u64,
+) {
+    let mut adds = 0;
+    for op in script {
+        let pool = new_pool();
+        if pool.load_pool().is_err() {
+            continue;
+        }
+        let nth = |n: u8| {
+            let snap = pool.snapshot();
+            let list = snap.entries(&pool.config().provider);
+            (!list.is_empty()).then(|| list[usize::from(n) % list.len()].id.clone())
+        };
+        match *op {
+            ScriptOp::Use => {
+                if let Ok(Some(s)) = pool.select() {
+                    use_and_react(&pool, s);
+                }
+            }
+            ScriptOp::Exhaust(n) => {
+                if let Some(id) = nth(n) {
+                    let _ = pool.mark_exhausted_and_rotate(&id, 429, "rate_limited", None);
+                }
+            }
+            ScriptOp::Add => {
+                let _ = pool.add_entry(NewEntry {
+                    label: format!("added-by-p{proc}-{adds}"),
+                    auth_type: AuthType::ApiKey,
+                    source: "manual".into(),
+                    access_token: Some(added_key(proc, adds, seed)),
+                    refresh_token: None,
+                    expires_at_ms: None,
+                });
+                adds += 1;
+            }
+            ScriptOp::Remove(n) => {
+                if let Some(id) = nth(n) {
+                    let _ = pool.remove(&id);
+                }
+            }
+            ScriptOp::Reset => {
+                let _ = pool.reset_statuses();
             }
         }
     }

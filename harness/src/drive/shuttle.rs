@@ -122,14 +122,14 @@ impl<S: Scheduler> Scheduler for Recording<S> {
 /// Run `f` and put back the panic hook that was installed before: shuttle installs its own
 /// during a run and leaves it behind, where it would report later, unrelated panics (such as
 /// loom's) as failed shuttle tasks.
-fn keeping_panic_hook<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn keeping_panic_hook<R>(f: impl FnOnce() -> R) -> R {
     let prev = std::panic::take_hook();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(prev);
     r.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     let mut c = Config::new();
     c.silence_warnings = true;
     c.stack_size = 1 << 20;

@@ -19,7 +19,9 @@ use super::facade::Facade;
 use super::issuer::{LogicalClock, RecorderSink, SimIssuer};
 use super::kernel::{KernelState, Proc};
 use super::os::{Recorder, SharedKernel, SimOs};
-use crate::drive::roles::{external_format, external_path, pool_config, use_and_react, WorkerPlan};
+use crate::drive::roles::{
+    external_format, external_path, pool_config, run_script, use_and_react, WorkerPlan,
+};
 use crate::drive::setup;
 use crate::history::{Ev, History, Record};
 use crate::issuer::rules::IssuerState;
@@ -184,6 +186,10 @@ impl<F: Facade> Process<F> {
         let cfg = pool_config(&self.scenario, &self.plan);
         let new_pool = || Pool::new(self.os(), self.issuer(), self.clock(), cfg.clone());
         let role: &RoleSpec = &self.plan.role;
+        if !role.script.is_empty() {
+            run_script(new_pool, &role.script_ops(), self.plan.proc, self.plan.seed);
+            return;
+        }
         match role.kind {
             RoleKind::Gateway => {
                 let pool = new_pool();
