@@ -46,8 +46,11 @@ fn a_long_wait_is_announced_with_the_holder_pid_then_granted() {
     let released = std::thread::scope(|s| {
         let t = s.spawn(|| {
             std::thread::sleep(Duration::from_millis(400));
+            // Taken before the unlock: the waiter can be granted the lock (and stamp its own
+            // time) before this thread returns from `unlock`.
+            let unlocking = Instant::now();
             holder.unlock().unwrap();
-            Instant::now()
+            unlocking
         });
         let held = os
             .lock(LockKind::Flock, &path)
