@@ -9,61 +9,17 @@
 //!
 //! Short measurement times keep `cargo bench` under about two minutes.
 
-use std::cell::Cell;
 use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use pool_benches::{initial_store, InstantIssuer};
 use pool_core::real::{RealOs, SystemClock};
 use pool_core::strategy::WritePath;
-use pool_core::world::{Clock, Grant, Issuer, RedeemError, UseOutcome};
-use pool_core::{AuthType, Config, Entry, NewEntry, Pool, Selection, Store, Strategy, PRESETS};
-
-/// An issuer in the same process that answers at once: every refresh token is good once.
-struct InstantIssuer {
-    next: Cell<u64>,
-}
-
-impl Issuer for InstantIssuer {
-    fn redeem(&self, _refresh_token: &str) -> Result<Grant, RedeemError> {
-        let n = self.next.get() + 1;
-        self.next.set(n);
-        Ok(Grant {
-            access_token: format!("at-bench-{n:016x}"),
-            refresh_token: format!("rt-bench-{n:016x}"),
-            expires_in_s: 3600,
-        })
-    }
-    fn use_credential(&self, _credential: &str) -> UseOutcome {
-        UseOutcome::Accepted
-    }
-}
+use pool_core::world::Clock;
+use pool_core::{AuthType, Config, NewEntry, Pool, Selection, Strategy, PRESETS};
 
 type BenchPool = Pool<RealOs, InstantIssuer, SystemClock>;
-
-/// The store every bench starts from: one OAuth entry and three API keys.
-fn initial_store() -> Vec<u8> {
-    let now = SystemClock.now_ms();
-    let mut s = Store::default();
-    let list = s.entries_mut("anthropic");
-    let mut e = Entry::new("0a0a0a", "oauth", AuthType::Oauth, "manual");
-    e.access_token = Some("at-bench-initial-0000000000000000".into());
-    e.refresh_token = Some("rt-bench-initial-0000000000000000".into());
-    e.expires_at_ms = Some(now + 3_600_000);
-    list.push(e);
-    for i in 1..4 {
-        let mut e = Entry::new(
-            &format!("{i:06x}"),
-            &format!("key-{i}"),
-            AuthType::ApiKey,
-            "manual",
-        );
-        e.priority = i;
-        e.access_token = Some(format!("sk-bench-{i:032x}"));
-        list.push(e);
-    }
-    s.to_bytes()
-}
 
 fn pool(dir: &Path, strategy: Strategy, always_refresh: bool) -> BenchPool {
     std::fs::write(dir.join("auth.json"), initial_store()).expect("write the store");
@@ -72,12 +28,7 @@ fn pool(dir: &Path, strategy: Strategy, always_refresh: bool) -> BenchPool {
     if always_refresh {
         cfg.refresh_margin_ms = u64::MAX / 4;
     }
-    let p = Pool::new(
-        RealOs::new(),
-        InstantIssuer { next: Cell::new(0) },
-        SystemClock,
-        cfg,
-    );
+    let p = Pool::new(RealOs::new(), InstantIssuer::default(), SystemClock, cfg);
     p.load_pool().expect("load");
     p
 }
