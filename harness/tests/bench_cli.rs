@@ -20,16 +20,7 @@ fn bench(args: &[&str]) -> (Option<Value>, i32, String) {
     )
 }
 
-const ANOMALIES: [&str; 8] = [
-    "torn_read",
-    "partial_sync_read",
-    "lost_update",
-    "token_rollback",
-    "double_redeem",
-    "stale_token_use",
-    "dead_credential",
-    "corrupt_store",
-];
+use harness::check::ANOMALIES;
 
 #[test]
 fn quick_json_bench_emits_every_cell_with_floor_and_sqlite_rows() {

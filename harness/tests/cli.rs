@@ -25,16 +25,7 @@ fn json_report(args: &[&str]) -> (Value, i32) {
     (v, out.status.code().unwrap_or(-1))
 }
 
-const ANOMALIES: [&str; 8] = [
-    "torn_read",
-    "partial_sync_read",
-    "lost_update",
-    "token_rollback",
-    "double_redeem",
-    "stale_token_use",
-    "dead_credential",
-    "corrupt_store",
-];
+use harness::check::ANOMALIES;
 
 #[test]
 fn refresh_race_under_none_double_redeems() {

@@ -3,7 +3,9 @@
 //! releases it (the kernel does; nothing in our code is needed for that).
 
 use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -99,42 +101,12 @@ fn a_wait_past_the_deadline_fails_naming_the_file_and_the_holder() {
         (LockKind::Fcntl, "auth.json"),
     ] {
         let path = dir.path().join(name);
-        // A record lock is per process: hold it from another process.
-        let mut child = std::process::Command::new("flock")
-            .args([
-                "--exclusive",
-                "--no-fork",
-                path.to_str().unwrap(),
-                "sleep",
-                "30",
-            ])
-            .spawn()
-            .unwrap();
-        let mut fcntl_child = None;
-        if kind == LockKind::Fcntl {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            fcntl_child = Some(
-                std::process::Command::new("python3")
-                    .args([
-                        "-c",
-                        "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)",
-                        path.to_str().unwrap(),
-                    ])
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap(),
-            );
-            let mut line = String::new();
-            use std::io::BufRead;
-            std::io::BufReader::new(fcntl_child.as_mut().unwrap().stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert_eq!(line.trim(), "held");
-        } else {
-            wait_until_locked(&path);
-        }
-        let pid = fcntl_child.as_ref().map_or(child.id(), |c| c.id());
+        // Hold the lock from another process (a record lock is per process).
+        let mut holder = match kind {
+            LockKind::Fcntl => hold_fcntl(&path),
+            _ => hold_flock(&path),
+        };
+        let pid = holder.id();
         let os = os(50, 300);
         let err = os.lock(kind, &path).expect_err("the holder never lets go");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{kind:?}");
@@ -145,10 +117,40 @@ fn a_wait_past_the_deadline_fails_naming_the_file_and_the_holder() {
             "{kind:?}: {msg}"
         );
         assert!(msg.contains("stop it"), "{msg}");
-        let mut c = fcntl_child.unwrap_or(child);
-        c.kill().unwrap();
-        c.wait().unwrap();
+        holder.kill().unwrap();
+        holder.wait().unwrap();
     }
+}
+
+/// A process (util-linux `flock`) holding an exclusive flock on `path` until killed.
+fn hold_flock(path: &Path) -> Child {
+    let child = Command::new("flock")
+        .args(["--exclusive", "--no-fork"])
+        .arg(path)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    wait_until_locked(path);
+    child
+}
+
+/// A process (python3) holding a POSIX record lock on `path` until killed.
+fn hold_fcntl(path: &Path) -> Child {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)",
+        ])
+        .arg(path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held");
+    child
 }
 
 fn wait_until_locked(path: &Path) {
@@ -165,17 +167,7 @@ fn wait_until_locked(path: &Path) {
 fn a_holder_killed_while_holding_releases_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("auth.lock");
-    let mut child = std::process::Command::new("flock")
-        .args([
-            "--exclusive",
-            "--no-fork",
-            path.to_str().unwrap(),
-            "sleep",
-            "30",
-        ])
-        .spawn()
-        .unwrap();
-    wait_until_locked(&path);
+    let mut child = hold_flock(&path);
     child.kill().unwrap(); // SIGKILL: the holder runs no cleanup of any kind
     child.wait().unwrap();
     let os = os(5_000, 5_000);
