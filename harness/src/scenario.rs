@@ -5,6 +5,12 @@
 //! files; `--scenario PATH` loads any other file. Loading validates everything a run needs
 //! and reports errors as `FILE:LINE:COL: problem`, naming the field and the allowed values.
 
+
+/// The most worker processes one run may fork, summed over its roles: the cap of `--procs`
+/// (run, bench) and of a scenario's `count`. Higher counts measure the machine's scheduler,
+/// not the pool, and a mistyped count must not fork without limit.
+pub const MAX_PROCESSES: u32 = 256;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -438,6 +444,7 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.check_process_total()?;
         self.pool
             .selection
             .parse::<Selection>()
@@ -459,8 +466,11 @@ impl Scenario {
                     i + 1
                 ));
             }
-            if r.count == 0 {
-                return Err(format!("[[role]] '{label}': count must be at least 1"));
+            if r.count == 0 || r.count > MAX_PROCESSES {
+                return Err(format!(
+                    "[[role]] '{label}': count = {} is out of range: use 1 to {MAX_PROCESSES} processes",
+                    r.count
+                ));
             }
             for op in &r.script {
                 op.parse::<ScriptOp>()
@@ -627,6 +637,18 @@ impl Scenario {
     /// Total worker processes.
     pub fn processes(&self) -> u32 {
         self.roles.iter().map(|r| r.count).sum()
+    }
+
+    /// Refuse a run of more than [`MAX_PROCESSES`] worker processes in all (after `--procs`).
+    pub fn check_process_total(&self) -> Result<(), String> {
+        let total: u64 = self.roles.iter().map(|r| u64::from(r.count)).sum();
+        if total > u64::from(MAX_PROCESSES) {
+            return Err(format!(
+                "scenario '{}' would run {total} processes: use 1 to {MAX_PROCESSES} processes in all (lower --procs or the roles' count)",
+                self.name
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -86,6 +86,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     if let (Some(n), Some(first)) = (opts.procs, sc.roles.first_mut()) {
         first.count = n.max(1);
     }
+    sc.check_process_total().map_err(DriveError)?;
     let now = SystemClock.now_ms();
     let user = match &opts.store {
         None => None,
