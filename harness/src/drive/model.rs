@@ -253,7 +253,7 @@ impl ModelRun {
             .filter(|e| e.strategy == self.strategy)
             .map(|e| report::Expectation {
                 expect: e.want_text(),
-                held: e.holds(&verdict.counts),
+                held: e.holds(&verdict.tally()),
             })
             .collect();
         for e in &mut expectations {
@@ -269,6 +269,7 @@ impl ModelRun {
             scenario: self.scenario.name.clone(),
             verdict: ex.verdict.name().into(),
             anomalies: verdict.counts,
+            tolerated: verdict.tolerated,
             witnesses: verdict.witnesses,
             stats: Stats {
                 processes: self.plan.processes(),
