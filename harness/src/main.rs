@@ -208,6 +208,7 @@ fn parse_cli() -> Cli {
 }
 
 fn main() -> ExitCode {
+    harness::lifeline::default_sigpipe();
     let cli = parse_cli();
     match dispatch(cli.cmd) {
         Ok(code) => code,
