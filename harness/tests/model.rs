@@ -256,33 +256,34 @@ fn a_named_anomaly_search_goes_past_other_anomalies() {
 }
 
 /// Issue #18 item 3: the catalog matrix with the model drivers, in the test suite's reduced
-/// profile, holds every expectation; a cell a driver cannot model says why.
+/// profile, holds every expectation; a cell a driver cannot model says why. The sampling
+/// checker is shuttle-random: shuttle-pct (depth 3) did not meet `thread-lock` x `seed-8040`
+/// `finds partial_sync_read` in 2000 schedules (it finds the torn reads), loom meets it at once.
 #[test]
 fn the_catalog_matrix_with_model_drivers_holds_every_expectation() {
     let profile = MatrixProfile {
         max_count: 2,
         max_ops: 2,
-        max_processes: 2,
+        loom_processes: 2,
         preemption_bound: 2,
         loom_executions: 3000,
-        shuttle_schedules: 2000,
+        shuttle_schedules: 500,
         dfs_schedules: 1000,
     };
     let mut failed = Vec::new();
     for sc in Scenario::catalog() {
         for p in pool_core::strategy::PRESETS {
             let st = Strategy::parse(p.name).expect("preset");
-            for driver in ["loom", "shuttle"] {
+            for driver in ["loom", "shuttle-random"] {
                 let t = std::time::Instant::now();
                 let rep = matrix_run_with(&profile, driver, &sc, st, None).expect("runs");
                 eprintln!(
-                    "{driver} {} {}: {} {:.2}s {:?} {:?}",
+                    "{driver} {} {}: {} {:.2}s {:?}",
                     p.name,
                     sc.name,
                     rep.verdict,
                     t.elapsed().as_secs_f64(),
-                    rep.expectations,
-                    rep.anomalies
+                    rep.expectations
                 );
                 if rep.verdict == "n/a" {
                     let note = rep.stats.model.as_ref().and_then(|m| m.note.clone());

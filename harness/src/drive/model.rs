@@ -526,9 +526,10 @@ pub struct MatrixProfile {
     pub max_count: u32,
     /// Iterations per process at most.
     pub max_ops: u32,
-    /// Processes in all at most (taken from the roles with the most processes first; every
-    /// role keeps one); loom models at most [`loom::max_processes`] whatever this says.
-    pub max_processes: u32,
+    /// loom: processes in all at most (taken from the roles with the most processes first;
+    /// every role keeps one); never more than [`loom::max_processes`]. Each process multiplies
+    /// loom's interleavings; shuttle samples, so its cost grows only with the steps.
+    pub loom_processes: u32,
     pub preemption_bound: usize,
     /// loom's execution budget.
     pub loom_executions: usize,
@@ -545,7 +546,7 @@ impl Default for MatrixProfile {
         MatrixProfile {
             max_count: 2,
             max_ops: 2,
-            max_processes: u32::MAX,
+            loom_processes: u32::MAX,
             preemption_bound: DEFAULT_PREEMPTION_BOUND,
             loom_executions: 5000,
             shuttle_schedules: 2000,
@@ -597,11 +598,8 @@ pub fn matrix_run_with(
         r.count = r.count.min(profile.max_count);
         r.ops = r.ops.min(profile.max_ops);
     }
-    let mut cap = profile.max_processes;
     if checker == Checker::Loom {
-        cap = cap.min(loom::max_processes());
-    }
-    {
+        let cap = profile.loom_processes.min(loom::max_processes());
         while small.processes() > cap {
             let Some(r) = small
                 .roles
