@@ -16,6 +16,7 @@ pub mod issuer;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod target;
 
 #[cfg(test)]
 mod testing;

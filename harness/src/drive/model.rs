@@ -286,6 +286,7 @@ impl ModelRun {
                 }),
             },
             expectations,
+            errors: Vec::new(),
         }
     }
 }
