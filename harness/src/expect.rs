@@ -73,7 +73,8 @@ impl Expect {
 
     /// The expectations a scenario's `[expect]` section states.
     pub fn from_scenario(sc: &Scenario) -> Vec<Expect> {
-        let parse = |s: &String| Target::Model(Strategy::parse(s).expect("validated with the scenario"));
+        let parse =
+            |s: &String| Target::Model(Strategy::parse(s).expect("validated with the scenario"));
         let mut out: Vec<Expect> = sc
             .expect
             .clean
@@ -324,7 +325,10 @@ mod tests {
         let Target::Subject(s) = &ex[0].strategy else {
             panic!("{:?}", ex[0])
         };
-        assert_eq!((s.name.as_str(), s.command.as_str()), ("py", "python3 pool.py"));
+        assert_eq!(
+            (s.name.as_str(), s.command.as_str()),
+            ("py", "python3 pool.py")
+        );
         assert_eq!(ex[0].id(), "py in refresh-race: safe");
         assert_eq!(ex[1].strategy.spec(), "sh broken.sh");
         let cli = SubjectSpec {

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::drive::fork::RunOptions;
 use harness::drive::subject::SubjectSpec;
-use harness::target::{self, Target};
 use harness::expect::Expect;
 use harness::gate::{self, GateOptions};
 use harness::report::{self, render, Report};
 use harness::scenario::Scenario;
+use harness::target::{self, Target};
 use pool_core::strategy::{Lock, Persist, Refresh, Scope, WritePath};
 use pool_core::{Strategy, PRESETS};
 use std::path::PathBuf;
@@ -320,8 +320,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 }
                 (None, None) => unreachable!("clap requires --strategy without --subject"),
             };
-            let (run, rec) = target::run_and_judge(&sc, &target, &opts, &Expect::from_scenario(&sc))
-                .map_err(|e| BadInput(e.to_string()))?;
+            let (run, rec) =
+                target::run_and_judge(&sc, &target, &opts, &Expect::from_scenario(&sc))
+                    .map_err(|e| BadInput(e.to_string()))?;
             if let Some(dir) = &rec.kept {
                 eprintln!("run files kept in {}", dir.display());
             }
@@ -440,7 +441,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 seed,
                 shard,
             };
-            gate_dispatch(expect, &subject_timeout.parse(&subject)?, subject_timeout.subject_timeout_ms, opts, out)
+            gate_dispatch(
+                expect,
+                &subject_timeout.parse(&subject)?,
+                subject_timeout.subject_timeout_ms,
+                opts,
+                out,
+            )
         }
         Cmd::Merge { reports, out } => {
             let mut parsed = Vec::new();
@@ -459,10 +466,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             emit_gate(&merged, &out)
         }
         Cmd::Bench { args, refuse } => {
-            refuse.check("bench", "it measures pool-core's strategies against SQLite and the syscall floor")?;
+            refuse.check(
+                "bench",
+                "it measures pool-core's strategies against SQLite and the syscall floor",
+            )?;
             harness::bench::main(&args)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(BadInput)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(BadInput)
         }
         Cmd::Matrix {
             drivers,
@@ -553,16 +563,22 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             refuse,
             format,
         } => {
-            refuse.check("model", "the model checkers run pool-core on a simulated kernel, not a program")?;
+            refuse.check(
+                "model",
+                "the model checkers run pool-core on a simulated kernel, not a program",
+            )?;
             let run = harness::drive::model::run(&args).map_err(|e| BadInput(e.to_string()))?;
             Ok(emit(&Report::new(vec![run]), format, None))
         }
         Cmd::Explore { args, refuse } => {
-            refuse.check("explore", "it generates workloads for pool-core on a simulated kernel")?;
+            refuse.check(
+                "explore",
+                "it generates workloads for pool-core on a simulated kernel",
+            )?;
             Ok(match harness::explore::run(&args).map_err(BadInput)? {
-            true => ExitCode::from(1),
-            false => ExitCode::SUCCESS,
-        })
+                true => ExitCode::from(1),
+                false => ExitCode::SUCCESS,
+            })
         }
     }
 }

@@ -79,7 +79,10 @@ impl Target {
                 format!("--subject {}", shell_quote(&s.command))
             }
             Target::Subject(s) => {
-                format!("--subject {}", shell_quote(&format!("{}={}", s.name, s.command)))
+                format!(
+                    "--subject {}",
+                    shell_quote(&format!("{}={}", s.name, s.command))
+                )
             }
         }
     }
@@ -92,8 +95,7 @@ pub fn parse_subject(arg: &str, timeout: Duration) -> Result<SubjectSpec, String
     let (name, command) = match arg.split_once('=') {
         Some((n, c))
             if !n.is_empty()
-                && n
-                    .chars()
+                && n.chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)) =>
         {
             (n.to_string(), c.trim().to_string())
@@ -168,9 +170,15 @@ mod tests {
     fn subject_arguments_take_an_optional_name() {
         let t = Duration::from_secs(1);
         let s = parse_subject("py=python3 pool.py --fix", t).unwrap();
-        assert_eq!((s.name.as_str(), s.command.as_str()), ("py", "python3 pool.py --fix"));
+        assert_eq!(
+            (s.name.as_str(), s.command.as_str()),
+            ("py", "python3 pool.py --fix")
+        );
         let s = parse_subject("python3 pool.py --a=b", t).unwrap();
-        assert_eq!((s.name.as_str(), s.command.as_str()), ("subject", "python3 pool.py --a=b"));
+        assert_eq!(
+            (s.name.as_str(), s.command.as_str()),
+            ("subject", "python3 pool.py --a=b")
+        );
         assert!(parse_subject("py=", t).unwrap_err().contains("no command"));
         assert!(parse_subject("  ", t).is_err());
     }
@@ -183,6 +191,9 @@ mod tests {
         assert!(sub != st);
         assert_eq!(sub.run_option(), "--subject 'py=python3 it'\\''s.py'");
         assert_eq!(sub.driver(), "subject");
-        assert_eq!(Target::Model(st).run_option(), format!("--strategy {}", st.spec()));
+        assert_eq!(
+            Target::Model(st).run_option(),
+            format!("--strategy {}", st.spec())
+        );
     }
 }

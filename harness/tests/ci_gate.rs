@@ -63,7 +63,11 @@ fn git(dir: &Path, args: &[&str]) {
         .args(args)
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn gate(dir: &Path) -> (Output, String) {
@@ -94,7 +98,10 @@ fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
     let blocks = named_blocks(&doc);
     let names: Vec<&str> = blocks.iter().map(|(n, _)| n.as_str()).collect();
     for want in ["tinypool.py", "tinypool_adapter.py", "poolcheck.toml"] {
-        assert!(names.contains(&want), "docs/subjects.md has no ```... {want} block: {names:?}");
+        assert!(
+            names.contains(&want),
+            "docs/subjects.md has no ```... {want} block: {names:?}"
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path();
@@ -115,10 +122,17 @@ fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
     // The fixed pool: every expectation holds (the unlocked mode is found double-redeeming).
     let (out, text) = gate(repo);
     assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("using poolcheck {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
     let junit = std::fs::read_to_string(repo.join("poolcheck-out/junit.xml")).unwrap();
     assert!(junit.contains("tests=\"2\" failures=\"0\""), "{junit}");
     for f in ["report.json", "summary.md"] {
-        assert!(repo.join("poolcheck-out").join(f).is_file(), "no {f}: {text}");
+        assert!(
+            repo.join("poolcheck-out").join(f).is_file(),
+            "no {f}: {text}"
+        );
     }
 
     // A commit drops the lock: the gate fails with the double spend's witness.
@@ -129,9 +143,15 @@ fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
     git(repo, &["commit", "-qam", "a regression: no lock"]);
     let (out, text) = gate(repo);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("FAILED: tinypool in refresh-race: safe"), "{text}");
+    assert!(
+        text.contains("FAILED: tinypool in refresh-race: safe"),
+        "{text}"
+    );
     assert!(text.contains("redeemed t:"), "no witness story: {text}");
     let junit = std::fs::read_to_string(repo.join("poolcheck-out/junit.xml")).unwrap();
     assert!(junit.contains("failures=\"1\""), "{junit}");
-    assert!(junit.contains("first witness") && junit.contains("redeemed t:"), "{junit}");
+    assert!(
+        junit.contains("first witness") && junit.contains("redeemed t:"),
+        "{junit}"
+    );
 }

@@ -283,7 +283,10 @@ fn restarted_subject_processes_number_their_operations_apart() {
     );
     assert_ne!(code, 2, "{stderr}");
     let run = &v["runs"][0];
-    assert!(run["stats"]["killed"].as_u64().unwrap() >= 1, "no kill: {v}");
+    assert!(
+        run["stats"]["killed"].as_u64().unwrap() >= 1,
+        "no kill: {v}"
+    );
     // Planned kills are not failures.
     assert_ne!(run["verdict"], "error", "{v}");
     let mut restarted = 0;
@@ -303,7 +306,11 @@ fn restarted_subject_processes_number_their_operations_apart() {
         let mut unique = ids.clone();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), ids.len(), "p{p} reused operation ids over {lives} lives: {ids:?}");
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "p{p} reused operation ids over {lives} lives: {ids:?}"
+        );
         restarted += u32::from(lives > 1);
     }
     assert!(restarted >= 1, "no process was restarted: {v}");
@@ -318,19 +325,38 @@ fn a_subject_that_exits_at_hello_is_an_error_in_every_command() {
     let run = &v["runs"][0];
     assert_eq!(run["verdict"], "error", "{v}");
     assert_eq!(run["driver"], "subject", "{v}");
-    assert!(run["errors"][0].as_str().unwrap().contains("'hello'"), "{v}");
+    assert!(
+        run["errors"][0].as_str().unwrap().contains("'hello'"),
+        "{v}"
+    );
 
     // matrix: the subject's row beside a preset; the preset is judged, the subject is error.
     let (out, code, stderr) = poolcheck(&[
-        "matrix", "--quick", "--format", "json", "--strategies", "flock-txn", "--scenarios",
-        "refresh-race", "--subject", "dead=exit 0",
+        "matrix",
+        "--quick",
+        "--format",
+        "json",
+        "--strategies",
+        "flock-txn",
+        "--scenarios",
+        "refresh-race",
+        "--subject",
+        "dead=exit 0",
     ]);
     assert_eq!(code, 2, "{stderr}");
     let m: Value = serde_json::from_str(&out).unwrap();
     let runs = m["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{m}");
-    assert_eq!((runs[0]["strategy"].as_str(), runs[0]["verdict"].as_str()), (Some("flock-txn"), Some("clean")), "{m}");
-    assert_eq!((runs[1]["strategy"].as_str(), runs[1]["verdict"].as_str()), (Some("dead"), Some("error")), "{m}");
+    assert_eq!(
+        (runs[0]["strategy"].as_str(), runs[0]["verdict"].as_str()),
+        (Some("flock-txn"), Some("clean")),
+        "{m}"
+    );
+    assert_eq!(
+        (runs[1]["strategy"].as_str(), runs[1]["verdict"].as_str()),
+        (Some("dead"), Some("error")),
+        "{m}"
+    );
 
     // gate: a `safe` expectation on it fails with exit 2, in the JSON and the JUnit.
     let dir = tempfile::tempdir().unwrap();
@@ -343,22 +369,43 @@ fn a_subject_that_exits_at_hello_is_an_error_in_every_command() {
     let junit = dir.path().join("j.xml");
     let json = dir.path().join("g.json");
     let (_, code, stderr) = poolcheck(&[
-        "gate", "--quick", "--expect", file.to_str().unwrap(), "--junit",
-        junit.to_str().unwrap(), "--json", json.to_str().unwrap(),
+        "gate",
+        "--quick",
+        "--expect",
+        file.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
     ]);
     assert_eq!(code, 2, "{stderr}");
     let g: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let e = &g["gate"]["expectations"][0];
-    assert_eq!((e["held"].as_bool(), e["errors"].as_u64()), (Some(false), Some(1)), "{g}");
+    assert_eq!(
+        (e["held"].as_bool(), e["errors"].as_u64()),
+        (Some(false), Some(1)),
+        "{g}"
+    );
     let x = std::fs::read_to_string(&junit).unwrap();
-    assert!(x.contains("failures=\"1\"") && x.contains("did not run to the end"), "{x}");
+    assert!(
+        x.contains("failures=\"1\"") && x.contains("did not run to the end"),
+        "{x}"
+    );
     // merge keeps it an error.
     let (_, code, stderr) = poolcheck(&["merge", json.to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
 
     // crash: a campaign over a subject that never runs.
     let (out, code, stderr) = poolcheck(&[
-        "crash", "--subject", "dead=exit 0", "--kills", "1", "--max-runs", "1", "--format", "json",
+        "crash",
+        "--subject",
+        "dead=exit 0",
+        "--kills",
+        "1",
+        "--max-runs",
+        "1",
+        "--format",
+        "json",
     ]);
     assert_eq!(code, 2, "{out}\n{stderr}");
     assert!(stderr.contains("verdict error"), "{stderr}");
@@ -368,11 +415,24 @@ fn a_subject_that_exits_at_hello_is_an_error_in_every_command() {
 fn commands_that_cannot_drive_a_subject_say_so() {
     for cmd in [
         vec!["explore", "--strategy", "none", "--subject", "x"],
-        vec!["model", "--checker", "loom", "--strategy", "none", "--scenario", "refresh-race", "--subject", "x"],
+        vec![
+            "model",
+            "--checker",
+            "loom",
+            "--strategy",
+            "none",
+            "--scenario",
+            "refresh-race",
+            "--subject",
+            "x",
+        ],
         vec!["bench", "--subject", "x"],
     ] {
         let (_, code, stderr) = poolcheck(&cmd);
         assert_eq!(code, 2, "{cmd:?}: {stderr}");
-        assert!(stderr.contains("cannot drive an external subject"), "{cmd:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot drive an external subject"),
+            "{cmd:?}: {stderr}"
+        );
     }
 }

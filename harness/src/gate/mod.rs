@@ -19,8 +19,8 @@ use crate::check::{Witness, ANOMALIES};
 use crate::drive::fork::{DriveError, RunOptions};
 use crate::expect::{Expect, Want};
 use crate::report::{Report, RunReport, ERROR};
-use crate::target::{run_and_judge, Target};
 use crate::scenario::Scenario;
+use crate::target::{run_and_judge, Target};
 
 /// The gate's part of a report.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -239,10 +239,17 @@ mod tests {
         let sc = Scenario::find("refresh-race").unwrap();
         let st = Strategy::parse("flock-txn").unwrap();
         let expects = Expect::from_scenario(&sc);
-        assert!(expects.iter().any(|e| e.strategy == st), "the scenario expects flock-txn clean");
+        assert!(
+            expects.iter().any(|e| e.strategy == st),
+            "the scenario expects flock-txn clean"
+        );
         // The nemesis killed p1 (and it was restarted); both ended well: judged as usual.
         let killed = record(
-            vec![(1, "killed by the nemesis", false), (1, "exit 0", false), (2, "exit 0", false)],
+            vec![
+                (1, "killed by the nemesis", false),
+                (1, "exit 0", false),
+                (2, "exit 0", false),
+            ],
             0,
             1,
         );
@@ -255,15 +262,25 @@ mod tests {
         let run = judge_fork(&sc, st, &crashed, &expects);
         assert_eq!(run.verdict, ERROR);
         assert_eq!(run.errors, vec!["p2: exit 101".to_string()]);
-        assert!(run.expectations.iter().all(|e| !e.held), "{:?}", run.expectations);
+        assert!(
+            run.expectations.iter().all(|e| !e.held),
+            "{:?}",
+            run.expectations
+        );
         assert_eq!(Report::new(vec![run]).errored().len(), 1);
         // A subject's failure is reported once, in the subject's words.
         let subject = record(
-            vec![(2, "subject 'x' (p2 cli) closed its stdout", true), (2, "exit 5", true)],
+            vec![
+                (2, "subject 'x' (p2 cli) closed its stdout", true),
+                (2, "exit 5", true),
+            ],
             1,
             0,
         );
         let run = judge_fork(&sc, st, &subject, &[]);
-        assert_eq!(run.errors, vec!["subject 'x' (p2 cli) closed its stdout".to_string()]);
+        assert_eq!(
+            run.errors,
+            vec!["subject 'x' (p2 cli) closed its stdout".to_string()]
+        );
     }
 }
