@@ -436,3 +436,59 @@ fn commands_that_cannot_drive_a_subject_say_so() {
         );
     }
 }
+
+#[test]
+fn the_gate_holds_the_fixed_python_pool_safe_and_fails_it_as_of_8040() {
+    if !have_python() {
+        return;
+    }
+    let file = "subjects/python/expectations.toml";
+    let (out, code, stderr) = poolcheck(&["gate", "--quick", "--expect", file]);
+    assert_eq!(code, 0, "{out}\n{stderr}");
+    assert!(out.contains("5 of 5 expectations held"), "{out}");
+
+    // The same file with `fixed` pointed at the pool as of #8040: exit 1, the witness on
+    // stdout and in the JUnit, and a replay command naming the subject.
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("j.xml");
+    let (out, code, stderr) = poolcheck(&[
+        "gate",
+        "--quick",
+        "--expect",
+        file,
+        "--subject",
+        &format!("fixed={PY}"),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}\n{stderr}");
+    assert!(out.contains("FAILED: fixed in refresh-race: safe"), "{out}");
+    assert!(out.contains("first witness"), "{out}");
+    assert!(out.contains(&format!("--subject 'fixed={PY}'")), "{out}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(x.contains("<failure") && x.contains("first witness"), "{x}");
+
+    // matrix: the subject's row beside the presets.
+    let (out, code, stderr) = poolcheck(&[
+        "matrix",
+        "--quick",
+        "--strategies",
+        "none",
+        "--scenarios",
+        "refresh-race",
+        "--subject",
+        &format!("py={PY}"),
+    ]);
+    assert_eq!(code, 0, "{out}\n{stderr}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("none ") || l.starts_with("py "))
+        .collect();
+    assert!(
+        rows.len() >= 2
+            && rows
+                .iter()
+                .any(|l| l.starts_with("py ") && l.contains("double:")),
+        "{out}"
+    );
+}
