@@ -283,6 +283,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         self.run(OpKind::MarkExhausted, |op| {
             let now = op.now();
             let e = op.entry_mut(id)?;
+            e.clear_status();
             e.last_status = Some(Status::Exhausted);
             e.last_status_at = Some(now);
             e.last_error_code = Some(code);
@@ -1109,6 +1110,7 @@ fn set_tokens(e: &mut Entry, c: &ExternalCreds) {
 }
 
 fn mark(e: &mut Entry, status: Status, now: u64, code: u16, reason: &str) {
+    e.clear_status();
     e.last_status = Some(status);
     e.last_status_at = Some(now);
     e.last_error_code = Some(code);

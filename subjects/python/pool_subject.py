@@ -59,6 +59,24 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+def stamp_ms(v):
+    """Unix ms of a stored time, in any shape upstream reads (its _parse_absolute_timestamp):
+    float epoch seconds as upstream writes them, epoch ms (above 10^12), numeric or ISO-8601
+    strings. None for anything else."""
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            try:
+                return int(round(datetime.datetime.fromisoformat(
+                    v.strip().replace("Z", "+00:00")).timestamp() * 1000))
+            except ValueError:
+                return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        return None
+    return int(round(v if v > 1e12 else v * 1000))
+
+
 def rfc3339(ms):
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
@@ -66,7 +84,7 @@ def rfc3339(ms):
 
 
 def summary(e):
-    return entry_summary(e["id"], e.get("last_status"), e.get("last_status_at"),
+    return entry_summary(e["id"], e.get("last_status"), stamp_ms(e.get("last_status_at")),
                          e.get("refresh_token") or None, e.get("access_token") or None)
 
 
@@ -178,7 +196,8 @@ class CredentialPool:
             if d is not None and d.get("access_token") == m.get("access_token"):
                 until = self._cooldown_until(d)
                 if until is not None and until > now and \
-                        (d.get("last_status_at") or 0) > (m.get("last_status_at") or 0):
+                        (stamp_ms(d.get("last_status_at")) or 0) > \
+                        (stamp_ms(m.get("last_status_at")) or 0):
                     for k in STATUS_FIELDS:
                         e[k] = d.get(k)
             out.append(e)
@@ -281,9 +300,10 @@ class CredentialPool:
     def mark_exhausted(self, entry_id, code, reason, reset_at_ms=None):
         def body():
             e = self._entry(entry_id)
-            e.update(last_status="exhausted", last_status_at=now_ms(), last_error_code=code,
+            # Times are written as upstream writes them: float epoch seconds.
+            e.update(last_status="exhausted", last_status_at=time.time(), last_error_code=code,
                      last_error_reason=reason, last_error_message="HTTP %s: %s" % (code, reason),
-                     last_error_reset_at=reset_at_ms)
+                     last_error_reset_at=None if reset_at_ms is None else reset_at_ms / 1000)
             self._changed()
             return self._select()
         return self._op(body)
@@ -321,10 +341,10 @@ class CredentialPool:
     def _cooldown_until(self, e):
         if e.get("last_status") != "exhausted":
             return None
-        if e.get("last_error_reset_at") is not None:
-            return e["last_error_reset_at"]
-        if e.get("last_status_at") is not None:
-            return e["last_status_at"] + self.cooldown
+        if stamp_ms(e.get("last_error_reset_at")) is not None:
+            return stamp_ms(e["last_error_reset_at"])
+        if stamp_ms(e.get("last_status_at")) is not None:
+            return stamp_ms(e["last_status_at"]) + self.cooldown
         return None
 
     def _expiring(self, e, now):
@@ -404,7 +424,7 @@ class CredentialPool:
             e[k] = None
 
     def _mark(self, e, status, code, reason):
-        e.update(last_status=status, last_status_at=now_ms(), last_error_code=code,
+        e.update(last_status=status, last_status_at=time.time(), last_error_code=code,
                  last_error_reason=reason, last_error_message="refresh failed: %s" % reason,
                  last_error_reset_at=None)
 

@@ -46,6 +46,10 @@ pub struct RunReport {
     pub verdict: String,
     /// All eight anomaly keys, always.
     pub anomalies: BTreeMap<String, u64>,
+    /// Events judged harmless ([`check::TOLERATED`]: every key, always; informational: they
+    /// fail only an expectation that names them). Empty in reports written before it existed.
+    #[serde(default)]
+    pub tolerated: BTreeMap<String, u64>,
     pub witnesses: Vec<Witness>,
     pub stats: Stats,
     /// The scenario's expectations that apply to this run, and whether each held.
@@ -175,7 +179,7 @@ pub fn judge(sc: &Scenario, target: &Target, rec: &RunRecord, expects: &[Expect]
         .filter(|e| e.strategy == *target && e.scenario == sc.name)
         .map(|e| Expectation {
             expect: e.want_text(),
-            held: errors.is_empty() && e.holds(&verdict.counts),
+            held: errors.is_empty() && e.holds(&verdict.tally()),
         })
         .collect();
     RunReport {
@@ -192,6 +196,7 @@ pub fn judge(sc: &Scenario, target: &Target, rec: &RunRecord, expects: &[Expect]
         }
         .into(),
         anomalies: verdict.counts,
+        tolerated: verdict.tolerated,
         witnesses: verdict.witnesses,
         stats: Stats {
             processes: rec.processes,
