@@ -16,10 +16,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{Witness, ANOMALIES, TOLERATED};
-use crate::drive::fork::{self, DriveError, RunOptions};
+use crate::drive::fork::{DriveError, RunOptions};
 use crate::expect::{Expect, Want};
-use crate::report::{judge_fork, Report, RunReport};
+use crate::report::{Report, RunReport, ERROR};
 use crate::scenario::Scenario;
+use crate::target::{run_and_judge, Target};
 
 /// The gate's part of a report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,13 +64,20 @@ pub struct GateResult {
     /// The first witness of a violating run (safe expectations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<Witness>,
+    /// Runs whose verdict is `error` (a process failed on its own): the expectation fails and
+    /// the gate exits 2.
+    #[serde(default)]
+    pub errors: u32,
+    /// The first such run's first error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub seconds: f64,
 }
 
 impl GateResult {
     /// `safe`, or `finds a, b`.
     pub fn want_text(&self) -> String {
-        self.expect_kind().want_text()
+        self.expect().text()
     }
 
     fn expect(&self) -> Want {
@@ -80,19 +88,11 @@ impl GateResult {
         }
     }
 
-    fn expect_kind(&self) -> Expect {
-        Expect {
-            strategy_name: self.strategy.clone(),
-            strategy: pool_core::Strategy::parse(&self.spec).expect("a report's spec parses"),
-            scenario: self.scenario.clone(),
-            want: self.expect(),
-        }
-    }
-
     fn rejudge(&mut self) {
-        self.held = self
-            .expect_kind()
-            .holds(&crate::check::tally(&self.counts, &self.tolerated));
+        self.held = self.errors == 0
+            && self
+                .expect()
+                .holds(&crate::check::tally(&self.counts, &self.tolerated));
     }
 }
 
@@ -110,7 +110,8 @@ pub struct GateOptions {
 /// One run of the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unit {
-    pub strategy: pool_core::Strategy,
+    /// The pool under test.
+    pub strategy: Target,
     pub scenario: String,
     pub seed: u64,
 }
@@ -124,9 +125,9 @@ impl GateOptions {
 /// The runs a campaign needs: each distinct (strategy, scenario) cell once per seed, in the
 /// order of the expectations; then this shard's share (every n-th unit).
 pub fn plan(expects: &[Expect], opts: &GateOptions) -> Vec<Unit> {
-    let mut cells: Vec<(pool_core::Strategy, String)> = Vec::new();
+    let mut cells: Vec<(Target, String)> = Vec::new();
     for e in expects {
-        let cell = (e.strategy, e.scenario.clone());
+        let cell = (e.strategy.clone(), e.scenario.clone());
         if !cells.contains(&cell) {
             cells.push(cell);
         }
@@ -135,7 +136,7 @@ pub fn plan(expects: &[Expect], opts: &GateOptions) -> Vec<Unit> {
     for k in 0..u64::from(opts.seeds_per_cell()) {
         for (strategy, scenario) in &cells {
             units.push(Unit {
-                strategy: *strategy,
+                strategy: strategy.clone(),
                 scenario: scenario.clone(),
                 seed: opts.seed.wrapping_add(k),
             });
@@ -186,15 +187,12 @@ pub fn run(
         if opts.quick {
             sc.make_quick();
         }
-        let rec = fork::run(
-            &sc,
-            u.strategy,
-            &RunOptions {
-                seed: Some(u.seed),
-                ..RunOptions::default()
-            },
-        )?;
-        runs.push(judge_fork(&sc, u.strategy, &rec, expects));
+        let opts = RunOptions {
+            seed: Some(u.seed),
+            ..RunOptions::default()
+        };
+        let (run, _) = run_and_judge(&sc, &u.strategy, &opts, expects)?;
+        runs.push(run);
     }
     let results = expects
         .iter()
@@ -214,9 +212,9 @@ pub fn run(
 
 fn replay_command(r: &RunReport, quick: bool) -> String {
     format!(
-        "poolcheck run --scenario {} --strategy {} --seed {}{}",
+        "poolcheck run --scenario {} {} --seed {}{}",
         r.scenario,
-        r.spec,
+        crate::target::of_report(r).run_option(),
         r.stats.seed,
         if quick { " --quick" } else { "" }
     )
@@ -226,8 +224,13 @@ fn replay_command(r: &RunReport, quick: bool) -> String {
 fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
     let mine: Vec<&RunReport> = runs
         .iter()
-        .filter(|r| r.scenario == e.scenario && r.spec == e.strategy.spec())
+        .filter(|r| {
+            r.scenario == e.scenario
+                && r.spec == e.strategy.spec()
+                && r.driver == e.strategy.driver()
+        })
         .collect();
+    let errored: Vec<&&RunReport> = mine.iter().filter(|r| r.verdict == ERROR).collect();
     let mut counts: BTreeMap<String, u64> = ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect();
     let mut tolerated: BTreeMap<String, u64> =
         TOLERATED.iter().map(|a| (a.to_string(), 0)).collect();
@@ -239,7 +242,7 @@ fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
             *tolerated.entry(a.clone()).or_default() += n;
         }
     }
-    let held = e.holds(&crate::check::tally(&counts, &tolerated));
+    let held = errored.is_empty() && e.holds(&crate::check::tally(&counts, &tolerated));
     let violating: Vec<&&RunReport> = match &e.want {
         Want::Safe => mine.iter().filter(|r| r.verdict != "clean").collect(),
         Want::Absent(list) => mine
@@ -281,6 +284,8 @@ fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
             }),
             Want::Finds(_) => None,
         },
+        errors: errored.len() as u32,
+        error: errored.iter().find_map(|r| r.errors.first().cloned()),
         seconds: mine.iter().map(|r| r.stats.seconds).sum::<f64>(),
     }
 }
@@ -303,6 +308,10 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
             match merged.iter_mut().find(|m| m.id == g.id) {
                 Some(m) => {
                     m.runs += g.runs;
+                    m.errors += g.errors;
+                    if m.error.is_none() {
+                        m.error = g.error.clone();
+                    }
                     for (a, n) in &g.counts {
                         *m.counts.entry(a.clone()).or_default() += n;
                     }
@@ -359,7 +368,7 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
 pub fn passed(g: &GateSection) -> bool {
     g.expectations
         .iter()
-        .all(|e| e.held || (!g.final_verdicts && e.want == "finds"))
+        .all(|e| e.held || (!g.final_verdicts && e.want == "finds" && e.errors == 0))
 }
 
 #[cfg(test)]
@@ -389,7 +398,7 @@ mod tests {
         let cells = {
             let mut c: Vec<_> = ex
                 .iter()
-                .map(|e| (e.strategy, e.scenario.clone()))
+                .map(|e| (e.strategy.clone(), e.scenario.clone()))
                 .collect();
             c.dedup();
             c.sort_by_key(|(s, sc)| (s.spec(), sc.clone()));
