@@ -3,7 +3,10 @@
 //! expectations file (judged by `gate`, see the README section "The CI gate").
 //!
 //! `safe` means zero anomalies in every run; `finds` means each named anomaly must be found at
-//! least once over the runs: the sensitivity check that proves the harness still has teeth.
+//! least once over the runs: the sensitivity check that proves the harness still has teeth;
+//! `absent` means none of the named ones may happen in any run. `finds` and `absent` name
+//! anomalies ([`ANOMALIES`]) or tolerated events ([`TOLERATED`], e.g. `grace_redeem`): a
+//! tolerated event never fails `safe`, only an expectation that names it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +14,7 @@ use std::path::Path;
 use pool_core::Strategy;
 use serde::Deserialize;
 
-use crate::check::ANOMALIES;
+use crate::check::{ANOMALIES, TOLERATED};
 use crate::scenario::{Scenario, CATALOG};
 
 /// What is wanted of the runs.
@@ -19,8 +22,25 @@ use crate::scenario::{Scenario, CATALOG};
 pub enum Want {
     /// No anomaly at all.
     Safe,
-    /// Each of these anomalies at least once.
+    /// Each of these anomalies (or tolerated events) at least once.
     Finds(Vec<String>),
+    /// None of these anomalies (or tolerated events), in any run.
+    Absent(Vec<String>),
+}
+
+/// Check the names an expectation's `finds` or `absent` lists: anomalies or tolerated events.
+pub fn check_names(names: &[String]) -> Result<(), String> {
+    match names
+        .iter()
+        .find(|a| !ANOMALIES.contains(&a.as_str()) && !TOLERATED.contains(&a.as_str()))
+    {
+        Some(a) => Err(format!(
+            "unknown anomaly '{a}' (allowed values: {}; or a tolerated event: {})",
+            ANOMALIES.join(", "),
+            TOLERATED.join(", ")
+        )),
+        None => Ok(()),
+    }
 }
 
 /// One expectation about one strategy in one scenario.
@@ -48,15 +68,19 @@ impl Expect {
         match &self.want {
             Want::Safe => "safe".to_string(),
             Want::Finds(a) => format!("finds {}", a.join(", ")),
+            Want::Absent(a) => format!("absent {}", a.join(", ")),
         }
     }
 
-    /// Whether anomaly counts summed over this expectation's runs satisfy it.
+    /// Whether counts summed over this expectation's runs satisfy it. `counts` holds anomaly
+    /// counts and, where known, tolerated counts ([`crate::check::Verdict::tally`]); a name it
+    /// lacks counts 0.
     pub fn holds(&self, counts: &BTreeMap<String, u64>) -> bool {
         let n = |a: &str| counts.get(a).copied().unwrap_or(0);
         match &self.want {
             Want::Safe => ANOMALIES.iter().all(|a| n(a) == 0),
             Want::Finds(list) => list.iter().all(|a| n(a) > 0),
+            Want::Absent(list) => list.iter().all(|a| n(a) == 0),
         }
     }
 
@@ -79,6 +103,12 @@ impl Expect {
             strategy: parse(s),
             scenario: sc.name.clone(),
             want: Want::Finds(list.clone()),
+        }));
+        out.extend(sc.expect.absent.iter().map(|(s, list)| Expect {
+            strategy_name: s.clone(),
+            strategy: parse(s),
+            scenario: sc.name.clone(),
+            want: Want::Absent(list.clone()),
         }));
         out
     }
@@ -103,6 +133,8 @@ struct FileEntry {
     safe: bool,
     #[serde(default)]
     finds: Vec<String>,
+    #[serde(default)]
+    absent: Vec<String>,
 }
 
 /// Load and validate an expectations file. Errors name the file, the line where known, and
@@ -138,22 +170,19 @@ pub fn parse_file(text: &str, origin: &str) -> Result<(Vec<Expect>, Vec<Scenario
     for (i, e) in file.expect.iter().enumerate() {
         let at = format!("{origin}: [[expect]] #{} ({})", i + 1, e.strategy);
         let strategy = Strategy::parse(&e.strategy).map_err(|err| format!("{at}: {err}"))?;
-        let want = match (e.safe, e.finds.is_empty()) {
-            (true, true) => Want::Safe,
-            (false, false) => {
-                for a in &e.finds {
-                    if !ANOMALIES.contains(&a.as_str()) {
-                        return Err(format!(
-                            "{at}: unknown anomaly '{a}' (allowed values: {})",
-                            ANOMALIES.join(", ")
-                        ));
-                    }
-                }
+        let want = match (e.safe, e.finds.is_empty(), e.absent.is_empty()) {
+            (true, true, true) => Want::Safe,
+            (false, false, true) => {
+                check_names(&e.finds).map_err(|err| format!("{at}: {err}"))?;
                 Want::Finds(e.finds.clone())
+            }
+            (false, true, false) => {
+                check_names(&e.absent).map_err(|err| format!("{at}: {err}"))?;
+                Want::Absent(e.absent.clone())
             }
             _ => {
                 return Err(format!(
-                    "{at}: give exactly one of `safe = true` or `finds = [...]`"
+                    "{at}: give exactly one of `safe = true`, `finds = [...]` or `absent = [...]`"
                 ))
             }
         };
@@ -211,6 +240,49 @@ mod tests {
             finds.id(),
             "none in refresh-race: finds double_redeem, lost_update"
         );
+    }
+
+    /// Issue #13 item 4: a tolerated event fails no expectation unless one names it.
+    #[test]
+    fn tolerated_events_count_only_where_an_expectation_names_them() {
+        let e = |want| Expect {
+            strategy_name: "flock-txn".into(),
+            strategy: Strategy::parse("flock-txn").unwrap(),
+            scenario: "crash-mid-persist".into(),
+            want,
+        };
+        let mut counts: BTreeMap<String, u64> =
+            ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect();
+        counts.insert("grace_redeem".into(), 6);
+        assert!(e(Want::Safe).holds(&counts));
+        assert!(e(Want::Finds(vec!["grace_redeem".into()])).holds(&counts));
+        let none = e(Want::Absent(vec!["grace_redeem".into()]));
+        assert!(!none.holds(&counts));
+        assert_eq!(none.want_text(), "absent grace_redeem");
+        counts.insert("grace_redeem".into(), 0);
+        assert!(none.holds(&counts));
+        assert!(e(Want::Absent(vec!["double_redeem".into()])).holds(&counts));
+        counts.insert("double_redeem".into(), 1);
+        assert!(!e(Want::Absent(vec!["double_redeem".into()])).holds(&counts));
+    }
+
+    #[test]
+    fn a_file_may_ask_for_tolerated_events_and_old_files_stay_valid() {
+        let (ex, _) = parse_file(
+            "[[expect]]\nstrategy = \"flock-txn\"\nscenarios = [\"crash-mid-persist\"]\nfinds = [\"grace_redeem\"]\n\n[[expect]]\nstrategy = \"flock-txn\"\nscenarios = [\"refresh-race\"]\nabsent = [\"grace_redeem\", \"double_redeem\"]\n",
+            "e.toml",
+        )
+        .unwrap();
+        assert_eq!(ex[0].want, Want::Finds(vec!["grace_redeem".into()]));
+        assert_eq!(
+            ex[1].want,
+            Want::Absent(vec!["grace_redeem".into(), "double_redeem".into()])
+        );
+        let err = |t: &str| parse_file(t, "e.toml").unwrap_err();
+        assert!(err("[[expect]]\nstrategy = \"none\"\nabsent = [\"grace\"]\n")
+            .contains("unknown anomaly 'grace'"));
+        assert!(err("[[expect]]\nstrategy = \"none\"\nsafe = true\nabsent = [\"grace_redeem\"]\n")
+            .contains("exactly one of"));
     }
 
     #[test]

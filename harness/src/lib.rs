@@ -13,6 +13,7 @@ pub mod explore;
 pub mod gate;
 pub mod history;
 pub mod issuer;
+pub mod lifeline;
 pub mod report;
 pub mod scenario;
 pub mod sim;

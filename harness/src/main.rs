@@ -58,10 +58,11 @@ enum Cmd {
         #[arg(long, value_name = "CMD")]
         subject: Option<String>,
         /// How long a subject may take to answer one request (pauses excluded).
-        #[arg(long, value_name = "MS", default_value_t = 10_000)]
+        #[arg(long, value_name = "MS", default_value_t = 10_000,
+              value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
         subject_timeout_ms: u64,
-        /// Number of processes of the scenario's first role.
-        #[arg(long)]
+        /// Number of processes of the scenario's first role (1 to 256 processes in all).
+        #[arg(long, value_parser = procs_range())]
         procs: Option<u32>,
         /// Seed (default: the scenario's).
         #[arg(long)]
@@ -113,16 +114,16 @@ enum Cmd {
         /// Comma-separated presets or specs (default: flock-txn and none).
         #[arg(long)]
         strategies: Vec<String>,
-        /// Kills to reach per strategy.
-        #[arg(long, default_value_t = 100)]
+        /// Kills to reach per strategy (1 to 100000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         kills: u32,
         /// A scenario with a [nemesis] section.
         #[arg(long, default_value = "crash-mid-persist")]
         scenario: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Give up after this many runs per strategy.
-        #[arg(long, default_value_t = 10_000)]
+        /// Give up after this many runs per strategy (1 to 1000000).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         max_runs: u32,
         /// table or json.
         #[arg(long, value_enum, default_value = "table")]
@@ -137,8 +138,8 @@ enum Cmd {
         /// The per-push budget: one seed per cell, at most two iterations per process.
         #[arg(long)]
         quick: bool,
-        /// Seeds per strategy x scenario cell (default: 1 with --quick, 5 without).
-        #[arg(long)]
+        /// Seeds per strategy x scenario cell, 1 to 10000 (default: 1 with --quick, 5 without).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         seeds: Option<u32>,
         /// First seed of the campaign.
         #[arg(long, default_value_t = 1)]
@@ -193,8 +194,22 @@ struct GateOutputs {
 /// An error the user can fix: printed with its advice, exit 2.
 struct BadInput(String);
 
+/// The most processes a run may fork in all: `--procs` and a scenario's `count` share it.
+fn procs_range() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=i64::from(harness::scenario::MAX_PROCESSES))
+}
+
+/// Parse the command line; every subcommand takes `-1` as a value (refused as an invalid
+/// value of its type, exit 2) rather than as an unknown flag.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
+    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    harness::lifeline::default_sigpipe();
+    let cli = parse_cli();
     match dispatch(cli.cmd) {
         Ok(code) => code,
         Err(BadInput(msg)) => {
@@ -274,7 +289,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             let names = if strategies.is_empty() {
                 vec!["flock-txn".to_string(), "none".to_string()]
             } else {
-                pool_core::strategy::split_list(&strategies)
+                strategy_list(&strategies)?
             };
             let progress = std::io::stderr().is_terminal();
             let mut rows = Vec::new();
@@ -389,11 +404,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                     .map(|p| Strategy::parse(p.name).expect("presets parse"))
                     .collect()
             } else {
-                pool_core::strategy::split_list(&strategies)
+                strategy_list(&strategies)?
                     .iter()
                     .map(|s| Strategy::parse(s).map_err(|e| BadInput(e.to_string())))
                     .collect::<Result<_, _>>()?
             };
+            nonempty_items("--drivers", &drivers)?;
+            nonempty_items("--scenarios", &scenarios)?;
             let mut scs: Vec<Scenario> = if scenarios.is_empty() {
                 Scenario::catalog()
             } else {
@@ -460,6 +477,27 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             false => ExitCode::SUCCESS,
         }),
     }
+}
+
+/// A given `--strategies` list, split (a spec's own commas kept); refused when it names none.
+fn strategy_list(given: &[String]) -> Result<Vec<String>, BadInput> {
+    let names = pool_core::strategy::split_list(given);
+    if names.is_empty() {
+        return Err(BadInput(
+            "--strategies is empty: name at least one preset or spec (see `poolcheck strategies`), or leave the flag out for the default".into(),
+        ));
+    }
+    Ok(names)
+}
+
+/// Refuse an empty item in a comma-separated list (`--drivers ""`, `--scenarios a,,b`).
+fn nonempty_items(flag: &str, items: &[String]) -> Result<(), BadInput> {
+    if items.iter().any(|i| i.trim().is_empty()) {
+        return Err(BadInput(format!(
+            "{flag} has an empty item: name at least one, comma-separated, or leave the flag out for the default"
+        )));
+    }
+    Ok(())
 }
 
 /// `run --subject`: one run with an external subject; exit 2 if a subject failed.

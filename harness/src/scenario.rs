@@ -5,6 +5,12 @@
 //! files; `--scenario PATH` loads any other file. Loading validates everything a run needs
 //! and reports errors as `FILE:LINE:COL: problem`, naming the field and the allowed values.
 
+
+/// The most worker processes one run may fork, summed over its roles: the cap of `--procs`
+/// (run, bench) and of a scenario's `count`. Higher counts measure the machine's scheduler,
+/// not the pool, and a mistyped count must not fork without limit.
+pub const MAX_PROCESSES: u32 = 256;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -366,9 +372,12 @@ pub struct Expect {
     /// Strategies (preset names or specs) that must show no anomaly in this scenario.
     #[serde(default)]
     pub clean: Vec<String>,
-    /// Strategy -> anomalies that must each be found at least once.
+    /// Strategy -> anomalies (or tolerated events) that must each be found at least once.
     #[serde(default)]
     pub finds: BTreeMap<String, Vec<String>>,
+    /// Strategy -> anomalies or tolerated events that must not happen.
+    #[serde(default)]
+    pub absent: BTreeMap<String, Vec<String>>,
 }
 
 /// Why a scenario was refused.
@@ -443,6 +452,7 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.check_process_total()?;
         self.pool
             .selection
             .parse::<Selection>()
@@ -464,8 +474,11 @@ impl Scenario {
                     i + 1
                 ));
             }
-            if r.count == 0 {
-                return Err(format!("[[role]] '{label}': count must be at least 1"));
+            if r.count == 0 || r.count > MAX_PROCESSES {
+                return Err(format!(
+                    "[[role]] '{label}': count = {} is out of range: use 1 to {MAX_PROCESSES} processes",
+                    r.count
+                ));
             }
             for op in &r.script {
                 op.parse::<ScriptOp>()
@@ -577,17 +590,18 @@ impl Scenario {
                 return Err("[nemesis] cannot be combined with rendezvous pause rules: a restarted process would never meet its barrier; use sleep or jitter".into());
             }
         }
-        for s in self.expect.clean.iter().chain(self.expect.finds.keys()) {
+        for s in self
+            .expect
+            .clean
+            .iter()
+            .chain(self.expect.finds.keys())
+            .chain(self.expect.absent.keys())
+        {
             Strategy::parse(s).map_err(|e| format!("[expect]: {e}"))?;
         }
-        for list in self.expect.finds.values() {
-            for a in list {
-                if !crate::check::ANOMALIES.contains(&a.as_str()) {
-                    return Err(format!(
-                        "[expect.finds]: unknown anomaly '{a}' (allowed values: {})",
-                        crate::check::ANOMALIES.join(", ")
-                    ));
-                }
+        for (key, lists) in [("finds", &self.expect.finds), ("absent", &self.expect.absent)] {
+            for list in lists.values() {
+                crate::expect::check_names(list).map_err(|e| format!("[expect.{key}]: {e}"))?;
             }
         }
         Ok(())
@@ -632,6 +646,18 @@ impl Scenario {
     /// Total worker processes.
     pub fn processes(&self) -> u32 {
         self.roles.iter().map(|r| r.count).sum()
+    }
+
+    /// Refuse a run of more than [`MAX_PROCESSES`] worker processes in all (after `--procs`).
+    pub fn check_process_total(&self) -> Result<(), String> {
+        let total: u64 = self.roles.iter().map(|r| u64::from(r.count)).sum();
+        if total > u64::from(MAX_PROCESSES) {
+            return Err(format!(
+                "scenario '{}' would run {total} processes: use 1 to {MAX_PROCESSES} processes in all (lower --procs or the roles' count)",
+                self.name
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -86,6 +86,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     if let (Some(n), Some(first)) = (opts.procs, sc.roles.first_mut()) {
         first.count = n.max(1);
     }
+    sc.check_process_total().map_err(DriveError)?;
     let now = SystemClock.now_ms();
     let user = match &opts.store {
         None => None,
@@ -312,10 +313,15 @@ struct World<'a> {
 impl World<'_> {
     /// Fork one worker.
     fn spawn(&self, plan: &WorkerPlan) -> Result<Pid, DriveError> {
+        let parent = crate::lifeline::Parent::this_process();
         // SAFETY: the parent is single-threaded here (the issuer runs in its own process);
         // the child only runs `worker_main` and leaves through `_exit`.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
+                if !crate::lifeline::bind(parent, Signal::SIGKILL) {
+                    // SAFETY: the parent is gone; leave without running its destructors.
+                    unsafe { libc::_exit(9) }
+                }
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     worker_main(
                         self.sc,

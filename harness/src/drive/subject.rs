@@ -123,6 +123,8 @@ struct Conn<'h, 'a> {
     /// Read or write events this operation (to know whether the subject reports them).
     io_events: u32,
     last_line: usize,
+    /// Kills the subject's process group if this worker dies (dropped with the connection).
+    _guard: crate::lifeline::GroupGuard,
 }
 
 /// Play the role of `plan` with the subject; returns the worker's exit code.
@@ -201,7 +203,7 @@ impl<'h, 'a> Conn<'h, 'a> {
                 "seed": plan.seed,
             }
         });
-        let mut child = Command::new("sh")
+        let mut child = crate::lifeline::bind_command(&mut Command::new("sh"))
             .arg("-c")
             .arg(&spec.command)
             .env("POOLCHECK_PROTOCOL", PROTOCOL)
@@ -216,6 +218,9 @@ impl<'h, 'a> Conn<'h, 'a> {
             .process_group(0)
             .spawn()
             .map_err(|e| SubjectError(format!("{name}: cannot start: {e}")))?;
+        // The subject's group (its shell and what the shell starts) dies with this worker.
+        let guard = crate::lifeline::guard_group(nix::unistd::Pid::from_raw(child.id() as i32))
+            .map_err(|e| SubjectError(format!("{name}: cannot watch it: {e}")))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
@@ -248,6 +253,7 @@ impl<'h, 'a> Conn<'h, 'a> {
             next_op: 1,
             io_events: 0,
             last_line: 0,
+            _guard: guard,
         };
         let reply = c.exchange(&hello, "hello")?;
         if reply.get("protocol").and_then(Value::as_str) != Some(PROTOCOL) {

@@ -92,6 +92,7 @@ mod tests {
             anomalies: vec![],
             runs: 1,
             counts: BTreeMap::from([("double_redeem".to_string(), 2)]),
+            tolerated: BTreeMap::new(),
             held,
             replay: vec!["poolcheck run --scenario refresh-race --strategy none --seed 1".into()],
             witness: None,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::{Witness, ANOMALIES};
+use crate::check::{Witness, ANOMALIES, TOLERATED};
 use crate::drive::fork::{self, DriveError, RunOptions};
 use crate::expect::{Expect, Want};
 use crate::report::{judge_fork, Report, RunReport};
@@ -43,14 +43,18 @@ pub struct GateResult {
     pub strategy: String,
     pub spec: String,
     pub scenario: String,
-    /// `safe` or `finds`.
+    /// `safe`, `finds` or `absent`.
     pub want: String,
-    /// For `finds`: the anomalies that must be found.
+    /// For `finds`: the anomalies (or tolerated events) that must be found; for `absent`: those
+    /// that must not happen.
     #[serde(default)]
     pub anomalies: Vec<String>,
     pub runs: u32,
     /// Anomaly counts summed over the runs (all eight keys).
     pub counts: BTreeMap<String, u64>,
+    /// Tolerated counts summed over the runs (every `tolerated` key of the runs).
+    #[serde(default)]
+    pub tolerated: BTreeMap<String, u64>,
     pub held: bool,
     /// Replay commands for the runs that make this expectation fail (safe: runs with
     /// anomalies; finds: every run).
@@ -65,29 +69,30 @@ pub struct GateResult {
 impl GateResult {
     /// `safe`, or `finds a, b`.
     pub fn want_text(&self) -> String {
-        if self.want == "safe" {
-            "safe".into()
-        } else {
-            format!("finds {}", self.anomalies.join(", "))
-        }
+        self.expect_kind().want_text()
     }
 
     fn expect(&self) -> Want {
-        if self.want == "safe" {
-            Want::Safe
-        } else {
-            Want::Finds(self.anomalies.clone())
+        match self.want.as_str() {
+            "safe" => Want::Safe,
+            "absent" => Want::Absent(self.anomalies.clone()),
+            _ => Want::Finds(self.anomalies.clone()),
         }
     }
 
-    fn rejudge(&mut self) {
-        let e = Expect {
+    fn expect_kind(&self) -> Expect {
+        Expect {
             strategy_name: self.strategy.clone(),
             strategy: pool_core::Strategy::parse(&self.spec).expect("a report's spec parses"),
             scenario: self.scenario.clone(),
             want: self.expect(),
-        };
-        self.held = e.holds(&self.counts);
+        }
+    }
+
+    fn rejudge(&mut self) {
+        self.held = self
+            .expect_kind()
+            .holds(&crate::check::tally(&self.counts, &self.tolerated));
     }
 }
 
@@ -224,14 +229,26 @@ fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
         .filter(|r| r.scenario == e.scenario && r.spec == e.strategy.spec())
         .collect();
     let mut counts: BTreeMap<String, u64> = ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect();
+    let mut tolerated: BTreeMap<String, u64> =
+        TOLERATED.iter().map(|a| (a.to_string(), 0)).collect();
     for r in &mine {
         for (a, n) in &r.anomalies {
             *counts.entry(a.clone()).or_default() += n;
         }
+        for (a, n) in &r.tolerated {
+            *tolerated.entry(a.clone()).or_default() += n;
+        }
     }
-    let held = e.holds(&counts);
+    let held = e.holds(&crate::check::tally(&counts, &tolerated));
     let violating: Vec<&&RunReport> = match &e.want {
         Want::Safe => mine.iter().filter(|r| r.verdict != "clean").collect(),
+        Want::Absent(list) => mine
+            .iter()
+            .filter(|r| {
+                let t = crate::check::tally(&r.anomalies, &r.tolerated);
+                list.iter().any(|a| t.get(a).copied().unwrap_or(0) > 0)
+            })
+            .collect(),
         Want::Finds(_) if !held => mine.iter().collect(),
         Want::Finds(_) => Vec::new(),
     };
@@ -243,17 +260,25 @@ fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
         want: match e.want {
             Want::Safe => "safe".into(),
             Want::Finds(_) => "finds".into(),
+            Want::Absent(_) => "absent".into(),
         },
         anomalies: match &e.want {
             Want::Safe => Vec::new(),
-            Want::Finds(a) => a.clone(),
+            Want::Finds(a) | Want::Absent(a) => a.clone(),
         },
         runs: mine.len() as u32,
         counts,
+        tolerated,
         held,
         replay: violating.iter().map(|r| replay_command(r, quick)).collect(),
-        witness: match e.want {
+        witness: match &e.want {
             Want::Safe => violating.iter().find_map(|r| r.witnesses.first().cloned()),
+            Want::Absent(list) => violating.iter().find_map(|r| {
+                r.witnesses
+                    .iter()
+                    .find(|w| list.contains(&w.anomaly))
+                    .cloned()
+            }),
             Want::Finds(_) => None,
         },
         seconds: mine.iter().map(|r| r.stats.seconds).sum::<f64>(),
@@ -280,6 +305,9 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
                     m.runs += g.runs;
                     for (a, n) in &g.counts {
                         *m.counts.entry(a.clone()).or_default() += n;
+                    }
+                    for (a, n) in &g.tolerated {
+                        *m.tolerated.entry(a.clone()).or_default() += n;
                     }
                     m.replay.extend(g.replay.iter().cloned());
                     if m.witness.is_none() {

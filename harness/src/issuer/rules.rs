@@ -289,6 +289,8 @@ pub struct IssuerState {
     access: HashMap<String, AccessInfo>,
     sink: Box<dyn LedgerSink>,
     clock_ns: fn() -> u64,
+    /// Whether the [`Ev::IssuerRules`] record has gone to the sink yet.
+    announced: bool,
 }
 
 impl IssuerState {
@@ -304,6 +306,7 @@ impl IssuerState {
             access: HashMap::new(),
             sink,
             clock_ns: history::now_ns,
+            announced: false,
         }
     }
 
@@ -340,6 +343,13 @@ impl IssuerState {
     }
 
     fn emit(&mut self, proc: ProcId, ev: Ev) {
+        if !self.announced {
+            // The rules first (stamped like every record, by the issuer's clock), so the
+            // checkers can tell a token still inside its grace period from a dead one.
+            self.announced = true;
+            let grace_ms = self.config.grace_ms;
+            self.emit(0, Ev::IssuerRules { grace_ms });
+        }
         let record = Record {
             t_ns: (self.clock_ns)(),
             proc,
@@ -880,12 +890,13 @@ mod tests {
                 Ev::Redeemed { .. } => "redeemed",
                 Ev::FamilyRevoked { .. } => "revoked",
                 Ev::Used { .. } => "used",
+                Ev::IssuerRules { .. } => "rules",
                 _ => "other",
             })
             .collect();
         assert_eq!(
             kinds.into_iter().collect::<Vec<_>>(),
-            vec!["issued", "redeemed", "revoked", "used"]
+            vec!["issued", "redeemed", "revoked", "rules", "used"]
         );
         for r in &records {
             let line = serde_json::to_string(r).unwrap();

@@ -40,6 +40,10 @@ pub struct RunReport {
     pub verdict: String,
     /// All eight anomaly keys, always.
     pub anomalies: BTreeMap<String, u64>,
+    /// Events judged harmless ([`check::TOLERATED`]: every key, always; informational: they
+    /// fail only an expectation that names them). Empty in reports written before it existed.
+    #[serde(default)]
+    pub tolerated: BTreeMap<String, u64>,
     pub witnesses: Vec<Witness>,
     pub stats: Stats,
     /// The scenario's expectations that apply to this run, and whether each held.
@@ -122,7 +126,7 @@ pub fn judge_fork(
         .filter(|e| e.strategy == strategy && e.scenario == sc.name)
         .map(|e| Expectation {
             expect: e.want_text(),
-            held: e.holds(&verdict.counts),
+            held: e.holds(&verdict.tally()),
         })
         .collect();
     RunReport {
@@ -137,6 +141,7 @@ pub fn judge_fork(
         }
         .into(),
         anomalies: verdict.counts,
+        tolerated: verdict.tolerated,
         witnesses: verdict.witnesses,
         stats: Stats {
             processes: rec.processes,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::{Report, RunReport};
-use crate::check::ANOMALIES;
+use crate::check::{ANOMALIES, TOLERATED};
 
 /// Short column names for the anomaly table.
 pub fn short(anomaly: &str) -> &'static str {
@@ -17,9 +17,62 @@ pub fn short(anomaly: &str) -> &'static str {
         "stale_token_use" => "stale",
         "dead_credential" => "dead",
         "corrupt_store" => "corrupt",
+        "grace_redeem" => "grace",
+        "grace_credential" => "grace-held",
         _ => "?",
     }
 }
+
+/// The run's tolerated events, `tolerated grace:6`, or `None` when there were none.
+pub fn tolerated(r: &RunReport) -> Option<String> {
+    let found: Vec<String> = TOLERATED
+        .iter()
+        .filter(|a| r.tolerated.get(**a).copied().unwrap_or(0) > 0)
+        .map(|a| format!("{}:{}", short(a), r.tolerated[*a]))
+        .collect();
+    (!found.is_empty()).then(|| format!("tolerated {}", found.join(" ")))
+}
+
+/// How a run stands against the expectations that pin its cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// No expectation is about this cell.
+    Unpinned,
+    /// Every expectation about it held: what it shows is expected.
+    Expected,
+    /// One failed.
+    Failed,
+}
+
+pub fn mark(r: &RunReport) -> Mark {
+    if r.expectations.is_empty() {
+        Mark::Unpinned
+    } else if r.expectations.iter().all(|e| e.held) {
+        Mark::Expected
+    } else {
+        Mark::Failed
+    }
+}
+
+/// `N of M expectations held.` over every run of the report, or `None` when none applied.
+pub fn held_line(report: &Report) -> Option<String> {
+    let all: Vec<bool> = report
+        .runs
+        .iter()
+        .flat_map(|r| r.expectations.iter().map(|e| e.held))
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    let held = all.iter().filter(|h| **h).count();
+    Some(format!("{held} of {} expectations held.", all.len()))
+}
+
+/// What the marks and the tolerated events in the cells mean.
+pub const LEGEND: &str = "(expected): an [expect] pins this cell and it held; (!): one failed; \
+tolerated (no harm, never a failure unless an expectation names it): grace = a spent refresh \
+token presented again and accepted inside the issuer's reuse grace period, grace-held = a final \
+token the issuer honours only until its grace period ends.";
 
 /// Strategies in first-seen order, with their runs.
 fn by_strategy(report: &Report) -> Vec<(String, Vec<&RunReport>)> {
@@ -57,8 +110,13 @@ pub fn cell(r: &RunReport) -> String {
         (Some(_), true) => format!("{} {}", r.driver, r.verdict),
         (Some(_), false) => format!("{} {}: {}", r.driver, r.verdict, found.join(" ")),
     };
-    if r.expectations.iter().any(|e| !e.held) {
-        s.push_str(" (!)");
+    if let Some(t) = tolerated(r) {
+        let _ = write!(s, " ({t})");
+    }
+    match mark(r) {
+        Mark::Unpinned => {}
+        Mark::Expected => s.push_str(" (expected)"),
+        Mark::Failed => s.push_str(" (!)"),
     }
     s
 }
@@ -87,10 +145,12 @@ fn grid(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-/// Totals per strategy and anomaly, over every scenario run.
+/// Totals per strategy and anomaly (then tolerated event), over every scenario run.
 fn totals(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
+    let names: Vec<&str> = ANOMALIES.iter().chain(TOLERATED.iter()).copied().collect();
     let mut header = vec!["strategy".to_string()];
     header.extend(ANOMALIES.iter().map(|a| short(a).to_string()));
+    header.extend(TOLERATED.iter().map(|a| format!("tolerated {}", short(a))));
     let mut rows = Vec::new();
     for (strategy, runs) in by_strategy(report) {
         let mut sum: BTreeMap<&str, u64> = BTreeMap::new();
@@ -98,9 +158,12 @@ fn totals(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
             for a in ANOMALIES {
                 *sum.entry(a).or_default() += r.anomalies.get(a).copied().unwrap_or(0);
             }
+            for a in TOLERATED {
+                *sum.entry(a).or_default() += r.tolerated.get(a).copied().unwrap_or(0);
+            }
         }
         let mut row = vec![strategy];
-        row.extend(ANOMALIES.iter().map(|a| match sum[a] {
+        row.extend(names.iter().map(|a| match sum[a] {
             0 => ".".to_string(),
             n => n.to_string(),
         }));
@@ -173,11 +236,27 @@ fn failures_text(report: &Report, out: &mut String, md: bool) {
     }
 }
 
+/// Under the verdict grid: `N of M expectations held.` and what the marks mean (when a cell
+/// carries one).
+fn expectations_text(report: &Report, out: &mut String) {
+    let marked = report
+        .runs
+        .iter()
+        .any(|r| mark(r) != Mark::Unpinned || tolerated(r).is_some());
+    if let Some(line) = held_line(report) {
+        let _ = writeln!(out, "\n{line}");
+    }
+    if marked {
+        let _ = writeln!(out, "{LEGEND}");
+    }
+}
+
 /// The terminal table: verdicts per strategy x scenario, then totals per anomaly.
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let (h, rows) = grid(report);
     text_table(&mut out, &h, &rows);
+    expectations_text(report, &mut out);
     out.push('\n');
     let (h, rows) = totals(report);
     let _ = writeln!(out, "Anomalies found, summed over scenarios ('.' = none):");
@@ -240,6 +319,7 @@ pub fn markdown_linked(report: &Report, html_dir: Option<&std::path::Path>) -> S
     let _ = writeln!(out, "## poolcheck report\n");
     let (h, rows) = grid(report);
     md_table(&mut out, &h, &rows);
+    expectations_text(report, &mut out);
     let _ = writeln!(out, "\nAnomalies found, summed over scenarios:\n");
     let (h, rows) = totals(report);
     md_table(&mut out, &h, &rows);
