@@ -767,8 +767,14 @@ fn emit(report: &Report, format: Format, html: Option<&std::path::Path>) -> Exit
 }
 
 fn strategies_table() -> String {
+    let refresh_values = Refresh::allowed();
+    let w = PRESETS
+        .iter()
+        .map(|p| Strategy::parse(p.name).map_or(0, |s| s.refresh.to_string().len()))
+        .max()
+        .unwrap_or(8);
     let mut out = format!(
-        "{:<16} {:<11} {:<6} {:<8} {:<9} {:<8} meaning\n",
+        "{:<16} {:<11} {:<6} {:<11} {:<9} {:<w$} meaning\n",
         "preset",
         Lock::KEY,
         Scope::KEY,
@@ -779,7 +785,7 @@ fn strategies_table() -> String {
     for p in PRESETS {
         let s = Strategy::parse(p.name).expect("presets parse");
         out.push_str(&format!(
-            "{:<16} {:<11} {:<6} {:<8} {:<9} {:<8} {}\n",
+            "{:<16} {:<11} {:<6} {:<11} {:<9} {:<w$} {}\n",
             p.name, s.lock, s.scope, s.persist, s.write, s.refresh, p.meaning
         ));
     }
@@ -800,10 +806,7 @@ fn strategies_table() -> String {
             WritePath::KEY,
             WritePath::ALL.iter().map(|v| v.name()).collect(),
         ),
-        (
-            Refresh::KEY,
-            Refresh::ALL.iter().map(|v| v.name()).collect(),
-        ),
+        (Refresh::KEY, vec![refresh_values.as_str()]),
     ] {
         out.push_str(&format!("  {key:<8} {}\n", values.join(" | ")));
     }
