@@ -76,9 +76,9 @@ mod tests {
         let h = HistoryBuilder::new()
             .init(&[e("aaaaaa")])
             .write_begin(1, 1, "h1")
-            .write(2, 1, "h2", Some("h0"), &[e("aaaaaa")])
-            .write(1, 1, "h1", Some("h0"), &[e("aaaaaa")])
-            .write(3, 1, "h3", Some("h1"), &[e("aaaaaa")])
+            .write_done(2, 1, "h2", Some("h0"), &[e("aaaaaa")])
+            .write_done(1, 1, "h1", Some("h0"), &[e("aaaaaa")])
+            .write_done(3, 1, "h3", Some("h1"), &[e("aaaaaa")])
             .build();
         let ix = Index::new(&h);
         let pos = |hash: &str| ix.writes.iter().position(|w| w.hash == hash).unwrap();
@@ -95,7 +95,7 @@ mod tests {
         let h = HistoryBuilder::new()
             .init(&[e("aaaaaa")])
             .write_begin(1, 1, "h1")
-            .write(2, 1, "h2", Some("h0"), &[e("aaaaaa")])
+            .write_done(2, 1, "h2", Some("h0"), &[e("aaaaaa")])
             .build();
         let ix = Index::new(&h);
         assert_eq!(ix.predecessors(1), None);

@@ -47,7 +47,26 @@ impl HistoryBuilder {
         self.pool(proc, Event::OpBegin { op, kind })
     }
 
+    /// A store write as pool-core records it: its `write_begin` (1 ms before; none for the
+    /// harness's proc 0), then its completion.
     pub fn write(
+        self,
+        proc: ProcId,
+        op: u64,
+        hash: &str,
+        base: Option<&str>,
+        entries: &[EntrySummary],
+    ) -> Self {
+        let b = if proc == 0 {
+            self
+        } else {
+            self.write_begin(proc, op, hash)
+        };
+        b.write_done(proc, op, hash, base, entries)
+    }
+
+    /// Only the completion of a store write (a subject that sends no `write_begin`).
+    pub fn write_done(
         self,
         proc: ProcId,
         op: u64,
