@@ -173,6 +173,10 @@ enum Cmd {
         /// JSON reports written by `poolcheck gate --json` (or --format json).
         #[arg(required = true)]
         reports: Vec<PathBuf>,
+        /// Merge even when shards are missing: a provisional view (finds-verdicts pending,
+        /// the missing shards named) instead of a refusal.
+        #[arg(long)]
+        partial: bool,
         #[command(flatten)]
         out: GateOutputs,
     },
@@ -464,7 +468,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 out,
             )
         }
-        Cmd::Merge { reports, out } => {
+        Cmd::Merge {
+            reports,
+            partial,
+            out,
+        } => {
             let mut parsed = Vec::new();
             for path in &reports {
                 let text = std::fs::read_to_string(path)
@@ -475,9 +483,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         path.display()
                     ))
                 })?;
-                parsed.push(r);
+                parsed.push((path.display().to_string(), r));
             }
-            let merged = gate::merge(parsed).map_err(BadInput)?;
+            let merged = gate::merge(parsed, partial).map_err(BadInput)?;
             emit_gate(&merged, &out)
         }
         Cmd::Bench { args, refuse } => {
