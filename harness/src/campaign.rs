@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use pool_core::Strategy;
 use serde::Serialize;
 
-use crate::check::ANOMALIES;
+use crate::check::{ANOMALIES, TOLERATED};
 use crate::drive::fork::{self, DriveError, RunOptions};
 use crate::expect::Expect;
 use crate::report::judge_fork;
@@ -33,6 +33,8 @@ pub struct CrashSummary {
     pub lost_updates: u32,
     /// Every anomaly count, summed over the runs.
     pub anomalies: BTreeMap<String, u64>,
+    /// Every tolerated count (no harm, e.g. `grace_redeem`), summed over the runs.
+    pub tolerated: BTreeMap<String, u64>,
     pub seconds: f64,
 }
 
@@ -62,6 +64,7 @@ pub fn crash(
         rollbacks: 0,
         lost_updates: 0,
         anomalies: ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect(),
+        tolerated: TOLERATED.iter().map(|a| (a.to_string(), 0)).collect(),
         seconds: 0.0,
     };
     let expects: Vec<Expect> = Vec::new();
@@ -85,6 +88,9 @@ pub fn crash(
         s.lost_updates += u32::from(has("lost_update"));
         for (a, n) in &r.anomalies {
             *s.anomalies.entry(a.clone()).or_default() += n;
+        }
+        for (a, n) in &r.tolerated {
+            *s.tolerated.entry(a.clone()).or_default() += n;
         }
         progress(s.kills, s.runs);
     }
