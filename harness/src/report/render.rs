@@ -69,9 +69,9 @@ pub fn held_line(report: &Report) -> Option<String> {
 }
 
 /// What the marks and the tolerated events in the cells mean.
-pub const LEGEND: &str = "(expected): an [expect] pins this cell and it held; (!): one failed; \
-tolerated (no harm, never a failure unless an expectation names it): grace = a spent refresh \
-token presented again and accepted inside the issuer's reuse grace period, grace-held = a final \
+pub const LEGEND: &str = "(expected): an [expect] pins this cell and it held; (!): one failed.
+(tolerated ...): no harm, never a failure unless an expectation names it. grace: a spent refresh
+token presented again and accepted inside the issuer's reuse grace period; grace-held: a final
 token the issuer honours only until its grace period ends.";
 
 /// Strategies in first-seen order, with their runs.
@@ -445,17 +445,26 @@ pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
                 .filter(|a| e.counts.get(**a).copied().unwrap_or(0) > 0)
                 .map(|a| format!("{}:{}", short(a), e.counts[*a]))
                 .collect();
+            let tolerated: Vec<String> = TOLERATED
+                .iter()
+                .filter(|a| e.tolerated.get(**a).copied().unwrap_or(0) > 0)
+                .map(|a| format!("{}:{}", short(a), e.tolerated[*a]))
+                .collect();
+            let mut found = if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(" ")
+            };
+            if !tolerated.is_empty() {
+                let _ = write!(found, " (tolerated {})", tolerated.join(" "));
+            }
             vec![
                 result.to_string(),
                 e.strategy.clone(),
                 e.scenario.clone(),
                 e.want_text(),
                 e.runs.to_string(),
-                if found.is_empty() {
-                    "none".into()
-                } else {
-                    found.join(" ")
-                },
+                found,
             ]
         })
         .collect();
