@@ -408,6 +408,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                                     .contains(&a.as_str())
                             })
                             .map(|(a, n)| format!("{a}={n}"))
+                            .chain(
+                                s.tolerated
+                                    .iter()
+                                    .filter(|(_, n)| **n > 0)
+                                    .map(|(a, n)| format!("(tolerated {a}={n})")),
+                            )
                             .collect();
                         println!(
                             "{:<16} {:>5} {:>6} {:>8} {:>5} {:>9} {:>5}  {}",
