@@ -536,6 +536,7 @@ mod tests {
                 model: None,
             },
             expectations: vec![],
+            errors: vec![],
         }
     }
 
