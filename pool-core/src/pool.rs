@@ -21,7 +21,7 @@ use crate::digest::{content_hash, tag};
 use crate::external::{ExternalCreds, ExternalFormat};
 use crate::merge;
 use crate::store::{rfc3339, AuthType, Entry, ProviderRecord, Status, Store, STORE_VERSION};
-use crate::strategy::{Lock, Persist, Refresh, Scope, Strategy, WritePath};
+use crate::strategy::{Lock, Mode, Persist, Rule, Scope, Strategy, WritePath};
 use crate::world::{
     Clock, EntrySummary, Event, Issuer, LockKind, OpKind, Os, Pause, ReadOutcome, RedeemError,
     RefreshOutcome,
@@ -283,6 +283,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         self.run(OpKind::MarkExhausted, |op| {
             let now = op.now();
             let e = op.entry_mut(id)?;
+            e.clear_status();
             e.last_status = Some(Status::Exhausted);
             e.last_status_at = Some(now);
             e.last_error_code = Some(code);
@@ -370,6 +371,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
             dirty: false,
             reloaded: false,
             tokens_touched: false,
+            holding: false,
         };
         let result = (|| {
             if self.cfg.strategy.persist == Persist::Txn && kind != OpKind::LoadPool {
@@ -540,6 +542,8 @@ struct Op<'p, O: Os, I: Issuer, C: Clock> {
     reloaded: bool,
     /// This operation replaced some entry's tokens in its snapshot.
     tokens_touched: bool,
+    /// A `serial` refresh holds the strategy's lock: reads and writes inside it take no more.
+    holding: bool,
 }
 
 fn io_err<'a>(
@@ -582,7 +586,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
     /// re-read; otherwise a read). Under `scope=op` the operation already holds it.
     fn guarded<R>(&mut self, for_write: bool, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
         let scope = self.strategy().scope;
-        let wanted = scope == Scope::Io || (scope == Scope::Write && for_write);
+        let wanted = !self.holding && (scope == Scope::Io || (scope == Scope::Write && for_write));
         if !wanted {
             return f(self);
         }
@@ -707,7 +711,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
 
     fn changed_wrote(&mut self) -> Result<bool> {
         match self.strategy().persist {
-            Persist::Each | Persist::Merge => self.write_now().map(|()| true),
+            Persist::Each | Persist::Merge | Persist::AddMissing => self.write_now().map(|()| true),
             Persist::Batched | Persist::Txn => {
                 self.dirty = true;
                 Ok(false)
@@ -741,6 +745,9 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                         now,
                         cfg.default_cooldown_ms,
                     )
+                }
+                Some((disk, _)) if cfg.strategy.persist == Persist::AddMissing => {
+                    merge::add_missing(disk, &op.st.store, &cfg.provider, &op.st.removed)
                 }
                 Some((disk, _)) => merge::overlay(disk, &op.st.store, &cfg.provider),
                 None => op.st.store.clone(),
@@ -826,6 +833,9 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
         }
         for src in &cfg.external {
+            if src.format.provider() != cfg.provider {
+                continue;
+            }
             if self
                 .entries()
                 .iter()
@@ -848,12 +858,18 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         Ok(added)
     }
 
+    /// The external file this pool syncs `e` from, if any (see [`crate::external`]).
     fn external_of(&self, e: &Entry) -> Option<&'p ExternalSource> {
-        self.pool
-            .cfg
-            .external
-            .iter()
-            .find(|s| s.format.source() == e.source)
+        let cfg = &self.pool.cfg;
+        cfg.external.iter().find(|s| {
+            s.format
+                .syncs(&cfg.provider, &e.source, e.refresh_token.is_some())
+        })
+    }
+
+    /// The refresh rule of this pool's provider.
+    fn rule(&self) -> Rule {
+        self.strategy().refresh.rule(&self.pool.cfg.provider)
     }
 
     fn read_external(&self, src: &ExternalSource) -> Result<Option<ExternalCreds>> {
@@ -890,9 +906,16 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         Ok(bytes)
     }
 
+    /// Whether an OAuth entry's access token expires within the refresh margin: by the JWT's
+    /// `exp` claim where this provider's client reads it (a token that is not a JWT falls back
+    /// to the stored time), else by `expires_at_ms`.
     fn expiring(&self, e: &Entry, now: u64) -> bool {
+        let from_jwt = ExternalFormat::expiry_from_jwt(&self.pool.cfg.provider)
+            .then(|| e.access_token.as_deref().and_then(crate::jwt::exp_ms))
+            .flatten();
         e.auth_type == AuthType::Oauth
-            && e.expires_at_ms
+            && from_jwt
+                .or(e.expires_at_ms)
                 .is_some_and(|t| t <= now.saturating_add(self.pool.cfg.refresh_margin_ms))
     }
 
@@ -959,10 +982,12 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 continue;
             }
             // 1. An exhausted entry backed by an external file that now holds another token.
+            let mut presync = None;
             if e.is_exhausted() {
                 if let Some(src) = self.external_of(&e) {
                     if let Some(c) = self.read_external(src)? {
                         if Some(&c.refresh_token) != e.refresh_token.as_ref() {
+                            presync = Some(e.clone());
                             let entry = &mut self.entries_mut()[idx];
                             set_tokens(entry, &c);
                             entry.clear_status();
@@ -983,7 +1008,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 cleared = true;
             }
             // 3. Refresh an access token about to expire.
-            if self.expiring(&e, now) && !self.refresh(idx)? {
+            if self.expiring(&e, now) && !self.refresh(idx, presync)? {
                 continue;
             }
             usable.push(idx);
@@ -1048,9 +1073,32 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         });
     }
 
-    /// Refresh entry `idx`; whether it is usable afterwards.
-    fn refresh(&mut self, idx: usize) -> Result<bool> {
-        let adopt = self.strategy().refresh == Refresh::Adopt;
+    /// Refresh entry `idx` (`presync`: the entry as it was before this pass re-synced it);
+    /// whether it is usable afterwards. Under a `serial` rule the lock is held across the
+    /// re-read, the POST and the write, unless the operation already holds it.
+    fn refresh(&mut self, idx: usize, presync: Option<Entry>) -> Result<bool> {
+        let serial = self.rule().mode == Mode::Serial && !self.holding;
+        if !serial {
+            return self.refresh_unserialized(idx, presync);
+        }
+        let held = self.pool.acquire(self.id)?;
+        self.holding = true;
+        let r = self.refresh_unserialized(idx, presync).and_then(|usable| {
+            if self.dirty {
+                self.write_now()?;
+            }
+            Ok(usable)
+        });
+        self.holding = false;
+        let released = self.pool.release(held);
+        let usable = r?;
+        released?;
+        Ok(usable)
+    }
+
+    fn refresh_unserialized(&mut self, idx: usize, presync: Option<Entry>) -> Result<bool> {
+        let rule = self.rule();
+        let adopt = rule.mode != Mode::Blind;
         let mut entry = self.entries()[idx].clone();
         if adopt {
             if let Some(c) = self.peer_rotation(&entry)? {
@@ -1071,8 +1119,16 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         };
         let os = &self.pool.os;
         os.pause(Pause::BeforeRedeem);
-        let reply = self.pool.issuer.redeem(&rt);
+        let mut reply = self.pool.issuer.redeem(&rt);
         os.pause(Pause::AfterRedeem);
+        if rule.retry_second_endpoint {
+            if let Err(RedeemError::Refused { .. }) = &reply {
+                // The second token endpoint of the same authorization server: the same
+                // refresh token, presented once more.
+                self.record_refresh(&entry, &rt, RefreshOutcome::Refused);
+                reply = self.pool.issuer.redeem(&rt);
+            }
+        }
         let now = self.now();
         let usable = match reply {
             Ok(g) => {
@@ -1107,6 +1163,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                         } else {
                             Status::Exhausted
                         };
+                        if rule.mark_presync_copy {
+                            if let Some(before) = presync {
+                                entry = before;
+                            }
+                        }
                         mark(&mut entry, status, now, 400, &error);
                         false
                     }
@@ -1114,6 +1175,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
             Err(RedeemError::Unavailable(msg)) => {
                 self.record_refresh(&entry, &rt, RefreshOutcome::Unavailable);
+                if rule.mark_presync_copy {
+                    if let Some(before) = presync {
+                        entry = before;
+                    }
+                }
                 mark(&mut entry, Status::Exhausted, now, 503, &msg);
                 false
             }
@@ -1157,6 +1223,7 @@ fn set_tokens(e: &mut Entry, c: &ExternalCreds) {
 }
 
 fn mark(e: &mut Entry, status: Status, now: u64, code: u16, reason: &str) {
+    e.clear_status();
     e.last_status = Some(status);
     e.last_status_at = Some(now);
     e.last_error_code = Some(code);

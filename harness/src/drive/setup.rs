@@ -15,7 +15,7 @@ use pool_core::{AuthType, Entry};
 use super::log::EventLog;
 use super::roles::{external_format, external_path, write_private};
 use crate::history::Ev;
-use crate::issuer::rules::{IssuerConfig, IssuerState};
+use crate::issuer::rules::{AccessTokenFormat, IssuerConfig, IssuerState};
 use crate::issuer::Issuer;
 use crate::scenario::Scenario;
 
@@ -25,6 +25,7 @@ pub fn issuer_config(sc: &Scenario, seed: u64) -> IssuerConfig {
         latency_ms: (sc.issuer.latency_ms[0], sc.issuer.latency_ms[1]),
         grace_ms: sc.issuer.grace_ms,
         access_lifetime_s: sc.issuer.access_lifetime_s,
+        access_token_format: sc.issuer.access_token_format,
         seed,
         ..IssuerConfig::default()
     }
@@ -109,11 +110,18 @@ pub fn initial_world(
         match key {
             Some(k) => e.access_token = Some(k),
             None => {
-                let pair = issuer.mint_family(now_ms);
+                // A JWT says when it expires: the scenario's remaining life, as in the store.
+                let pair = match issuer.config().access_token_format {
+                    AccessTokenFormat::Jwt => {
+                        issuer.mint_family_until(0, now_ms, now_ms + spec.expires_in_s * 1000)
+                    }
+                    AccessTokenFormat::Opaque => issuer.mint_family(now_ms),
+                };
                 e.access_token = Some(pair.access.clone());
                 e.refresh_token = Some(pair.refresh.clone());
                 e.expires_at_ms = Some(now_ms + spec.expires_in_s * 1000);
-                if let Some(format) = external_format(&spec.source) {
+                let file_written = externals.iter().any(|(s, _)| *s == spec.source);
+                if let Some(format) = external_format(&spec.source).filter(|_| !file_written) {
                     // The other CLI's file holds the same pair, or, when it already rotated
                     // the family, the newer one (and the store's pair is then spent).
                     let file_pair = if spec.external_newer {

@@ -72,7 +72,7 @@ enum Lane {
 fn lane_of(h: &History, requester: &HashMap<usize, usize>, i: usize) -> Lane {
     let r = &h.records[i];
     match &r.ev {
-        Ev::Issued { .. } | Ev::FamilyRevoked { .. } => Lane::Issuer,
+        Ev::Issued { .. } | Ev::FamilyRevoked { .. } | Ev::IssuerRules { .. } => Lane::Issuer,
         Ev::Redeemed { .. } | Ev::Used { .. } if r.proc == 0 => match requester.get(&i) {
             Some(&p) if h.records[p].proc != 0 => Lane::Proc(h.records[p].proc),
             _ => Lane::Issuer,
