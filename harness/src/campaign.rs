@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::check::ANOMALIES;
+use crate::check::{ANOMALIES, TOLERATED};
 use crate::drive::fork::{DriveError, RunOptions};
 use crate::report::ERROR;
 use crate::scenario::Scenario;
@@ -32,6 +32,8 @@ pub struct CrashSummary {
     pub lost_updates: u32,
     /// Every anomaly count, summed over the runs.
     pub anomalies: BTreeMap<String, u64>,
+    /// Every tolerated count (no harm, e.g. `grace_redeem`), summed over the runs.
+    pub tolerated: BTreeMap<String, u64>,
     /// Runs whose verdict is `error` (a process failed without a nemesis kill).
     pub errors: u32,
     /// The first error of the first such run.
@@ -66,6 +68,7 @@ pub fn crash(
         rollbacks: 0,
         lost_updates: 0,
         anomalies: ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect(),
+        tolerated: TOLERATED.iter().map(|a| (a.to_string(), 0)).collect(),
         errors: 0,
         error: None,
         seconds: 0.0,
@@ -92,6 +95,9 @@ pub fn crash(
         s.lost_updates += u32::from(has("lost_update"));
         for (a, n) in &r.anomalies {
             *s.anomalies.entry(a.clone()).or_default() += n;
+        }
+        for (a, n) in &r.tolerated {
+            *s.tolerated.entry(a.clone()).or_default() += n;
         }
         progress(s.kills, s.runs);
     }

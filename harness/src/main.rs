@@ -173,6 +173,10 @@ enum Cmd {
         /// JSON reports written by `poolcheck gate --json` (or --format json).
         #[arg(required = true)]
         reports: Vec<PathBuf>,
+        /// Merge even when shards are missing: a provisional view (finds-verdicts pending,
+        /// the missing shards named) instead of a refusal.
+        #[arg(long)]
+        partial: bool,
         #[command(flatten)]
         out: GateOutputs,
     },
@@ -404,6 +408,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                                     .contains(&a.as_str())
                             })
                             .map(|(a, n)| format!("{a}={n}"))
+                            .chain(
+                                s.tolerated
+                                    .iter()
+                                    .filter(|(_, n)| **n > 0)
+                                    .map(|(a, n)| format!("(tolerated {a}={n})")),
+                            )
                             .collect();
                         println!(
                             "{:<16} {:>5} {:>6} {:>8} {:>5} {:>9} {:>5}  {}",
@@ -464,7 +474,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 out,
             )
         }
-        Cmd::Merge { reports, out } => {
+        Cmd::Merge {
+            reports,
+            partial,
+            out,
+        } => {
             let mut parsed = Vec::new();
             for path in &reports {
                 let text = std::fs::read_to_string(path)
@@ -475,9 +489,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         path.display()
                     ))
                 })?;
-                parsed.push(r);
+                parsed.push((path.display().to_string(), r));
             }
-            let merged = gate::merge(parsed).map_err(BadInput)?;
+            let merged = gate::merge(parsed, partial).map_err(BadInput)?;
             emit_gate(&merged, &out)
         }
         Cmd::Bench { args, refuse } => {
@@ -767,8 +781,14 @@ fn emit(report: &Report, format: Format, html: Option<&std::path::Path>) -> Exit
 }
 
 fn strategies_table() -> String {
+    let refresh_values = Refresh::allowed();
+    let w = PRESETS
+        .iter()
+        .map(|p| Strategy::parse(p.name).map_or(0, |s| s.refresh.to_string().len()))
+        .max()
+        .unwrap_or(8);
     let mut out = format!(
-        "{:<16} {:<11} {:<6} {:<8} {:<9} {:<8} meaning\n",
+        "{:<16} {:<11} {:<6} {:<11} {:<9} {:<w$} meaning\n",
         "preset",
         Lock::KEY,
         Scope::KEY,
@@ -779,7 +799,7 @@ fn strategies_table() -> String {
     for p in PRESETS {
         let s = Strategy::parse(p.name).expect("presets parse");
         out.push_str(&format!(
-            "{:<16} {:<11} {:<6} {:<8} {:<9} {:<8} {}\n",
+            "{:<16} {:<11} {:<6} {:<11} {:<9} {:<w$} {}\n",
             p.name, s.lock, s.scope, s.persist, s.write, s.refresh, p.meaning
         ));
     }
@@ -800,10 +820,7 @@ fn strategies_table() -> String {
             WritePath::KEY,
             WritePath::ALL.iter().map(|v| v.name()).collect(),
         ),
-        (
-            Refresh::KEY,
-            Refresh::ALL.iter().map(|v| v.name()).collect(),
-        ),
+        (Refresh::KEY, vec![refresh_values.as_str()]),
     ] {
         out.push_str(&format!("  {key:<8} {}\n", values.join(" | ")));
     }

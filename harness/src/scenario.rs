@@ -149,6 +149,10 @@ pub struct IssuerSpec {
     /// Lifetime of access tokens the issuer mints.
     #[serde(default = "default_lifetime")]
     pub access_lifetime_s: u64,
+    /// `opaque` (default) or `jwt` (clients that read expiry from the `exp` claim, as
+    /// upstream's Codex path does, can be driven).
+    #[serde(default)]
+    pub access_token_format: crate::issuer::rules::AccessTokenFormat,
 }
 
 impl Default for IssuerSpec {
@@ -157,6 +161,7 @@ impl Default for IssuerSpec {
             latency_ms: default_latency(),
             grace_ms: 0,
             access_lifetime_s: default_lifetime(),
+            access_token_format: Default::default(),
         }
     }
 }

@@ -655,6 +655,7 @@ impl ModelRun {
             scenario: self.scenario.name.clone(),
             verdict: "n/a".into(),
             anomalies: verdict.counts,
+            tolerated: verdict.tolerated,
             witnesses: verdict.witnesses,
             stats: Stats {
                 processes: self.plan.processes(),

@@ -341,6 +341,7 @@ impl<'h, 'a> Conn<'h, 'a> {
                     outcome: ReadOutcome::Corrupt(
                         "the subject reported an unparseable read".into(),
                     ),
+                    file: None,
                 });
             }
         }
