@@ -16,7 +16,9 @@
 //!   [`Ev::ProcExit`] whose status starts with `subject ` and names the command, the process,
 //!   the line number of the subject's stdout and the problem, kills the subject's process
 //!   group and exits 5. The other processes' histories, the ledger and the final store are
-//!   judged as usual.
+//!   judged as usual, and the run's verdict is `error` (`report::judge`).
+//! - Each life of a process (the nemesis restarts killed ones) numbers its operations in its
+//!   own range (`fork::first_op_id`), as pool-core workers do, so two lives never merge.
 //! - Time spent in a pause (a rendezvous) does not count against the subject's timeout.
 //!
 //! Not guaranteed: the exact time of a streamed event (it is stamped when the worker reads
