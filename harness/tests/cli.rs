@@ -241,7 +241,7 @@ fn strategies_lists_the_eight_presets_with_five_dimensions() {
         );
     }
     assert!(
-        text.contains("flock-txn        flock       op     txn      rename    adopt"),
+        text.contains("flock-txn        flock       op     txn         rename    adopt "),
         "{text}"
     );
 }

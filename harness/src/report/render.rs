@@ -104,6 +104,8 @@ pub fn cell(r: &RunReport) -> String {
         .map(|a| format!("{}:{}", short(a), r.anomalies[*a]))
         .collect();
     let mut s = match (&r.stats.model, found.is_empty()) {
+        _ if r.verdict == super::ERROR && found.is_empty() => "error".to_string(),
+        _ if r.verdict == super::ERROR => format!("error: {}", found.join(" ")),
         (None, true) => "clean".to_string(),
         (None, false) => found.join(" "),
         // Model runs: the checker and its verdict first (`loom verified`).
@@ -370,7 +372,8 @@ pub fn json(report: &Report) -> String {
 pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
     let mut out = String::new();
     let failed: Vec<_> = g.expectations.iter().filter(|e| !e.held).collect();
-    let provisional = |e: &crate::gate::GateResult| !g.final_verdicts && e.want == "finds";
+    let provisional =
+        |e: &crate::gate::GateResult| !g.final_verdicts && e.want == "finds" && e.errors == 0;
     let title = format!(
         "poolcheck gate: {} budget, seed {}, {} seed(s) per cell{}",
         g.budget,
@@ -410,6 +413,15 @@ pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
                 found.join(", ")
             }
         );
+        if e.errors > 0 {
+            let _ = writeln!(
+                out,
+                "{}error: {} run(s) did not run to the end: {}",
+                if md { "\n" } else { "  " },
+                e.errors,
+                e.error.as_deref().unwrap_or("a process failed")
+            );
+        }
         if let Some(w) = &e.witness {
             let _ = writeln!(
                 out,
