@@ -541,6 +541,7 @@ mod tests {
                 model: None,
             },
             expectations: vec![],
+            errors: vec![],
         }
     }
 
