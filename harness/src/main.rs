@@ -408,11 +408,18 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                                     .contains(&a.as_str())
                             })
                             .map(|(a, n)| format!("{a}={n}"))
+                            .collect();
+                        let tolerated: Vec<String> = s
+                            .tolerated
+                            .iter()
+                            .filter(|(_, n)| **n > 0)
+                            .map(|(a, n)| format!("{a}={n}"))
+                            .collect();
+                        let other: Vec<String> = other
+                            .into_iter()
                             .chain(
-                                s.tolerated
-                                    .iter()
-                                    .filter(|(_, n)| **n > 0)
-                                    .map(|(a, n)| format!("(tolerated {a}={n})")),
+                                (!tolerated.is_empty())
+                                    .then(|| format!("(tolerated: {})", tolerated.join(" "))),
                             )
                             .collect();
                         println!(
@@ -427,7 +434,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                             other.join(" ")
                         );
                     }
-                    println!("\ncorrupt/dead/rollback/lost: runs whose final store or history showed it (of `runs`).");
+                    println!("\ncorrupt/dead/rollback/lost: runs whose final store or history showed it (of `runs`).\ntolerated: events that did no harm, summed over the runs (see the README, \"Anomalies\").");
                 }
             }
             let errored: Vec<_> = rows.iter().filter(|s| s.errors > 0).collect();
