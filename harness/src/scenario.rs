@@ -149,6 +149,10 @@ pub struct IssuerSpec {
     /// Lifetime of access tokens the issuer mints.
     #[serde(default = "default_lifetime")]
     pub access_lifetime_s: u64,
+    /// `opaque` (default) or `jwt` (clients that read expiry from the `exp` claim, as
+    /// upstream's Codex path does, can be driven).
+    #[serde(default)]
+    pub access_token_format: crate::issuer::rules::AccessTokenFormat,
 }
 
 impl Default for IssuerSpec {
@@ -157,6 +161,7 @@ impl Default for IssuerSpec {
             latency_ms: default_latency(),
             grace_ms: 0,
             access_lifetime_s: default_lifetime(),
+            access_token_format: Default::default(),
         }
     }
 }
@@ -366,9 +371,12 @@ pub struct Expect {
     /// Strategies (preset names or specs) that must show no anomaly in this scenario.
     #[serde(default)]
     pub clean: Vec<String>,
-    /// Strategy -> anomalies that must each be found at least once.
+    /// Strategy -> anomalies (or tolerated events) that must each be found at least once.
     #[serde(default)]
     pub finds: BTreeMap<String, Vec<String>>,
+    /// Strategy -> anomalies or tolerated events that must not happen.
+    #[serde(default)]
+    pub absent: BTreeMap<String, Vec<String>>,
 }
 
 /// Why a scenario was refused.
@@ -581,17 +589,21 @@ impl Scenario {
                 return Err("[nemesis] cannot be combined with rendezvous pause rules: a restarted process would never meet its barrier; use sleep or jitter".into());
             }
         }
-        for s in self.expect.clean.iter().chain(self.expect.finds.keys()) {
+        for s in self
+            .expect
+            .clean
+            .iter()
+            .chain(self.expect.finds.keys())
+            .chain(self.expect.absent.keys())
+        {
             Strategy::parse(s).map_err(|e| format!("[expect]: {e}"))?;
         }
-        for list in self.expect.finds.values() {
-            for a in list {
-                if !crate::check::ANOMALIES.contains(&a.as_str()) {
-                    return Err(format!(
-                        "[expect.finds]: unknown anomaly '{a}' (allowed values: {})",
-                        crate::check::ANOMALIES.join(", ")
-                    ));
-                }
+        for (key, lists) in [
+            ("finds", &self.expect.finds),
+            ("absent", &self.expect.absent),
+        ] {
+            for list in lists.values() {
+                crate::expect::check_names(list).map_err(|e| format!("[expect.{key}]: {e}"))?;
             }
         }
         Ok(())

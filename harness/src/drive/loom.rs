@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::fork::DriveError;
-use super::model::{Exploration, ModelVerdict};
-use crate::check;
+use super::model::{Catch, Exploration, Goal};
 use crate::history::History;
 use crate::sim::facade::LOOM_STACK;
 use crate::sim::{execute, Loom, ModelPlan};
@@ -40,17 +39,11 @@ pub fn max_processes() -> u32 {
 }
 
 /// What to look for in the executions.
-#[derive(Clone, Copy)]
 enum Target {
-    /// The first execution the checkers flag.
-    Anomaly,
+    /// A search: every execution is offered to the [`Catch`] until it is done.
+    Search(Catch),
     /// Execution number N (1-based), whatever it shows.
-    Iteration(u64),
-}
-
-struct Found {
-    history: History,
-    iteration: u64,
+    Iteration(u64, Option<History>),
 }
 
 fn run(
@@ -58,7 +51,7 @@ fn run(
     bound: usize,
     max_permutations: Option<usize>,
     target: Target,
-) -> Result<(u64, Option<Found>), DriveError> {
+) -> Result<(u64, Target), DriveError> {
     if plan.processes() > max_processes() {
         return Err(DriveError(format!(
             "loom models at most {} processes (it has {} threads, two run the model itself); this run has {}: use --procs {} or less, or a shuttle checker",
@@ -76,42 +69,47 @@ fn run(
     b.max_permutations = max_permutations;
     b.checkpoint_file = None;
     let count = Arc::new(AtomicU64::new(0));
-    let found: Arc<Mutex<Option<Found>>> = Arc::default();
-    let (c, f) = (count.clone(), found.clone());
+    let target = Arc::new(Mutex::new(target));
+    let (c, t) = (count.clone(), target.clone());
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         b.check(move || {
             let n = c.fetch_add(1, Ordering::SeqCst) + 1;
             // The world is built and judged on a thread of its own: loom's main coroutine
             // has a small stack.
             let p = plan.clone();
-            let (h, anomalous) = loom::thread::Builder::new()
+            let h = loom::thread::Builder::new()
                 .stack_size(LOOM_STACK)
-                .spawn(move || {
-                    let h = execute::<Loom>(&p);
-                    let anomalous = !check::check(&h).is_clean();
-                    (h, anomalous)
-                })
+                .spawn(move || execute::<Loom>(&p))
                 .expect("loom thread")
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            let hit = match target {
-                Target::Anomaly => anomalous,
-                Target::Iteration(i) => i == n,
+            let stop = match &mut *t.lock().unwrap_or_else(|e| e.into_inner()) {
+                Target::Search(catch) => catch.offer(h, || format!("pb={bound},iteration={n}")),
+                Target::Iteration(i, out) => {
+                    if *i == n {
+                        *out = Some(h);
+                    }
+                    *i == n
+                }
             };
-            if hit {
-                *f.lock().unwrap_or_else(|e| e.into_inner()) = Some(Found {
-                    history: h,
-                    iteration: n,
-                });
+            if stop {
                 std::panic::panic_any(Stop);
             }
         })
     }));
-    let found = found.lock().unwrap_or_else(|p| p.into_inner()).take();
-    match (checked, found) {
-        (_, Some(found)) => Ok((count.load(Ordering::SeqCst), Some(found))),
-        (Ok(()), None) => Ok((count.load(Ordering::SeqCst), None)),
-        (Err(p), None) => {
+    let n = count.load(Ordering::SeqCst);
+    let target = std::mem::replace(
+        &mut *target.lock().unwrap_or_else(|p| p.into_inner()),
+        Target::Iteration(0, None),
+    );
+    let stopped = match &target {
+        Target::Search(catch) => catch.done(),
+        Target::Iteration(_, out) => out.is_some(),
+    };
+    match checked {
+        Ok(()) => Ok((n, target)),
+        Err(_) if stopped => Ok((n, target)),
+        Err(p) => {
             let msg = p
                 .downcast_ref::<String>()
                 .cloned()
@@ -123,33 +121,29 @@ fn run(
 }
 
 /// Explore every interleaving within `bound` preemptions (and at most `max_permutations`
-/// executions, if given).
+/// executions, if given), looking for `goal`.
 pub fn explore(
     plan: Arc<ModelPlan>,
     bound: usize,
     max_permutations: Option<usize>,
+    goal: Goal,
 ) -> Result<Exploration, DriveError> {
     let started = Instant::now();
-    let (schedules, found) = run(plan, bound, max_permutations, Target::Anomaly)?;
-    let verdict = match (&found, max_permutations) {
-        (Some(_), _) => ModelVerdict::Counterexample,
-        (None, Some(m)) if schedules as usize >= m => ModelVerdict::Inconclusive,
-        (None, _) => ModelVerdict::Verified,
+    let (schedules, target) = run(
+        plan,
+        bound,
+        max_permutations,
+        Target::Search(Catch::new(goal)),
+    )?;
+    let Target::Search(catch) = target else {
+        unreachable!("a search stays a search")
     };
+    let complete = catch.done() || max_permutations.is_none_or(|m| (schedules as usize) < m);
     let mut stated = format!("loom, every interleaving with at most {bound} preemptions");
     if let Some(m) = max_permutations {
         stated.push_str(&format!(", at most {m} executions"));
     }
-    Ok(Exploration {
-        verdict,
-        schedules,
-        bound: stated,
-        replay: found
-            .as_ref()
-            .map(|f| format!("pb={bound},iteration={}", f.iteration)),
-        history: found.map(|f| f.history),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(catch.conclude(schedules, complete, stated, started.elapsed().as_secs_f64()))
 }
 
 /// Parse a loom replay handle `pb=B,iteration=N`.
@@ -177,9 +171,9 @@ pub fn parse_handle(handle: &str) -> Result<(usize, u64), DriveError> {
 /// Re-run the exploration with the handle's bound up to its execution; that execution's history.
 pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError> {
     let (bound, iteration) = parse_handle(handle)?;
-    match run(plan, bound, None, Target::Iteration(iteration))? {
-        (_, Some(f)) => Ok(f.history),
-        (n, None) => Err(DriveError(format!(
+    match run(plan, bound, None, Target::Iteration(iteration, None))? {
+        (_, Target::Iteration(_, Some(h))) => Ok(h),
+        (n, _) => Err(DriveError(format!(
             "--replay '{handle}': the exploration has only {n} executions with this bound (replay with the same arguments that found it)"
         ))),
     }

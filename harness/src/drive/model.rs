@@ -6,6 +6,7 @@
 //! budget ran out first, or a replayed schedule showed nothing). The bound, the number of
 //! schedules explored and the replay handle are in `stats.model`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use clap::ValueEnum;
@@ -14,7 +15,7 @@ use pool_core::Strategy;
 use super::fork::DriveError;
 use super::{loom, shuttle};
 use crate::check;
-use crate::expect::Expect;
+use crate::expect::{Expect, Want};
 use crate::history::History;
 use crate::report::{self, ModelStats, RunReport, Stats};
 use crate::scenario::Scenario;
@@ -86,6 +87,10 @@ pub struct ModelArgs {
     /// Re-run one schedule: a shuttle schedule string, or a loom `pb=B,iteration=N`.
     #[arg(long, value_name = "HANDLE")]
     pub replay: Option<String>,
+    /// Search for these anomalies (comma-separated): executions that show only other
+    /// anomalies do not end the search (default: stop at the first anomaly of any kind).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub anomaly: Vec<String>,
 }
 
 /// The model verdicts.
@@ -106,15 +111,184 @@ impl ModelVerdict {
     }
 }
 
+/// What a search looks for: the first anomaly of any kind (no names), or each of the named
+/// anomalies (an execution showing only others does not end the search).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Goal {
+    pub anomalies: Vec<String>,
+}
+
+impl Goal {
+    /// Any anomaly.
+    pub fn any() -> Goal {
+        Goal::default()
+    }
+
+    /// The named anomalies; an unknown name is refused with the allowed ones.
+    pub fn named(names: &[String]) -> Result<Goal, DriveError> {
+        for n in names {
+            if !check::ANOMALIES.contains(&n.as_str()) {
+                return Err(DriveError(format!(
+                    "--anomaly '{n}': unknown anomaly (allowed values: {})",
+                    check::ANOMALIES.join(", ")
+                )));
+            }
+        }
+        let mut anomalies: Vec<String> = Vec::new();
+        for n in names {
+            if !anomalies.contains(n) {
+                anomalies.push(n.clone());
+            }
+        }
+        Ok(Goal { anomalies })
+    }
+
+    /// The goal in words, for the report's bound.
+    pub fn describe(&self) -> Option<String> {
+        (!self.anomalies.is_empty()).then(|| format!("searching for {}", self.anomalies.join(", ")))
+    }
+}
+
+/// One execution a search kept: its history and the handle that replays it.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub history: History,
+    pub handle: String,
+}
+
+/// A search in progress: judges each execution against the [`Goal`], keeps the executions
+/// that first showed a wanted anomaly, the first one that showed only others, and counts the
+/// operations explored. Shared by the loom and shuttle drivers.
+#[derive(Debug, Default)]
+pub struct Catch {
+    goal: Goal,
+    seen: BTreeSet<String>,
+    pub hits: Vec<Hit>,
+    pub other: Option<Hit>,
+    /// Operations (`op_begin` events) over every execution judged.
+    pub operations: u64,
+}
+
+impl Catch {
+    pub fn new(goal: Goal) -> Catch {
+        Catch {
+            goal,
+            ..Catch::default()
+        }
+    }
+
+    /// Judge one execution; `handle` names it for replay. True when the search is over.
+    pub fn offer(&mut self, history: History, handle: impl FnOnce() -> String) -> bool {
+        self.operations += history.operations();
+        let v = check::check(&history);
+        if v.is_clean() {
+            return false;
+        }
+        let shown = |a: &String| v.counts.get(a).copied().unwrap_or(0) > 0;
+        if self.goal.anomalies.is_empty() {
+            self.hits.push(Hit {
+                history,
+                handle: handle(),
+            });
+            return true;
+        }
+        let new: Vec<String> = self
+            .goal
+            .anomalies
+            .iter()
+            .filter(|a| shown(a) && !self.seen.contains(*a))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            if self.other.is_none() {
+                self.other = Some(Hit {
+                    history,
+                    handle: handle(),
+                });
+            }
+            return false;
+        }
+        self.seen.extend(new);
+        self.hits.push(Hit {
+            history,
+            handle: handle(),
+        });
+        self.done()
+    }
+
+    /// Give the executions kept with an empty handle this one (a driver that knows the
+    /// handle only once the execution is over: shuttle's schedule ends after the judging).
+    pub fn fill_handles(&mut self, handle: &str) {
+        for h in self.hits.iter_mut().chain(self.other.as_mut()) {
+            if h.handle.is_empty() {
+                h.handle = handle.to_string();
+            }
+        }
+    }
+
+    /// Every wanted anomaly was found (for [`Goal::any`]: any anomaly was).
+    pub fn done(&self) -> bool {
+        if self.goal.anomalies.is_empty() {
+            !self.hits.is_empty()
+        } else {
+            self.seen.len() == self.goal.anomalies.len()
+        }
+    }
+
+    /// The exploration this search came to: a counterexample if any execution was flagged
+    /// (the wanted anomalies' executions first; else the first other one), else `verified`,
+    /// or `inconclusive` when `complete` is false (the budget ran out before the space did).
+    pub fn conclude(
+        self,
+        schedules: u64,
+        complete: bool,
+        bound: String,
+        seconds: f64,
+    ) -> Exploration {
+        let mut kept: Vec<Hit> = self.hits;
+        if kept.is_empty() {
+            kept.extend(self.other);
+        }
+        let verdict = if !kept.is_empty() {
+            ModelVerdict::Counterexample
+        } else if complete {
+            ModelVerdict::Verified
+        } else {
+            ModelVerdict::Inconclusive
+        };
+        let bound = match self.goal.describe() {
+            Some(g) => format!("{bound}; {g}"),
+            None => bound,
+        };
+        let mut kept = kept.into_iter();
+        let first = kept.next();
+        Exploration {
+            verdict,
+            schedules,
+            operations: self.operations,
+            bound,
+            replay: first.as_ref().map(|h| h.handle.clone()),
+            history: first.map(|h| h.history),
+            more: kept.map(|h| h.history).collect(),
+            seconds,
+        }
+    }
+}
+
 /// What a model checker's search came to.
 pub struct Exploration {
     pub verdict: ModelVerdict,
     /// Executions (schedules) run.
     pub schedules: u64,
+    /// Operations over every execution run.
+    pub operations: u64,
     /// The bound, in words.
     pub bound: String,
     /// The counterexample's (or replayed schedule's) history.
     pub history: Option<History>,
+    /// A search for several anomalies: the executions that showed the others (judged with
+    /// `history`; `replay` reproduces `history` only).
+    pub more: Vec<History>,
     pub replay: Option<String>,
     pub seconds: f64,
 }
@@ -129,6 +303,8 @@ pub struct ModelRun {
     pub depth: usize,
     pub iterations: Option<usize>,
     pub seed: u64,
+    /// What the search looks for.
+    pub goal: Goal,
     /// Said in the report when the sizes differ from the scenario file's.
     pub note: Option<String>,
 }
@@ -150,6 +326,7 @@ impl ModelRun {
         run.preemption_bound = a.preemption_bound;
         run.depth = a.depth;
         run.iterations = a.iterations;
+        run.goal = Goal::named(&a.anomaly)?;
         Ok(run)
     }
 
@@ -190,12 +367,38 @@ impl ModelRun {
             depth: DEFAULT_PCT_DEPTH,
             iterations: None,
             seed,
+            goal: Goal::any(),
             note,
         }
     }
 
+    /// Why this run cannot be modelled, if it cannot: the model drivers do not crash
+    /// executions, so a scenario with a `[nemesis]` would run without its crashes and look
+    /// safer than it is; loom models at most [`loom::max_processes`] processes.
+    pub fn unsupported(&self) -> Option<String> {
+        if self.scenario.nemesis.is_some() {
+            return Some(format!(
+                "scenario '{}' has a [nemesis] (processes killed and restarted), which the model drivers do not simulate yet: run it with the fork driver (`poolcheck run`)",
+                self.scenario.name
+            ));
+        }
+        let n = self.plan.processes();
+        if self.checker == Checker::Loom && n > loom::max_processes() {
+            return Some(format!(
+                "loom models at most {} processes (it has {} threads, two run the model itself); this run has {n}: use --procs {} or less, or a shuttle checker",
+                loom::max_processes(),
+                ::loom::MAX_THREADS,
+                loom::max_processes()
+            ));
+        }
+        None
+    }
+
     /// Search (or replay `handle`) and return the exploration.
     pub fn explore(&self, handle: Option<&str>) -> Result<Exploration, DriveError> {
+        if let Some(why) = self.unsupported() {
+            return Err(DriveError(why));
+        }
         let plan = self.plan.clone();
         if let Some(h) = handle {
             let started = std::time::Instant::now();
@@ -211,14 +414,17 @@ impl ModelRun {
                     ModelVerdict::Inconclusive
                 },
                 schedules: 1,
+                operations: history.operations(),
                 bound: format!("replay of one schedule ({h})"),
                 history: Some(history),
+                more: Vec::new(),
                 replay: Some(h.to_string()),
                 seconds: started.elapsed().as_secs_f64(),
             });
         }
+        let goal = self.goal.clone();
         Ok(match self.checker {
-            Checker::Loom => loom::explore(plan, self.preemption_bound, self.iterations)?,
+            Checker::Loom => loom::explore(plan, self.preemption_bound, self.iterations, goal)?,
             Checker::ShuttlePct => shuttle::explore(
                 plan,
                 shuttle::Search::Pct {
@@ -226,6 +432,7 @@ impl ModelRun {
                     iterations: self.iterations.unwrap_or(DEFAULT_SAMPLES),
                     seed: self.seed,
                 },
+                goal,
             ),
             Checker::ShuttleRandom => shuttle::explore(
                 plan,
@@ -233,12 +440,14 @@ impl ModelRun {
                     iterations: self.iterations.unwrap_or(DEFAULT_SAMPLES),
                     seed: self.seed,
                 },
+                goal,
             ),
             Checker::ShuttleDfs => shuttle::explore(
                 plan,
                 shuttle::Search::Dfs {
                     max_iterations: self.iterations.unwrap_or(DEFAULT_DFS_BUDGET),
                 },
+                goal,
             ),
         })
     }
@@ -246,14 +455,26 @@ impl ModelRun {
     /// Judge an exploration in the report contract.
     pub fn judge(&self, ex: &Exploration) -> RunReport {
         let empty = History::default();
-        let h = ex.history.as_ref().unwrap_or(&empty);
-        let verdict = check::check(h);
+        // The kept executions, judged together: counts add up, one witness per anomaly.
+        let mut verdict = check::check(ex.history.as_ref().unwrap_or(&empty));
+        for h in &ex.more {
+            let v = check::check(h);
+            for (k, n) in v.counts {
+                *verdict.counts.entry(k).or_insert(0) += n;
+            }
+            for w in v.witnesses {
+                if !verdict.witnesses.iter().any(|x| x.anomaly == w.anomaly) {
+                    verdict.witnesses.push(w);
+                }
+            }
+        }
+
         let mut expectations: Vec<report::Expectation> = Expect::from_scenario(&self.scenario)
             .iter()
             .filter(|e| e.strategy == self.strategy)
             .map(|e| report::Expectation {
                 expect: e.want_text(),
-                held: e.holds(&verdict.counts),
+                held: e.holds(&verdict.tally()),
             })
             .collect();
         for e in &mut expectations {
@@ -261,7 +482,7 @@ impl ModelRun {
                 e.held &= ex.verdict == ModelVerdict::Verified;
             }
         }
-        let operations = h.operations();
+        let operations = ex.operations;
         RunReport {
             driver: self.checker.name().into(),
             strategy: self.strategy.label(),
@@ -269,6 +490,7 @@ impl ModelRun {
             scenario: self.scenario.name.clone(),
             verdict: ex.verdict.name().into(),
             anomalies: verdict.counts,
+            tolerated: verdict.tolerated,
             witnesses: verdict.witnesses,
             stats: Stats {
                 processes: self.plan.processes(),
@@ -286,6 +508,7 @@ impl ModelRun {
                 }),
             },
             expectations,
+            errors: Vec::new(),
         }
     }
 }
@@ -297,17 +520,45 @@ pub fn run(args: &ModelArgs) -> Result<RunReport, DriveError> {
     Ok(run.judge(&ex))
 }
 
-/// `poolcheck matrix --drivers loom,shuttle`: the model drivers on a scenario, in the matrix
-/// profile (every role at most 2 processes and 2 iterations, stated in the report's note):
-/// loom with preemption bound 2 and at most 5000 executions, shuttle-pct depth 3 with 300
-/// schedules.
-pub fn matrix_run(
-    driver: &str,
-    sc: &Scenario,
-    strategy: Strategy,
-    seed: Option<u64>,
-) -> Result<RunReport, DriveError> {
-    let checker = match driver {
+/// How `matrix` sizes and budgets a model cell.
+#[derive(Clone, Copy, Debug)]
+pub struct MatrixProfile {
+    /// Processes per role at most.
+    pub max_count: u32,
+    /// Iterations per process at most.
+    pub max_ops: u32,
+    /// loom: processes in all at most (taken from the roles with the most processes first;
+    /// every role keeps one); never more than [`loom::max_processes`]. Each process multiplies
+    /// loom's interleavings; shuttle samples, so its cost grows only with the steps.
+    pub loom_processes: u32,
+    pub preemption_bound: usize,
+    /// loom's execution budget.
+    pub loom_executions: usize,
+    /// shuttle-pct / shuttle-random schedules.
+    pub shuttle_schedules: usize,
+    /// shuttle-dfs's schedule budget.
+    pub dfs_schedules: usize,
+}
+
+impl Default for MatrixProfile {
+    /// The `matrix` profile: every role at most 2 processes and 2 iterations; loom with
+    /// preemption bound 2 and at most 5000 executions; shuttle-pct depth 3, 2000 schedules.
+    fn default() -> Self {
+        MatrixProfile {
+            max_count: 2,
+            max_ops: 2,
+            loom_processes: u32::MAX,
+            preemption_bound: DEFAULT_PREEMPTION_BOUND,
+            loom_executions: 5000,
+            shuttle_schedules: 2000,
+            dfs_schedules: 20_000,
+        }
+    }
+}
+
+/// The checker a `matrix --drivers` name stands for.
+pub fn matrix_checker(driver: &str) -> Result<Checker, DriveError> {
+    Ok(match driver {
         "loom" => Checker::Loom,
         "shuttle" | "shuttle-pct" => Checker::ShuttlePct,
         "shuttle-random" => Checker::ShuttleRandom,
@@ -317,11 +568,50 @@ pub fn matrix_run(
                 "unknown driver '{d}': allowed values are fork, loom, shuttle (= shuttle-pct), shuttle-random, shuttle-dfs"
             )))
         }
-    };
+    })
+}
+
+/// `poolcheck matrix --drivers loom,shuttle`: the model drivers on a scenario, in the
+/// [`MatrixProfile::default`] profile (stated in the report's note).
+pub fn matrix_run(
+    driver: &str,
+    sc: &Scenario,
+    strategy: Strategy,
+    seed: Option<u64>,
+) -> Result<RunReport, DriveError> {
+    matrix_run_with(&MatrixProfile::default(), driver, sc, strategy, seed)
+}
+
+/// One model cell of a matrix in `profile`. A `finds` expectation of the scenario about this
+/// strategy makes the search look for those anomalies ([`Goal`]), so an execution that shows
+/// another anomaly first does not end it. A cell the driver cannot model is reported as
+/// verdict `n/a` with the reason in `stats.model.note` and no expectation judged.
+pub fn matrix_run_with(
+    profile: &MatrixProfile,
+    driver: &str,
+    sc: &Scenario,
+    strategy: Strategy,
+    seed: Option<u64>,
+) -> Result<RunReport, DriveError> {
+    let checker = matrix_checker(driver)?;
     let mut small = sc.clone();
     for r in &mut small.roles {
-        r.count = r.count.min(2);
-        r.ops = r.ops.min(2);
+        r.count = r.count.min(profile.max_count);
+        r.ops = r.ops.min(profile.max_ops);
+    }
+    if checker == Checker::Loom {
+        let cap = profile.loom_processes.min(loom::max_processes());
+        while small.processes() > cap {
+            let Some(r) = small
+                .roles
+                .iter_mut()
+                .filter(|r| r.count > 1)
+                .max_by_key(|r| r.count)
+            else {
+                break;
+            };
+            r.count -= 1;
+        }
     }
     let mut run = ModelRun::new(checker, small, strategy, seed, None, None);
     run.scenario = sc.clone();
@@ -332,11 +622,59 @@ pub fn matrix_run(
             sizes(sc)
         )
     });
+    run.preemption_bound = profile.preemption_bound;
     run.iterations = Some(match checker {
-        Checker::Loom => 5000,
-        Checker::ShuttleDfs => 20_000,
-        _ => 300,
+        Checker::Loom => profile.loom_executions,
+        Checker::ShuttleDfs => profile.dfs_schedules,
+        _ => profile.shuttle_schedules,
     });
+    let mut wanted: Vec<String> = Vec::new();
+    for e in Expect::from_scenario(sc) {
+        if let (true, Want::Finds(list)) = (e.strategy == strategy, &e.want) {
+            wanted.extend(list.iter().cloned());
+        }
+    }
+    run.goal = Goal::named(&wanted)?;
+    if let Some(why) = run.unsupported() {
+        return Ok(run.not_applicable(why));
+    }
     let ex = run.explore(None)?;
     Ok(run.judge(&ex))
+}
+
+impl ModelRun {
+    /// The report of a cell this driver does not apply to: verdict `n/a`, the reason in the
+    /// note, no expectation judged (nothing was run).
+    pub fn not_applicable(&self, why: String) -> RunReport {
+        let empty = History::default();
+        let verdict = check::check(&empty);
+        RunReport {
+            driver: self.checker.name().into(),
+            strategy: self.strategy.label(),
+            spec: self.strategy.spec(),
+            scenario: self.scenario.name.clone(),
+            verdict: "n/a".into(),
+            anomalies: verdict.counts,
+            tolerated: verdict.tolerated,
+            witnesses: verdict.witnesses,
+            stats: Stats {
+                processes: self.plan.processes(),
+                operations: 0,
+                seconds: 0.0,
+                seed: self.seed,
+                crashed: 0,
+                killed: 0,
+                model: Some(ModelStats {
+                    checker: self.checker.name().into(),
+                    bound: "not run".into(),
+                    schedules: 0,
+                    replay: None,
+                    note: Some(format!("does not apply: {why}")),
+                }),
+            },
+            expectations: Vec::new(),
+            tolerated: verdict.tolerated,
+            errors: Vec::new(),
+        }
+    }
 }

@@ -120,11 +120,39 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
         )
     };
     let think = || std::thread::sleep(Duration::from_millis(plan.role.think_ms));
-    if !plan.role.script.is_empty() {
-        run_script(new_pool, &plan.role.script_ops(), plan.proc, plan.seed);
+    let external = plan.role.source.as_deref().and_then(|source| {
+        Some((
+            external_format(source)?,
+            external_path(&plan.dir, source),
+            HttpIssuer::new(&plan.issuer_url, plan.proc, ISSUER_TIMEOUT),
+        ))
+    });
+    play_role(&plan.role, plan.proc, plan.seed, new_pool, think, || {
+        if let Some((format, path, issuer)) = &external {
+            external_refresh(path, *format, issuer, hooks, cfg.refresh_margin_ms);
+        }
+    });
+}
+
+/// The role loop every driver plays (forked workers and model threads alike): `new_pool`
+/// makes a pool the way the driver does, `think` is the pause between iterations, `external`
+/// is one refresh of an `external-cli`'s own file. Whatever credential a role presents is one
+/// the run's issuer knows, whichever driver runs it: the keys an `auth-add` adds are the
+/// [`added_key`]s of its process and seed, which every driver's issuer is given from the
+/// start ([`added_keys`], through `setup::keys`).
+pub fn play_role<O: pool_core::Os, I: Issuer, C: Clock>(
+    role: &RoleSpec,
+    proc: u32,
+    seed: u64,
+    new_pool: impl Fn() -> Pool<O, I, C>,
+    think: impl Fn(),
+    mut external: impl FnMut(),
+) {
+    if !role.script.is_empty() {
+        run_script(new_pool, &role.script_ops(), proc, seed);
         return;
     }
-    match plan.role.kind {
+    match role.kind {
         RoleKind::Gateway => {
             let pool = new_pool();
             // A gateway that cannot load (a torn read) tries again, as a restarted one would.
@@ -133,7 +161,7 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
                     break;
                 }
             }
-            for _ in 0..plan.role.ops {
+            for _ in 0..role.ops {
                 if let Ok(Some(s)) = pool.select() {
                     use_and_react(&pool, s);
                 }
@@ -141,7 +169,7 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
             }
         }
         RoleKind::Cli => {
-            for _ in 0..plan.role.ops {
+            for _ in 0..role.ops {
                 let pool = new_pool();
                 if pool.load_pool().is_ok() {
                     if let Ok(Some(s)) = pool.select() {
@@ -152,14 +180,14 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
             }
         }
         RoleKind::AuthAdd => {
-            for i in 0..plan.role.ops {
+            for i in 0..role.ops {
                 let pool = new_pool();
                 if pool.load_pool().is_ok() {
                     let _ = pool.add_entry(NewEntry {
-                        label: format!("added-by-p{}-{i}", plan.proc),
+                        label: format!("added-by-p{proc}-{i}"),
                         auth_type: AuthType::ApiKey,
                         source: "manual".into(),
-                        access_token: Some(added_key(plan.proc, i, plan.seed)),
+                        access_token: Some(added_key(proc, i, seed)),
                         refresh_token: None,
                         expires_at_ms: None,
                     });
@@ -168,12 +196,8 @@ pub fn play(sc: &Scenario, plan: &WorkerPlan, hooks: &WorkerHooks<'_>) {
             }
         }
         RoleKind::ExternalCli => {
-            let source = plan.role.source.as_deref().expect("validated");
-            let format = external_format(source).expect("validated");
-            let path = external_path(&plan.dir, source);
-            let issuer = HttpIssuer::new(&plan.issuer_url, plan.proc, ISSUER_TIMEOUT);
-            for _ in 0..plan.role.ops {
-                external_refresh(&path, format, &issuer, hooks, cfg.refresh_margin_ms);
+            for _ in 0..role.ops {
+                external();
                 think();
             }
         }
@@ -288,7 +312,10 @@ fn external_refresh(
         expires_at_ms: Some(SystemClock.now_ms() + g.expires_in_s * 1000),
     };
     let bytes = format.render(Some(&old), &new, now);
+    let (begin, end) = super::setup::external_write(format.source(), &bytes);
+    hooks.log().push(begin);
     if write_private(path, &bytes).is_ok() {
+        hooks.log().push(end);
         hooks.log().push(Ev::ExternalWrite {
             path: path.display().to_string(),
             refresh: pool_core::digest::tag(&new.refresh_token),

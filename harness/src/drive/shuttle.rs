@@ -17,8 +17,7 @@ use shuttle::{Config, FailurePersistence, Runner};
 use shuttle_engine::scheduler::serialization::{deserialize_schedule, serialize_schedule};
 
 use super::fork::DriveError;
-use super::model::{Exploration, ModelVerdict};
-use crate::check;
+use super::model::{Catch, Exploration, Goal};
 use crate::history::History;
 use crate::sim::{execute, ModelPlan, Shuttle};
 
@@ -61,8 +60,23 @@ impl Search {
 struct Shared {
     executions: AtomicU64,
     stop: AtomicBool,
-    found: Mutex<Option<History>>,
+    catch: Mutex<Catch>,
     current: Mutex<Schedule>,
+}
+
+impl Shared {
+    /// The executions the search kept during the execution that just ended get its schedule
+    /// as their replay handle (one shell word: shuttle's encoding wraps long schedules over
+    /// several lines). Called once the schedule is whole: the execution goes on after it is
+    /// judged (its threads exit), and a replay needs those steps too.
+    fn finish_execution(&self) {
+        let mut catch = self.catch.lock().unwrap_or_else(|p| p.into_inner());
+        let handle: String =
+            serialize_schedule(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
+                .split_whitespace()
+                .collect();
+        catch.fill_handles(&handle);
+    }
 }
 
 /// Wraps a scheduler and records the current execution's schedule (shuttle's `Schedule`:
@@ -77,6 +91,8 @@ struct Recording<S> {
 
 impl<S: Scheduler> Scheduler for Recording<S> {
     fn new_execution(&mut self) -> Option<Schedule> {
+        // The execution before is over: its schedule is whole now.
+        self.shared.finish_execution();
         if self.shared.stop.load(Ordering::SeqCst) {
             if self.drain {
                 while self.inner.new_execution().is_some() {}
@@ -141,8 +157,12 @@ fn run_with<S: Scheduler + 'static>(
     plan: &Arc<ModelPlan>,
     scheduler: S,
     drain: bool,
+    goal: &Goal,
 ) -> (Arc<Shared>, usize) {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        catch: Mutex::new(Catch::new(goal.clone())),
+        ..Shared::default()
+    });
     let runner = Runner::new(
         Recording {
             inner: scheduler,
@@ -156,8 +176,12 @@ fn run_with<S: Scheduler + 'static>(
         runner.run(move || {
             sh.executions.fetch_add(1, Ordering::SeqCst);
             let h = execute::<Shuttle>(&p);
-            if !check::check(&h).is_clean() {
-                *sh.found.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+            let done = sh
+                .catch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .offer(h, String::new);
+            if done {
                 sh.stop.store(true, Ordering::SeqCst);
             }
         })
@@ -165,8 +189,8 @@ fn run_with<S: Scheduler + 'static>(
     (shared, n)
 }
 
-/// Explore schedules of `plan` until the budget is spent or the checkers find an anomaly.
-pub fn explore(plan: Arc<ModelPlan>, search: Search) -> Exploration {
+/// Explore schedules of `plan` until the budget is spent or the search for `goal` is over.
+pub fn explore(plan: Arc<ModelPlan>, search: Search, goal: Goal) -> Exploration {
     let started = Instant::now();
     let (shared, budget, exhaustive) = match search {
         Search::Pct {
@@ -178,6 +202,7 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search) -> Exploration {
                 &plan,
                 PctScheduler::new_from_seed(seed, depth, iterations),
                 false,
+                &goal,
             )
             .0,
             iterations,
@@ -188,45 +213,36 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search) -> Exploration {
                 &plan,
                 RandomScheduler::new_from_seed(seed, iterations),
                 true,
+                &goal,
             )
             .0,
             iterations,
             false,
         ),
         Search::Dfs { max_iterations } => (
-            run_with(&plan, DfsScheduler::new(Some(max_iterations), false), false).0,
+            run_with(
+                &plan,
+                DfsScheduler::new(Some(max_iterations), false),
+                false,
+                &goal,
+            )
+            .0,
             max_iterations,
             true,
         ),
     };
+    shared.finish_execution();
     let schedules = shared.executions.load(Ordering::SeqCst);
-    let found = shared
-        .found
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    let verdict = match (&found, exhaustive) {
-        (Some(_), _) => ModelVerdict::Counterexample,
-        // DFS stopped before its budget: it ran out of schedules, i.e. it saw them all.
-        (None, true) if (schedules as usize) < budget => ModelVerdict::Verified,
-        (None, true) => ModelVerdict::Inconclusive,
-        // PCT / random: every sampled schedule judged clean (see the bound's wording).
-        (None, false) => ModelVerdict::Verified,
-    };
-    // shuttle's encoding wraps long schedules over several lines; a handle is one word.
-    let replay = found.as_ref().map(|_| {
-        serialize_schedule(&shared.current.lock().unwrap_or_else(|p| p.into_inner()))
-            .split_whitespace()
-            .collect::<String>()
-    });
-    Exploration {
-        verdict,
+    let catch = std::mem::take(&mut *shared.catch.lock().unwrap_or_else(|p| p.into_inner()));
+    // DFS stopped before its budget: it ran out of schedules, i.e. it saw them all. PCT /
+    // random: every sampled schedule was judged (see the bound's wording).
+    let complete = !exhaustive || (schedules as usize) < budget;
+    catch.conclude(
         schedules,
-        bound: search.bound(),
-        history: found,
-        replay,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+        complete,
+        search.bound(),
+        started.elapsed().as_secs_f64(),
+    )
 }
 
 /// Run exactly the schedule `handle` (a string from [`explore`]) once; its history.

@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::{Witness, ANOMALIES};
-use crate::drive::fork::{self, DriveError, RunOptions};
+use crate::check::{Witness, ANOMALIES, TOLERATED};
+use crate::drive::fork::{DriveError, RunOptions};
 use crate::expect::{Expect, Want};
-use crate::report::{judge_fork, Report, RunReport};
+use crate::report::{Report, RunReport, ERROR};
 use crate::scenario::Scenario;
+use crate::target::{run_and_judge, Target};
 
 /// The gate's part of a report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,14 +44,18 @@ pub struct GateResult {
     pub strategy: String,
     pub spec: String,
     pub scenario: String,
-    /// `safe` or `finds`.
+    /// `safe`, `finds` or `absent`.
     pub want: String,
-    /// For `finds`: the anomalies that must be found.
+    /// For `finds`: the anomalies (or tolerated events) that must be found; for `absent`: those
+    /// that must not happen.
     #[serde(default)]
     pub anomalies: Vec<String>,
     pub runs: u32,
     /// Anomaly counts summed over the runs (all eight keys).
     pub counts: BTreeMap<String, u64>,
+    /// Tolerated counts summed over the runs (every `tolerated` key of the runs).
+    #[serde(default)]
+    pub tolerated: BTreeMap<String, u64>,
     pub held: bool,
     /// Replay commands for the runs that make this expectation fail (safe: runs with
     /// anomalies; finds: every run).
@@ -59,35 +64,35 @@ pub struct GateResult {
     /// The first witness of a violating run (safe expectations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<Witness>,
+    /// Runs whose verdict is `error` (a process failed on its own): the expectation fails and
+    /// the gate exits 2.
+    #[serde(default)]
+    pub errors: u32,
+    /// The first such run's first error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub seconds: f64,
 }
 
 impl GateResult {
     /// `safe`, or `finds a, b`.
     pub fn want_text(&self) -> String {
-        if self.want == "safe" {
-            "safe".into()
-        } else {
-            format!("finds {}", self.anomalies.join(", "))
-        }
+        self.expect().text()
     }
 
     fn expect(&self) -> Want {
-        if self.want == "safe" {
-            Want::Safe
-        } else {
-            Want::Finds(self.anomalies.clone())
+        match self.want.as_str() {
+            "safe" => Want::Safe,
+            "absent" => Want::Absent(self.anomalies.clone()),
+            _ => Want::Finds(self.anomalies.clone()),
         }
     }
 
     fn rejudge(&mut self) {
-        let e = Expect {
-            strategy_name: self.strategy.clone(),
-            strategy: pool_core::Strategy::parse(&self.spec).expect("a report's spec parses"),
-            scenario: self.scenario.clone(),
-            want: self.expect(),
-        };
-        self.held = e.holds(&self.counts);
+        self.held = self.errors == 0
+            && self
+                .expect()
+                .holds(&crate::check::tally(&self.counts, &self.tolerated));
     }
 }
 
@@ -105,7 +110,8 @@ pub struct GateOptions {
 /// One run of the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unit {
-    pub strategy: pool_core::Strategy,
+    /// The pool under test.
+    pub strategy: Target,
     pub scenario: String,
     pub seed: u64,
 }
@@ -119,9 +125,9 @@ impl GateOptions {
 /// The runs a campaign needs: each distinct (strategy, scenario) cell once per seed, in the
 /// order of the expectations; then this shard's share (every n-th unit).
 pub fn plan(expects: &[Expect], opts: &GateOptions) -> Vec<Unit> {
-    let mut cells: Vec<(pool_core::Strategy, String)> = Vec::new();
+    let mut cells: Vec<(Target, String)> = Vec::new();
     for e in expects {
-        let cell = (e.strategy, e.scenario.clone());
+        let cell = (e.strategy.clone(), e.scenario.clone());
         if !cells.contains(&cell) {
             cells.push(cell);
         }
@@ -130,7 +136,7 @@ pub fn plan(expects: &[Expect], opts: &GateOptions) -> Vec<Unit> {
     for k in 0..u64::from(opts.seeds_per_cell()) {
         for (strategy, scenario) in &cells {
             units.push(Unit {
-                strategy: *strategy,
+                strategy: strategy.clone(),
                 scenario: scenario.clone(),
                 seed: opts.seed.wrapping_add(k),
             });
@@ -181,15 +187,12 @@ pub fn run(
         if opts.quick {
             sc.make_quick();
         }
-        let rec = fork::run(
-            &sc,
-            u.strategy,
-            &RunOptions {
-                seed: Some(u.seed),
-                ..RunOptions::default()
-            },
-        )?;
-        runs.push(judge_fork(&sc, u.strategy, &rec, expects));
+        let opts = RunOptions {
+            seed: Some(u.seed),
+            ..RunOptions::default()
+        };
+        let (run, _) = run_and_judge(&sc, &u.strategy, &opts, expects)?;
+        runs.push(run);
     }
     let results = expects
         .iter()
@@ -209,9 +212,9 @@ pub fn run(
 
 fn replay_command(r: &RunReport, quick: bool) -> String {
     format!(
-        "poolcheck run --scenario {} --strategy {} --seed {}{}",
+        "poolcheck run --scenario {} {} --seed {}{}",
         r.scenario,
-        r.spec,
+        crate::target::of_report(r).run_option(),
         r.stats.seed,
         if quick { " --quick" } else { "" }
     )
@@ -221,17 +224,34 @@ fn replay_command(r: &RunReport, quick: bool) -> String {
 fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
     let mine: Vec<&RunReport> = runs
         .iter()
-        .filter(|r| r.scenario == e.scenario && r.spec == e.strategy.spec())
+        .filter(|r| {
+            r.scenario == e.scenario
+                && r.spec == e.strategy.spec()
+                && r.driver == e.strategy.driver()
+        })
         .collect();
+    let errored: Vec<&&RunReport> = mine.iter().filter(|r| r.verdict == ERROR).collect();
     let mut counts: BTreeMap<String, u64> = ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect();
+    let mut tolerated: BTreeMap<String, u64> =
+        TOLERATED.iter().map(|a| (a.to_string(), 0)).collect();
     for r in &mine {
         for (a, n) in &r.anomalies {
             *counts.entry(a.clone()).or_default() += n;
         }
+        for (a, n) in &r.tolerated {
+            *tolerated.entry(a.clone()).or_default() += n;
+        }
     }
-    let held = e.holds(&counts);
+    let held = errored.is_empty() && e.holds(&crate::check::tally(&counts, &tolerated));
     let violating: Vec<&&RunReport> = match &e.want {
         Want::Safe => mine.iter().filter(|r| r.verdict != "clean").collect(),
+        Want::Absent(list) => mine
+            .iter()
+            .filter(|r| {
+                let t = crate::check::tally(&r.anomalies, &r.tolerated);
+                list.iter().any(|a| t.get(a).copied().unwrap_or(0) > 0)
+            })
+            .collect(),
         Want::Finds(_) if !held => mine.iter().collect(),
         Want::Finds(_) => Vec::new(),
     };
@@ -243,19 +263,29 @@ fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
         want: match e.want {
             Want::Safe => "safe".into(),
             Want::Finds(_) => "finds".into(),
+            Want::Absent(_) => "absent".into(),
         },
         anomalies: match &e.want {
             Want::Safe => Vec::new(),
-            Want::Finds(a) => a.clone(),
+            Want::Finds(a) | Want::Absent(a) => a.clone(),
         },
         runs: mine.len() as u32,
         counts,
+        tolerated,
         held,
         replay: violating.iter().map(|r| replay_command(r, quick)).collect(),
-        witness: match e.want {
+        witness: match &e.want {
             Want::Safe => violating.iter().find_map(|r| r.witnesses.first().cloned()),
+            Want::Absent(list) => violating.iter().find_map(|r| {
+                r.witnesses
+                    .iter()
+                    .find(|w| list.contains(&w.anomaly))
+                    .cloned()
+            }),
             Want::Finds(_) => None,
         },
+        errors: errored.len() as u32,
+        error: errored.iter().find_map(|r| r.errors.first().cloned()),
         seconds: mine.iter().map(|r| r.stats.seconds).sum::<f64>(),
     }
 }
@@ -336,8 +366,15 @@ pub fn merge(reports: Vec<(String, Report)>, partial: bool) -> Result<Report, St
             match merged.iter_mut().find(|m| m.id == g.id) {
                 Some(m) => {
                     m.runs += g.runs;
+                    m.errors += g.errors;
+                    if m.error.is_none() {
+                        m.error = g.error.clone();
+                    }
                     for (a, n) in &g.counts {
                         *m.counts.entry(a.clone()).or_default() += n;
+                    }
+                    for (a, n) in &g.tolerated {
+                        *m.tolerated.entry(a.clone()).or_default() += n;
                     }
                     m.replay.extend(g.replay.iter().cloned());
                     if m.witness.is_none() {
@@ -392,7 +429,7 @@ pub fn merge(reports: Vec<(String, Report)>, partial: bool) -> Result<Report, St
 pub fn passed(g: &GateSection) -> bool {
     g.expectations
         .iter()
-        .all(|e| e.held || (!g.final_verdicts && e.want == "finds"))
+        .all(|e| e.held || (!g.final_verdicts && e.want == "finds" && e.errors == 0))
 }
 
 #[cfg(test)]
@@ -422,7 +459,7 @@ mod tests {
         let cells = {
             let mut c: Vec<_> = ex
                 .iter()
-                .map(|e| (e.strategy, e.scenario.clone()))
+                .map(|e| (e.strategy.clone(), e.scenario.clone()))
                 .collect();
             c.dedup();
             c.sort_by_key(|(s, sc)| (s.spec(), sc.clone()));

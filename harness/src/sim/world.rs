@@ -13,19 +13,17 @@ use std::sync::{Arc, Mutex};
 use pool_core::digest::tag;
 use pool_core::external::{ExternalCreds, ExternalFormat};
 use pool_core::world::{Clock, Event, Issuer, Os, Pause};
-use pool_core::{AuthType, NewEntry, Pool, Strategy};
+use pool_core::{Pool, Strategy};
 
 use super::facade::Facade;
 use super::issuer::{LogicalClock, RecorderSink, SimIssuer};
 use super::kernel::{KernelState, Proc};
 use super::os::{Recorder, SharedKernel, SimOs};
-use crate::drive::roles::{
-    external_format, external_path, pool_config, run_script, use_and_react, WorkerPlan,
-};
+use crate::drive::roles::{external_format, external_path, play_role, pool_config, WorkerPlan};
 use crate::drive::setup;
 use crate::history::{Ev, History, Record};
 use crate::issuer::rules::IssuerState;
-use crate::scenario::{RoleKind, RoleSpec, Scenario};
+use crate::scenario::{RoleSpec, Scenario};
 
 /// The directory the simulated store lives in.
 pub const DIR: &str = "/sim";
@@ -62,6 +60,7 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
         .expect("the simulated world cannot fail to build");
     for (source, bytes) in externals {
         kernel.install(&external_path(&dir, &source), &bytes);
+        rec.push(0, setup::external_write(&source, &bytes).1);
     }
     let bytes = store.to_bytes();
     kernel.install(&store_path, &bytes);
@@ -121,6 +120,7 @@ pub fn normalize_ops(records: &mut [Record]) {
             Event::OpBegin { op, .. }
             | Event::OpEnd { op, .. }
             | Event::Read { op, .. }
+            | Event::WriteBegin { op, .. }
             | Event::Write { op, .. }
             | Event::Refresh { op, .. } => op,
         };
@@ -181,66 +181,27 @@ impl<F: Facade> Process<F> {
         }
     }
 
-    /// The role loop of [`crate::drive::roles::play`], on the simulated world.
+    /// The role loop every driver plays ([`play_role`]), on the simulated world.
     fn play(&self) {
         let cfg = pool_config(&self.scenario, &self.plan);
         let new_pool = || Pool::new(self.os(), self.issuer(), self.clock(), cfg.clone());
         let role: &RoleSpec = &self.plan.role;
-        if !role.script.is_empty() {
-            run_script(new_pool, &role.script_ops(), self.plan.proc, self.plan.seed);
-            return;
-        }
-        match role.kind {
-            RoleKind::Gateway => {
-                let pool = new_pool();
-                for _ in 0..3 {
-                    if pool.load_pool().is_ok() {
-                        break;
-                    }
+        let external = role
+            .source
+            .as_deref()
+            .and_then(|s| Some((external_format(s)?, external_path(Path::new(DIR), s))));
+        play_role(
+            role,
+            self.plan.proc,
+            self.plan.seed,
+            new_pool,
+            || (),
+            || {
+                if let Some((format, path)) = &external {
+                    self.external_refresh(path, *format, cfg.refresh_margin_ms);
                 }
-                for _ in 0..role.ops {
-                    if let Ok(Some(s)) = pool.select() {
-                        use_and_react(&pool, s);
-                    }
-                }
-            }
-            RoleKind::Cli => {
-                for _ in 0..role.ops {
-                    let pool = new_pool();
-                    if pool.load_pool().is_ok() {
-                        if let Ok(Some(s)) = pool.select() {
-                            use_and_react(&pool, s);
-                        }
-                    }
-                }
-            }
-            RoleKind::AuthAdd => {
-                for i in 0..role.ops {
-                    let pool = new_pool();
-                    if pool.load_pool().is_ok() {
-                        let _ = pool.add_entry(NewEntry {
-                            label: format!("added-by-p{}-{i}", self.plan.proc),
-                            auth_type: AuthType::ApiKey,
-                            source: "manual".into(),
-                            access_token: Some(format!(
-                                "sk-poolcheck-added-{}-{i}-{:016x}",
-                                self.plan.proc, self.plan.seed
-                            )),
-                            refresh_token: None,
-                            expires_at_ms: None,
-                        });
-                    }
-                }
-            }
-            RoleKind::ExternalCli => {
-                let source = role.source.as_deref().expect("validated");
-                let format = external_format(source).expect("validated");
-                let path = external_path(Path::new(DIR), source);
-                for _ in 0..role.ops {
-                    self.external_refresh(&path, format, cfg.refresh_margin_ms);
-                }
-            }
-        }
+            },
+        );
     }
 
     /// The external CLI's refresh of its own file (temp + rename, no lock), on the kernel.
@@ -268,12 +229,15 @@ impl<F: Facade> Process<F> {
         let Ok((mut f, tmp)) = os.create_temp(path) else {
             return;
         };
+        let (begin, end) = setup::external_write(format.source(), &bytes);
+        self.rec.push(self.plan.proc, begin);
         let written = os
             .write(&mut f, &bytes)
             .and_then(|()| os.sync(&mut f))
             .and_then(|()| os.close(f))
             .and_then(|()| os.rename(&tmp, path));
         if written.is_ok() {
+            self.rec.push(self.plan.proc, end);
             self.rec.push(
                 self.plan.proc,
                 Ev::ExternalWrite {
