@@ -53,6 +53,9 @@ pub enum Ev {
     /// Ledger: the issuer revoked a whole token family (RFC 9700 §4.14.2) because `cause` was
     /// presented again.
     FamilyRevoked { family: u32, cause: String },
+    /// Ledger: the rules the issuer applies, recorded once before its first other record, so
+    /// that a history alone says how long a redeemed refresh token is still honoured.
+    IssuerRules { grace_ms: u64 },
     /// Ledger: an API call with an access token or API key, and the verdict.
     Used {
         credential: String,

@@ -13,9 +13,11 @@ pub mod explore;
 pub mod gate;
 pub mod history;
 pub mod issuer;
+pub mod lifeline;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod target;
 
 #[cfg(test)]
 mod testing;

@@ -5,6 +5,11 @@
 //! files; `--scenario PATH` loads any other file. Loading validates everything a run needs
 //! and reports errors as `FILE:LINE:COL: problem`, naming the field and the allowed values.
 
+/// The most worker processes one run may fork, summed over its roles: the cap of `--procs`
+/// (run, bench) and of a scenario's `count`. Higher counts measure the machine's scheduler,
+/// not the pool, and a mistyped count must not fork without limit.
+pub const MAX_PROCESSES: u32 = 256;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -144,6 +149,10 @@ pub struct IssuerSpec {
     /// Lifetime of access tokens the issuer mints.
     #[serde(default = "default_lifetime")]
     pub access_lifetime_s: u64,
+    /// `opaque` (default) or `jwt` (clients that read expiry from the `exp` claim, as
+    /// upstream's Codex path does, can be driven).
+    #[serde(default)]
+    pub access_token_format: crate::issuer::rules::AccessTokenFormat,
 }
 
 impl Default for IssuerSpec {
@@ -152,6 +161,7 @@ impl Default for IssuerSpec {
             latency_ms: default_latency(),
             grace_ms: 0,
             access_lifetime_s: default_lifetime(),
+            access_token_format: Default::default(),
         }
     }
 }
@@ -361,9 +371,12 @@ pub struct Expect {
     /// Strategies (preset names or specs) that must show no anomaly in this scenario.
     #[serde(default)]
     pub clean: Vec<String>,
-    /// Strategy -> anomalies that must each be found at least once.
+    /// Strategy -> anomalies (or tolerated events) that must each be found at least once.
     #[serde(default)]
     pub finds: BTreeMap<String, Vec<String>>,
+    /// Strategy -> anomalies or tolerated events that must not happen.
+    #[serde(default)]
+    pub absent: BTreeMap<String, Vec<String>>,
 }
 
 /// Why a scenario was refused.
@@ -438,6 +451,7 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.check_process_total()?;
         self.pool
             .selection
             .parse::<Selection>()
@@ -459,8 +473,11 @@ impl Scenario {
                     i + 1
                 ));
             }
-            if r.count == 0 {
-                return Err(format!("[[role]] '{label}': count must be at least 1"));
+            if r.count == 0 || r.count > MAX_PROCESSES {
+                return Err(format!(
+                    "[[role]] '{label}': count = {} is out of range: use 1 to {MAX_PROCESSES} processes",
+                    r.count
+                ));
             }
             for op in &r.script {
                 op.parse::<ScriptOp>()
@@ -572,17 +589,21 @@ impl Scenario {
                 return Err("[nemesis] cannot be combined with rendezvous pause rules: a restarted process would never meet its barrier; use sleep or jitter".into());
             }
         }
-        for s in self.expect.clean.iter().chain(self.expect.finds.keys()) {
+        for s in self
+            .expect
+            .clean
+            .iter()
+            .chain(self.expect.finds.keys())
+            .chain(self.expect.absent.keys())
+        {
             Strategy::parse(s).map_err(|e| format!("[expect]: {e}"))?;
         }
-        for list in self.expect.finds.values() {
-            for a in list {
-                if !crate::check::ANOMALIES.contains(&a.as_str()) {
-                    return Err(format!(
-                        "[expect.finds]: unknown anomaly '{a}' (allowed values: {})",
-                        crate::check::ANOMALIES.join(", ")
-                    ));
-                }
+        for (key, lists) in [
+            ("finds", &self.expect.finds),
+            ("absent", &self.expect.absent),
+        ] {
+            for list in lists.values() {
+                crate::expect::check_names(list).map_err(|e| format!("[expect.{key}]: {e}"))?;
             }
         }
         Ok(())
@@ -627,6 +648,18 @@ impl Scenario {
     /// Total worker processes.
     pub fn processes(&self) -> u32 {
         self.roles.iter().map(|r| r.count).sum()
+    }
+
+    /// Refuse a run of more than [`MAX_PROCESSES`] worker processes in all (after `--procs`).
+    pub fn check_process_total(&self) -> Result<(), String> {
+        let total: u64 = self.roles.iter().map(|r| u64::from(r.count)).sum();
+        if total > u64::from(MAX_PROCESSES) {
+            return Err(format!(
+                "scenario '{}' would run {total} processes: use 1 to {MAX_PROCESSES} processes in all (lower --procs or the roles' count)",
+                self.name
+            ));
+        }
+        Ok(())
     }
 }
 

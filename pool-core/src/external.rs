@@ -3,6 +3,11 @@
 //!
 //! Reading extracts the token pair; writing replaces only the token fields and keeps every
 //! other field the owning tool put there.
+//!
+//! Which pool syncs from which file follows upstream: the Codex file serves the
+//! `openai-codex` pool, where every OAuth entry with a refresh token re-syncs from it
+//! (`_sync_codex_entry_from_cli`), and the Claude Code file serves the `anthropic` pool, where
+//! only `claude_code` entries do. No other pool reads either file.
 
 use serde_json::{json, Value};
 
@@ -16,6 +21,30 @@ pub enum ExternalFormat {
 }
 
 impl ExternalFormat {
+    /// The one provider whose pool reads this kind of file.
+    pub fn provider(self) -> &'static str {
+        match self {
+            ExternalFormat::ClaudeCode => "anthropic",
+            ExternalFormat::Codex => "openai-codex",
+        }
+    }
+
+    /// Whether `provider`'s pool syncs the entry (`source`, holding a refresh token or not)
+    /// from this kind of file.
+    pub fn syncs(self, provider: &str, source: &str, has_refresh_token: bool) -> bool {
+        provider == self.provider()
+            && match self {
+                ExternalFormat::ClaudeCode => source == self.source(),
+                ExternalFormat::Codex => has_refresh_token,
+            }
+    }
+
+    /// Whether this provider's clients decide expiry from the access token's JWT `exp` claim
+    /// (upstream's Codex path) instead of the stored `expires_at_ms` (its Anthropic path).
+    pub fn expiry_from_jwt(provider: &str) -> bool {
+        provider == ExternalFormat::Codex.provider()
+    }
+
     /// The pool's `source` name for entries seeded from this kind of file.
     pub fn source(self) -> &'static str {
         match self {
@@ -111,5 +140,16 @@ mod tests {
         }
         assert_eq!(ExternalFormat::Codex.parse(b"not json"), None);
         assert_eq!(ExternalFormat::ClaudeCode.parse(b"{}"), None);
+    }
+
+    #[test]
+    fn each_file_serves_only_its_provider_pool() {
+        use ExternalFormat::*;
+        assert!(Codex.syncs("openai-codex", "device_code", true));
+        assert!(!Codex.syncs("openai-codex", "device_code", false));
+        assert!(!Codex.syncs("anthropic", "codex", true));
+        assert!(ClaudeCode.syncs("anthropic", "claude_code", true));
+        assert!(!ClaudeCode.syncs("anthropic", "manual", true));
+        assert!(!ClaudeCode.syncs("openai-codex", "claude_code", true));
     }
 }

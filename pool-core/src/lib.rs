@@ -15,6 +15,7 @@
 
 pub mod digest;
 pub mod external;
+pub mod jwt;
 pub mod merge;
 pub mod pool;
 pub mod real;

@@ -1,6 +1,6 @@
 //! How a write combines the snapshot with the store on disk.
 //!
-//! Two rules, both from upstream:
+//! Three rules, all from upstream:
 //! - [`overlay`] (upstream at #8040): re-load the file and replace this provider's whole list
 //!   (and its `providers` record) with the in-memory one. Other providers survive; anything a
 //!   peer changed in this provider's list since the snapshot was taken is lost.
@@ -8,6 +8,9 @@
 //!   newer binding cooldown on disk wins unless the access token changed; entries on disk but
 //!   not in memory are kept unless this pool removed them. A status this pool deliberately
 //!   cleared (`reset_statuses`) counts as set at the time of the clear.
+//! - [`add_missing`] (upstream main as its code does it at 88d1d620): re-load the file and add
+//!   only the entries whose ids the snapshot lacks; for ids it has, the snapshot wins whole (so
+//!   a stale snapshot still erases a peer's cooldown and can write an older token back).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +46,18 @@ pub fn merge(
         list.push(e);
     }
     for d in &on_disk {
+        if !list.iter().any(|e| e.id == d.id) && !removed.contains(&d.id) {
+            list.push(d.clone());
+        }
+    }
+    overlay_list(disk, mem, provider, list)
+}
+
+/// `disk` with `provider`'s list: `mem`'s, then the disk entries whose ids `mem` lacks (unless
+/// this pool removed them).
+pub fn add_missing(disk: Store, mem: &Store, provider: &str, removed: &BTreeSet<String>) -> Store {
+    let mut list = mem.entries(provider).to_vec();
+    for d in disk.entries(provider) {
         if !list.iter().any(|e| e.id == d.id) && !removed.contains(&d.id) {
             list.push(d.clone());
         }
@@ -110,6 +125,29 @@ mod tests {
         );
         assert_eq!(merged.entries("p").len(), 3);
         assert_eq!(overlay(disk, &mem, "p").entries("p").len(), 2);
+    }
+
+    #[test]
+    fn add_missing_keeps_disk_only_entries_but_the_snapshot_wins_for_its_own_ids() {
+        let disk = store(vec![exhausted(entry("a"), 100), entry("c")]);
+        let mem = store(vec![entry("a"), entry("b")]);
+        let out = add_missing(disk.clone(), &mem, "p", &BTreeSet::new());
+        let ids: Vec<_> = out.entries("p").iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        // The peer's binding cooldown on `a` is erased (merge would keep it).
+        assert_eq!(out.entries("p")[0].last_status, None);
+        let merged = merge(
+            disk.clone(),
+            &mem,
+            "p",
+            &BTreeSet::new(),
+            &BTreeMap::new(),
+            105,
+            10,
+        );
+        assert_eq!(merged.entries("p")[0].last_status, Some(Status::Exhausted));
+        let removed = BTreeSet::from(["c".to_string()]);
+        assert_eq!(add_missing(disk, &mem, "p", &removed).entries("p").len(), 2);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::digest::{content_hash, tag};
 use crate::external::{ExternalCreds, ExternalFormat};
 use crate::merge;
 use crate::store::{rfc3339, AuthType, Entry, ProviderRecord, Status, Store, STORE_VERSION};
-use crate::strategy::{Lock, Persist, Refresh, Scope, Strategy, WritePath};
+use crate::strategy::{Lock, Mode, Persist, Rule, Scope, Strategy, WritePath};
 use crate::world::{
     Clock, EntrySummary, Event, Issuer, LockKind, OpKind, Os, Pause, ReadOutcome, RedeemError,
     RefreshOutcome,
@@ -283,6 +283,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         self.run(OpKind::MarkExhausted, |op| {
             let now = op.now();
             let e = op.entry_mut(id)?;
+            e.clear_status();
             e.last_status = Some(Status::Exhausted);
             e.last_status_at = Some(now);
             e.last_error_code = Some(code);
@@ -358,7 +359,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         body: impl FnOnce(&mut Op<'_, O, I, C>) -> Result<R>,
     ) -> Result<R> {
         let held = if self.cfg.strategy.scope == Scope::Op {
-            self.acquire()?
+            self.acquire(id)?
         } else {
             None
         };
@@ -370,6 +371,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
             dirty: false,
             reloaded: false,
             tokens_touched: false,
+            holding: false,
         };
         let result = (|| {
             if self.cfg.strategy.persist == Persist::Txn && kind != OpKind::LoadPool {
@@ -400,12 +402,12 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         }
     }
 
-    fn acquire(&self) -> Result<Option<O::Held>> {
+    fn acquire(&self, op: u64) -> Result<Option<O::Held>> {
         let Some((kind, path)) = self.lock_target() else {
             return Ok(None);
         };
         if path == self.cfg.store_path {
-            self.create_store_if_missing()?;
+            self.create_store_if_missing(op)?;
         }
         self.os
             .lock(kind, path)
@@ -420,7 +422,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
     /// A lock on the data file needs the data file: opening it to lock would otherwise create
     /// an empty one that every reader refuses. Create an empty store atomically (temp + rename)
     /// first, as implementations that lock the data file do.
-    fn create_store_if_missing(&self) -> Result<()> {
+    fn create_store_if_missing(&self, op: u64) -> Result<()> {
         let path = &self.cfg.store_path;
         if self
             .os
@@ -430,34 +432,51 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         {
             return Ok(());
         }
-        self.put(WritePath::Rename, path, &Store::default().to_bytes(), None)
+        let bytes = Store::default().to_bytes();
+        let written = Event::Write {
+            op,
+            hash: content_hash(&bytes),
+            base: None,
+            entries: Vec::new(),
+            file: None,
+        };
+        self.put(WritePath::Rename, path, &bytes, written, false)
     }
 
-    /// Put `bytes` at `path` by `write`. For the store (`written` is its Write event) the
-    /// pause points are reported, and the event is recorded the moment the bytes become what a
-    /// reader sees: after the last chunk in place, right after the rename otherwise, so a
-    /// process killed before the directory fsync still has its visible write in the history.
+    /// Put `bytes` at `path` by `write`, recording it: [`Event::WriteBegin`] (with `written`'s
+    /// op, hash and file) right before the bytes can first become visible (the truncating
+    /// open, or the rename), and `written` itself the moment they all are (after the last
+    /// chunk in place, right after the rename otherwise), so a process killed before the
+    /// directory fsync still has its visible write in the history, and one killed between
+    /// the rename and the record still has its intent there. With `pauses`, the store's
+    /// pause points are reported.
     fn put(
         &self,
         write: WritePath,
         path: &Path,
         bytes: &[u8],
-        written: Option<Event>,
+        written: Event,
+        pauses: bool,
     ) -> Result<()> {
         let os = &self.os;
-        let store = written.is_some();
         let pause = |p| {
-            if store {
+            if pauses {
                 os.pause(p)
             }
         };
-        let visible = || {
-            if let Some(e) = written.clone() {
-                os.record(e);
+        let begin = || {
+            if let Event::Write { op, hash, file, .. } = &written {
+                os.record(Event::WriteBegin {
+                    op: *op,
+                    hash: hash.clone(),
+                    file: file.clone(),
+                });
             }
         };
+        let visible = || os.record(written.clone());
         match write {
             WritePath::InPlace => {
+                begin();
                 let mut f = os.create(path).map_err(io_err("cannot open", path))?;
                 for (i, chunk) in bytes.chunks(self.cfg.write_chunk.max(1)).enumerate() {
                     if i > 0 {
@@ -483,6 +502,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                     return Err(e);
                 }
                 pause(Pause::BeforeRename);
+                begin();
                 if let Err(e) = os.rename(&tmp, path) {
                     let _ = os.remove(&tmp);
                     return Err(io_err("cannot rename over", path)(e));
@@ -522,6 +542,8 @@ struct Op<'p, O: Os, I: Issuer, C: Clock> {
     reloaded: bool,
     /// This operation replaced some entry's tokens in its snapshot.
     tokens_touched: bool,
+    /// A `serial` refresh holds the strategy's lock: reads and writes inside it take no more.
+    holding: bool,
 }
 
 fn io_err<'a>(
@@ -564,11 +586,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
     /// re-read; otherwise a read). Under `scope=op` the operation already holds it.
     fn guarded<R>(&mut self, for_write: bool, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
         let scope = self.strategy().scope;
-        let wanted = scope == Scope::Io || (scope == Scope::Write && for_write);
+        let wanted = !self.holding && (scope == Scope::Io || (scope == Scope::Write && for_write));
         if !wanted {
             return f(self);
         }
-        let held = self.pool.acquire()?;
+        let held = self.pool.acquire(self.id)?;
         let r = f(self);
         let released = self.pool.release(held);
         let v = r?;
@@ -639,6 +661,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             op: self.id,
             hash,
             outcome,
+            file: None,
         });
     }
 
@@ -688,7 +711,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
 
     fn changed_wrote(&mut self) -> Result<bool> {
         match self.strategy().persist {
-            Persist::Each | Persist::Merge => self.write_now().map(|()| true),
+            Persist::Each | Persist::Merge | Persist::AddMissing => self.write_now().map(|()| true),
             Persist::Batched | Persist::Txn => {
                 self.dirty = true;
                 Ok(false)
@@ -723,6 +746,9 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                         cfg.default_cooldown_ms,
                     )
                 }
+                Some((disk, _)) if cfg.strategy.persist == Persist::AddMissing => {
+                    merge::add_missing(disk, &op.st.store, &cfg.provider, &op.st.removed)
+                }
                 Some((disk, _)) => merge::overlay(disk, &op.st.store, &cfg.provider),
                 None => op.st.store.clone(),
             };
@@ -734,9 +760,10 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 hash: hash.clone(),
                 base,
                 entries: doc.entries(&cfg.provider).iter().map(summary).collect(),
+                file: None,
             };
             op.pool
-                .put(cfg.strategy.write, &cfg.store_path, &bytes, Some(written))?;
+                .put(cfg.strategy.write, &cfg.store_path, &bytes, written, true)?;
             if cfg.strategy.persist == Persist::Merge {
                 op.st.store = doc.clone();
             }
@@ -806,6 +833,9 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
         }
         for src in &cfg.external {
+            if src.format.provider() != cfg.provider {
+                continue;
+            }
             if self
                 .entries()
                 .iter()
@@ -828,26 +858,64 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         Ok(added)
     }
 
+    /// The external file this pool syncs `e` from, if any (see [`crate::external`]).
     fn external_of(&self, e: &Entry) -> Option<&'p ExternalSource> {
-        self.pool
-            .cfg
-            .external
-            .iter()
-            .find(|s| s.format.source() == e.source)
+        let cfg = &self.pool.cfg;
+        cfg.external.iter().find(|s| {
+            s.format
+                .syncs(&cfg.provider, &e.source, e.refresh_token.is_some())
+        })
+    }
+
+    /// The refresh rule of this pool's provider.
+    fn rule(&self) -> Rule {
+        self.strategy().refresh.rule(&self.pool.cfg.provider)
     }
 
     fn read_external(&self, src: &ExternalSource) -> Result<Option<ExternalCreds>> {
+        let bytes = self.read_external_bytes(src)?;
+        Ok(bytes.and_then(|b| src.format.parse(&b)))
+    }
+
+    /// Read an external credential file, recording the read (`file`: its source name). Bytes
+    /// that are not JSON are a corrupt read (a torn write of the other tool or of a peer); JSON
+    /// without a token pair is a parsed read that seeds nothing.
+    fn read_external_bytes(&self, src: &ExternalSource) -> Result<Option<Vec<u8>>> {
         let bytes = self
             .pool
             .os
             .read(&src.path)
             .map_err(io_err("cannot read", &src.path))?;
-        Ok(bytes.and_then(|b| src.format.parse(&b)))
+        let (hash, outcome) = match &bytes {
+            None => (String::new(), ReadOutcome::Missing),
+            Some(b) => (
+                content_hash(b),
+                match serde_json::from_slice::<serde_json::Value>(b) {
+                    Ok(_) => ReadOutcome::Parsed,
+                    Err(_) if b.is_empty() => ReadOutcome::Corrupt("the file is empty".into()),
+                    Err(e) => ReadOutcome::Corrupt(e.to_string()),
+                },
+            ),
+        };
+        self.pool.os.record(Event::Read {
+            op: self.id,
+            hash,
+            outcome,
+            file: Some(src.format.source().to_string()),
+        });
+        Ok(bytes)
     }
 
+    /// Whether an OAuth entry's access token expires within the refresh margin: by the JWT's
+    /// `exp` claim where this provider's client reads it (a token that is not a JWT falls back
+    /// to the stored time), else by `expires_at_ms`.
     fn expiring(&self, e: &Entry, now: u64) -> bool {
+        let from_jwt = ExternalFormat::expiry_from_jwt(&self.pool.cfg.provider)
+            .then(|| e.access_token.as_deref().and_then(crate::jwt::exp_ms))
+            .flatten();
         e.auth_type == AuthType::Oauth
-            && e.expires_at_ms
+            && from_jwt
+                .or(e.expires_at_ms)
                 .is_some_and(|t| t <= now.saturating_add(self.pool.cfg.refresh_margin_ms))
     }
 
@@ -914,10 +982,12 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 continue;
             }
             // 1. An exhausted entry backed by an external file that now holds another token.
+            let mut presync = None;
             if e.is_exhausted() {
                 if let Some(src) = self.external_of(&e) {
                     if let Some(c) = self.read_external(src)? {
                         if Some(&c.refresh_token) != e.refresh_token.as_ref() {
+                            presync = Some(e.clone());
                             let entry = &mut self.entries_mut()[idx];
                             set_tokens(entry, &c);
                             entry.clear_status();
@@ -938,7 +1008,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 cleared = true;
             }
             // 3. Refresh an access token about to expire.
-            if self.expiring(&e, now) && !self.refresh(idx)? {
+            if self.expiring(&e, now) && !self.refresh(idx, presync)? {
                 continue;
             }
             usable.push(idx);
@@ -1003,9 +1073,32 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         });
     }
 
-    /// Refresh entry `idx`; whether it is usable afterwards.
-    fn refresh(&mut self, idx: usize) -> Result<bool> {
-        let adopt = self.strategy().refresh == Refresh::Adopt;
+    /// Refresh entry `idx` (`presync`: the entry as it was before this pass re-synced it);
+    /// whether it is usable afterwards. Under a `serial` rule the lock is held across the
+    /// re-read, the POST and the write, unless the operation already holds it.
+    fn refresh(&mut self, idx: usize, presync: Option<Entry>) -> Result<bool> {
+        let serial = self.rule().mode == Mode::Serial && !self.holding;
+        if !serial {
+            return self.refresh_unserialized(idx, presync);
+        }
+        let held = self.pool.acquire(self.id)?;
+        self.holding = true;
+        let r = self.refresh_unserialized(idx, presync).and_then(|usable| {
+            if self.dirty {
+                self.write_now()?;
+            }
+            Ok(usable)
+        });
+        self.holding = false;
+        let released = self.pool.release(held);
+        let usable = r?;
+        released?;
+        Ok(usable)
+    }
+
+    fn refresh_unserialized(&mut self, idx: usize, presync: Option<Entry>) -> Result<bool> {
+        let rule = self.rule();
+        let adopt = rule.mode != Mode::Blind;
         let mut entry = self.entries()[idx].clone();
         if adopt {
             if let Some(c) = self.peer_rotation(&entry)? {
@@ -1026,8 +1119,16 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         };
         let os = &self.pool.os;
         os.pause(Pause::BeforeRedeem);
-        let reply = self.pool.issuer.redeem(&rt);
+        let mut reply = self.pool.issuer.redeem(&rt);
         os.pause(Pause::AfterRedeem);
+        if rule.retry_second_endpoint {
+            if let Err(RedeemError::Refused { .. }) = &reply {
+                // The second token endpoint of the same authorization server: the same
+                // refresh token, presented once more.
+                self.record_refresh(&entry, &rt, RefreshOutcome::Refused);
+                reply = self.pool.issuer.redeem(&rt);
+            }
+        }
         let now = self.now();
         let usable = match reply {
             Ok(g) => {
@@ -1062,6 +1163,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                         } else {
                             Status::Exhausted
                         };
+                        if rule.mark_presync_copy {
+                            if let Some(before) = presync {
+                                entry = before;
+                            }
+                        }
                         mark(&mut entry, status, now, 400, &error);
                         false
                     }
@@ -1069,6 +1175,11 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
             Err(RedeemError::Unavailable(msg)) => {
                 self.record_refresh(&entry, &rt, RefreshOutcome::Unavailable);
+                if rule.mark_presync_copy {
+                    if let Some(before) = presync {
+                        entry = before;
+                    }
+                }
                 mark(&mut entry, Status::Exhausted, now, 503, &msg);
                 false
             }
@@ -1089,14 +1200,17 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
         }
         if let Some(src) = self.external_of(e) {
-            let old = self
-                .pool
-                .os
-                .read(&src.path)
-                .map_err(io_err("cannot read", &src.path))?;
+            let old = self.read_external_bytes(src)?;
             let bytes = src.format.render(old.as_deref(), c, now);
+            let written = Event::Write {
+                op: self.id,
+                hash: content_hash(&bytes),
+                base: None,
+                entries: Vec::new(),
+                file: Some(src.format.source().to_string()),
+            };
             self.pool
-                .put(self.strategy().write, &src.path, &bytes, None)?;
+                .put(self.strategy().write, &src.path, &bytes, written, false)?;
         }
         Ok(())
     }
@@ -1109,6 +1223,7 @@ fn set_tokens(e: &mut Entry, c: &ExternalCreds) {
 }
 
 fn mark(e: &mut Entry, status: Status, now: u64, code: u16, reason: &str) {
+    e.clear_status();
     e.last_status = Some(status);
     e.last_status_at = Some(now);
     e.last_error_code = Some(code);
@@ -1125,5 +1240,7 @@ pub fn summary(e: &Entry) -> EntrySummary {
         status_at: e.last_status_at,
         refresh: e.refresh_token.as_deref().map(tag),
         access: e.access_token.as_deref().map(tag),
+        priority: Some(e.priority),
+        reset_at: e.last_error_reset_at,
     }
 }

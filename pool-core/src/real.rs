@@ -124,9 +124,9 @@ impl<H: Hooks> RealOs<H> {
 pub enum RealHeld {
     Mutex,
     /// The open file description that holds the `flock`; closing it releases the lock.
-    Flock(File),
+    Flock(Arc<File>),
     /// The descriptor the record lock was taken through.
-    Fcntl(File),
+    Fcntl(Arc<File>),
 }
 
 fn open_for_lock(path: &Path) -> io::Result<File> {
@@ -227,12 +227,12 @@ impl<H: Hooks> Os for RealOs<H> {
                 Ok(RealHeld::Mutex)
             }
             LockKind::Flock => {
-                let f = open_for_lock(path)?;
+                let f = Arc::new(open_for_lock(path)?);
                 self.wait_for_lock(path, &f, kind)?;
                 Ok(RealHeld::Flock(f))
             }
             LockKind::Fcntl => {
-                let f = open_for_lock(path)?;
+                let f = Arc::new(open_for_lock(path)?);
                 self.wait_for_lock(path, &f, kind)?;
                 Ok(RealHeld::Fcntl(f))
             }
@@ -262,16 +262,23 @@ impl<H: Hooks> Os for RealOs<H> {
 impl<H: Hooks> RealOs<H> {
     /// Take a file lock: at once if it is free; otherwise block in a helper thread while this
     /// one tells the hooks after the notice time and gives up at the deadline. A lock the
-    /// helper gets after the deadline is given back (and closing its descriptor releases it in
-    /// any case).
-    fn wait_for_lock(&self, path: &Path, file: &File, kind: LockKind) -> io::Result<()> {
+    /// helper gets after the deadline is given back.
+    ///
+    /// The helper blocks on the very descriptor the lock is held through (shared, never
+    /// duplicated): closing any descriptor of the file drops the process's POSIX record locks,
+    /// so a helper that waited on a `dup` and closed it would release a contended `fcntl` lock
+    /// the moment it was granted. The helper is joined before a granted lock is returned, so
+    /// its handle on the descriptor is gone by then; only after a deadline does a still-blocked
+    /// helper keep the descriptor (and close it, dropping the process's record locks on that
+    /// file, once it is granted and gives the lock back).
+    fn wait_for_lock(&self, path: &Path, file: &Arc<File>, kind: LockKind) -> io::Result<()> {
         if try_lock(file, kind)? {
             return Ok(());
         }
-        let mine = file.try_clone()?;
+        let mine = file.clone();
         let cancelled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
-        {
+        let helper = {
             let cancelled = cancelled.clone();
             std::thread::Builder::new()
                 .name("lock-wait".into())
@@ -281,8 +288,12 @@ impl<H: Hooks> RealOs<H> {
                         let _ = unlock_file(&mine, kind);
                     }
                     let _ = tx.send(got);
-                })?;
-        }
+                })?
+        };
+        let answered = |got: io::Result<()>| {
+            let _ = helper.join();
+            got
+        };
         let start = Instant::now();
         let mut told = false;
         loop {
@@ -293,7 +304,7 @@ impl<H: Hooks> RealOs<H> {
             }
             .saturating_sub(start.elapsed());
             match rx.recv_timeout(left) {
-                Ok(got) => return got,
+                Ok(got) => return answered(got),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(io::Error::other(
                         "the lock-wait thread ended without an answer",
@@ -308,7 +319,7 @@ impl<H: Hooks> RealOs<H> {
                     // The helper may have got the lock just now: take its answer if so.
                     if let Ok(got) = rx.try_recv() {
                         cancelled.store(false, Ordering::SeqCst);
-                        return got;
+                        return answered(got);
                     }
                     let holder = lock_holder(file, kind)
                         .map(|p| format!(" (held by pid {p})"))

@@ -1,15 +1,30 @@
 //! The on-disk store schema (`auth.json`), as the upstream pool writes it.
 //!
-//! Guarantees: every field the upstream pool writes is typed here; fields this model does not
-//! know (the store belongs to other tools too) are kept in `extra` maps and written back
-//! unchanged, so a load/save round trip preserves them. The six status fields of an entry are
-//! written even when null, as upstream does. Times are Unix milliseconds.
+//! Guarantees:
+//! - Every field the upstream pool writes is typed here; fields this model does not know (the
+//!   store belongs to other tools too) are kept in `extra` maps and written back unchanged, so
+//!   a load/save round trip preserves them.
+//! - A known field whose value has a shape this model does not use (a string `priority`, an
+//!   unknown `last_status`) is not an error: the typed field reads as unset and the value is
+//!   carried in `extra` under its own name and written back in place of the unset field, until
+//!   the pool sets that field itself. Only bytes that are not a credential store at all (not
+//!   JSON, no `version`, an entry without a string `id`, a pool that is not a map of lists)
+//!   fail to parse.
+//! - The six status fields of an entry are written even when null, as upstream does.
+//! - Times are Unix milliseconds in memory. `last_status_at` and `last_error_reset_at` are
+//!   written as float epoch seconds (upstream's `time.time()`), and read from float or integer
+//!   epoch seconds, epoch milliseconds (any number above 10^12, upstream's own rule for
+//!   provider reset times, and what earlier poolcheck versions wrote), numeric strings and
+//!   ISO-8601 strings. `expires_at_ms` stays integer milliseconds, as its name says.
 //!
-//! Not guaranteed: key order of maps other than entries' own fields (maps are sorted).
+//! Not guaranteed: key order of maps other than entries' own fields (maps are sorted); a
+//! carried value moves to the end of its entry.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 /// The store format version this model reads and writes.
@@ -72,16 +87,63 @@ impl Store {
 }
 
 /// The per-provider OAuth record (`providers.<id>`).
-#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct ProviderRecord {
-    #[serde(default)]
     pub access_token: Option<String>,
-    #[serde(default)]
     pub refresh_token: Option<String>,
-    #[serde(default)]
     pub last_refresh: Option<String>,
-    #[serde(flatten)]
+    /// Every other field, and known fields of an unused shape (see the module docs).
     pub extra: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for ProviderRecord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut m = Map::<String, Value>::deserialize(d)?;
+        let mut carried = Map::new();
+        let access_token = take(&mut m, &mut carried, "access_token");
+        let refresh_token = take(&mut m, &mut carried, "refresh_token");
+        let last_refresh = take(&mut m, &mut carried, "last_refresh");
+        m.extend(carried);
+        Ok(ProviderRecord {
+            access_token,
+            refresh_token,
+            last_refresh,
+            extra: m,
+        })
+    }
+}
+
+impl Serialize for ProviderRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        let mut skip = Vec::new();
+        emit(
+            &mut m,
+            &self.extra,
+            &mut skip,
+            "access_token",
+            &self.access_token,
+            true,
+        )?;
+        emit(
+            &mut m,
+            &self.extra,
+            &mut skip,
+            "refresh_token",
+            &self.refresh_token,
+            true,
+        )?;
+        emit(
+            &mut m,
+            &self.extra,
+            &mut skip,
+            "last_refresh",
+            &self.last_refresh,
+            true,
+        )?;
+        emit_rest(&mut m, &self.extra, &skip)?;
+        m.end()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,36 +161,350 @@ pub enum Status {
     Dead,
 }
 
+/// The six status fields, written even when null.
+pub const STATUS_FIELDS: [&str; 6] = [
+    "last_status",
+    "last_status_at",
+    "last_error_code",
+    "last_error_reason",
+    "last_error_message",
+    "last_error_reset_at",
+];
+
 /// One credential in a provider's pool.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub id: String,
     pub label: String,
     pub auth_type: AuthType,
     pub priority: i64,
     pub source: String,
-    #[serde(default)]
     pub access_token: Option<String>,
-    #[serde(default)]
     pub refresh_token: Option<String>,
-    #[serde(default)]
     pub expires_at_ms: Option<u64>,
-    #[serde(default)]
     pub request_count: u64,
-    #[serde(default)]
     pub last_status: Option<Status>,
-    #[serde(default)]
+    /// Unix ms (float epoch seconds on disk).
     pub last_status_at: Option<u64>,
-    #[serde(default)]
     pub last_error_code: Option<u16>,
-    #[serde(default)]
     pub last_error_reason: Option<String>,
-    #[serde(default)]
     pub last_error_message: Option<String>,
-    #[serde(default)]
+    /// Unix ms (float epoch seconds on disk).
     pub last_error_reset_at: Option<u64>,
-    #[serde(flatten)]
+    /// Every other field, and known fields of an unused shape (see the module docs).
     pub extra: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut m = Map::<String, Value>::deserialize(d)?;
+        let mut c = Map::new();
+        let id = match m.shift_remove("id") {
+            Some(Value::String(id)) => id,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "an entry's `id` must be a string, not {other}"
+                )))
+            }
+            None => return Err(D::Error::custom("an entry has no `id`")),
+        };
+        let source: String = take(&mut m, &mut c, "source").unwrap_or_else(|| "manual".to_string());
+        let e = Entry {
+            label: take(&mut m, &mut c, "label").unwrap_or_else(|| source.clone()),
+            // Upstream's default, too.
+            auth_type: take(&mut m, &mut c, "auth_type").unwrap_or(AuthType::ApiKey),
+            priority: take_int(&mut m, &mut c, "priority").unwrap_or(0),
+            access_token: take(&mut m, &mut c, "access_token"),
+            refresh_token: take(&mut m, &mut c, "refresh_token"),
+            expires_at_ms: take_int(&mut m, &mut c, "expires_at_ms"),
+            request_count: take_int(&mut m, &mut c, "request_count").unwrap_or(0),
+            last_status: take(&mut m, &mut c, "last_status"),
+            last_status_at: take_time(&mut m, &mut c, "last_status_at"),
+            last_error_code: take_int(&mut m, &mut c, "last_error_code"),
+            last_error_reason: take(&mut m, &mut c, "last_error_reason"),
+            last_error_message: take(&mut m, &mut c, "last_error_message"),
+            last_error_reset_at: take_time(&mut m, &mut c, "last_error_reset_at"),
+            id,
+            source,
+            extra: m,
+        };
+        let mut e = e;
+        e.extra.extend(c);
+        Ok(e)
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        let x = &self.extra;
+        let mut skip = Vec::new();
+        m.serialize_entry("id", &self.id)?;
+        emit_kept(&mut m, x, &mut skip, "label", &self.label)?;
+        emit_kept(&mut m, x, &mut skip, "auth_type", &self.auth_type)?;
+        emit_kept(&mut m, x, &mut skip, "priority", &self.priority)?;
+        emit_kept(&mut m, x, &mut skip, "source", &self.source)?;
+        emit(
+            &mut m,
+            x,
+            &mut skip,
+            "access_token",
+            &self.access_token,
+            true,
+        )?;
+        emit(
+            &mut m,
+            x,
+            &mut skip,
+            "refresh_token",
+            &self.refresh_token,
+            true,
+        )?;
+        emit(
+            &mut m,
+            x,
+            &mut skip,
+            "expires_at_ms",
+            &self.expires_at_ms,
+            true,
+        )?;
+        emit_kept(&mut m, x, &mut skip, "request_count", &self.request_count)?;
+        emit(&mut m, x, &mut skip, "last_status", &self.last_status, true)?;
+        let at = self.last_status_at.map(epoch_seconds);
+        emit(&mut m, x, &mut skip, "last_status_at", &at, true)?;
+        emit(
+            &mut m,
+            x,
+            &mut skip,
+            "last_error_code",
+            &self.last_error_code,
+            true,
+        )?;
+        emit(
+            &mut m,
+            x,
+            &mut skip,
+            "last_error_reason",
+            &self.last_error_reason,
+            true,
+        )?;
+        emit(
+            &mut m,
+            x,
+            &mut skip,
+            "last_error_message",
+            &self.last_error_message,
+            true,
+        )?;
+        let reset = self.last_error_reset_at.map(epoch_seconds);
+        emit(&mut m, x, &mut skip, "last_error_reset_at", &reset, true)?;
+        emit_rest(&mut m, x, &skip)?;
+        m.end()
+    }
+}
+
+/// Remove `key` from `m` as a `T`: absent or null is `None`; a value of another shape is
+/// moved to `carried` (written back as it was) and reads as `None`.
+fn take<T: DeserializeOwned>(
+    m: &mut Map<String, Value>,
+    carried: &mut Map<String, Value>,
+    key: &str,
+) -> Option<T> {
+    match m.shift_remove(key)? {
+        Value::Null => None,
+        v => match T::deserialize(&v) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                carried.insert(key.to_string(), v);
+                None
+            }
+        },
+    }
+}
+
+/// [`take`] for integers, which upstream (Python) may also write as integral floats.
+fn take_int<T: TryFrom<i64> + DeserializeOwned>(
+    m: &mut Map<String, Value>,
+    carried: &mut Map<String, Value>,
+    key: &str,
+) -> Option<T> {
+    if let Some(f) = m
+        .get(key)
+        .and_then(|v| v.as_f64())
+        .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+    {
+        if let Ok(t) = T::try_from(f as i64) {
+            m.shift_remove(key);
+            return Some(t);
+        }
+    }
+    take(m, carried, key)
+}
+
+/// [`take`] for a time field (see the module docs for the shapes read).
+fn take_time(
+    m: &mut Map<String, Value>,
+    carried: &mut Map<String, Value>,
+    key: &str,
+) -> Option<u64> {
+    let v = m.shift_remove(key)?;
+    if v.is_null() {
+        return None;
+    }
+    let ms = time_ms(&v);
+    if ms.is_none() {
+        carried.insert(key.to_string(), v);
+    }
+    ms
+}
+
+/// Unix ms of a time value in any shape upstream reads (see the module docs).
+pub fn time_ms(v: &Value) -> Option<u64> {
+    let number = |x: f64| -> Option<u64> {
+        if !x.is_finite() || x < 0.0 {
+            return None;
+        }
+        // Upstream's own rule: a number above 10^12 is epoch milliseconds.
+        let ms = if x > 1e12 { x } else { x * 1000.0 };
+        (ms < 1.8e19).then(|| ms.round() as u64)
+    };
+    match v {
+        Value::Number(n) => number(n.as_f64()?),
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<f64>() {
+                Ok(x) => number(x),
+                Err(_) => parse_iso8601_ms(s),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Unix ms as float epoch seconds, as upstream writes times.
+fn epoch_seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Emit an optional known field: its typed value when set; else a carried value of another
+/// shape if there is one (marked in `skip`); else null when `always`.
+fn emit<M: SerializeMap, T: Serialize>(
+    m: &mut M,
+    extra: &Map<String, Value>,
+    skip: &mut Vec<&'static str>,
+    key: &'static str,
+    v: &Option<T>,
+    always: bool,
+) -> Result<(), M::Error> {
+    match (v, extra.get(key)) {
+        (Some(v), _) => m.serialize_entry(key, v),
+        (None, Some(c)) => {
+            skip.push(key);
+            m.serialize_entry(key, c)
+        }
+        (None, None) if always => m.serialize_entry(key, &Value::Null),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Emit a required known field: a carried value of another shape wins (the typed value is
+/// then only the default it was read as), else the typed value.
+fn emit_kept<M: SerializeMap, T: Serialize>(
+    m: &mut M,
+    extra: &Map<String, Value>,
+    skip: &mut Vec<&'static str>,
+    key: &'static str,
+    v: &T,
+) -> Result<(), M::Error> {
+    match extra.get(key) {
+        Some(c) => {
+            skip.push(key);
+            m.serialize_entry(key, c)
+        }
+        None => m.serialize_entry(key, v),
+    }
+}
+
+fn emit_rest<M: SerializeMap>(
+    m: &mut M,
+    extra: &Map<String, Value>,
+    skip: &[&'static str],
+) -> Result<(), M::Error> {
+    for (k, v) in extra {
+        if !skip.contains(&k.as_str()) {
+            m.serialize_entry(k, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Unix ms of an ISO-8601 date-time as Python's `datetime.fromisoformat` writes it:
+/// `YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH:MM|-HH:MM]` (no offset: UTC).
+pub fn parse_iso8601_ms(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b.len() < 16
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d, h, mi) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+    );
+    let mut i = 16;
+    let mut sec = 0i64;
+    let mut frac_ms = 0f64;
+    if b.get(i) == Some(&b':') {
+        sec = num(i + 1..i + 3)?;
+        i += 3;
+        if b.get(i) == Some(&b'.') {
+            let start = i + 1;
+            i = start;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            frac_ms = format!("0.{}", s.get(start..i)?).parse::<f64>().ok()? * 1000.0;
+        }
+    }
+    let offset_min = match b.get(i) {
+        None => 0,
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(&c @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
+            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if c == b'+' {
+                m
+            } else {
+                -m
+            }
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    let ms = secs as f64 * 1000.0 + frac_ms;
+    (ms >= 0.0).then(|| ms.round() as u64)
 }
 
 impl Entry {
@@ -171,6 +547,9 @@ impl Entry {
 
     /// Clear the six status fields.
     pub fn clear_status(&mut self) {
+        for f in STATUS_FIELDS {
+            self.extra.shift_remove(f);
+        }
         self.last_status = None;
         self.last_status_at = None;
         self.last_error_code = None;
@@ -181,6 +560,12 @@ impl Entry {
 
     /// Copy the six status fields from `other`.
     pub fn copy_status_from(&mut self, other: &Entry) {
+        for f in STATUS_FIELDS {
+            match other.extra.get(f) {
+                Some(v) => self.extra.insert(f.to_string(), v.clone()),
+                None => self.extra.shift_remove(f),
+            };
+        }
         self.last_status = other.last_status;
         self.last_status_at = other.last_status_at;
         self.last_error_code = other.last_error_code;

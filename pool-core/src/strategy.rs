@@ -3,6 +3,12 @@
 //!
 //! A strategy is data: every preset is a point in this space, and the pool code branches on
 //! the five dimensions only. Adding a value is one variant plus its name in [`dimension!`].
+//!
+//! The refresh dimension is a rule per provider, because upstream's token clients differ by
+//! provider (its Codex refresh is serialized under the store lock, its Anthropic refresh is
+//! not and retries a refused token at a second endpoint): `refresh=openai-codex:serial+blind/retry2`
+//! is `serial` in the `openai-codex` pool and `blind` with the second-endpoint retry in every
+//! other pool. See [`Refresh`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,8 +84,13 @@ dimension!(
         Each = "each",
         /// One write per operation, at its end.
         Batched = "batched",
-        /// Every change re-reads the store and merges by entry id (upstream main).
+        /// Every change re-reads the store and merges by entry id: a newer binding cooldown on
+        /// disk wins unless the token changed (upstream main's merge, as its design states it).
         Merge = "merge",
+        /// Every change re-reads the store and adds only the ids on disk that the snapshot
+        /// lacks; for ids it has, the snapshot wins (upstream main's `write_credential_pool`
+        /// as its code does it at 88d1d620).
+        AddMissing = "add-missing",
         /// The operation starts by re-reading the store into the snapshot and ends with one
         /// write: with `scope=op` and a cross-process lock, a transaction.
         Txn = "txn",
@@ -97,15 +108,201 @@ dimension!(
 );
 
 dimension!(
-    /// What a refresh does before it spends the refresh token.
-    Refresh, "refresh", {
+    /// What a refresh does before it spends the refresh token (one part of a [`Rule`]).
+    Mode, "refresh", {
         /// POST whatever refresh token the snapshot holds.
         Blind = "blind",
         /// Re-read first; if a peer already rotated the token, adopt it and skip the POST.
         /// A terminal refusal with no newer token on disk marks the entry `dead`.
         Adopt = "adopt",
+        /// `adopt`, holding the strategy's lock across the re-read, the POST and the write
+        /// (upstream main's Codex refresh: at most one POST per refresh token among the lock's
+        /// holders), whatever the lock's scope.
+        Serial = "serial",
     }
 );
+
+/// How one provider's pool refreshes: a [`Mode`] and two flags, written `mode[/flag...]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rule {
+    pub mode: Mode,
+    /// `retry2`: after a refusal, present the same refresh token once more at a second token
+    /// endpoint of the same authorization server (upstream's Anthropic client).
+    pub retry_second_endpoint: bool,
+    /// `presync`: when the refresh fails, the entry marked exhausted is the copy from before
+    /// this pass re-synced it from its external file (upstream's `_mark_exhausted(entry, None)`
+    /// with the pre-sync entry): the operation rolls its own sync back.
+    pub mark_presync_copy: bool,
+}
+
+impl Rule {
+    const FLAGS: &'static str = "retry2, presync";
+
+    fn parse(text: &str) -> Result<Rule, SpecError> {
+        let mut parts = text.split('/').map(str::trim);
+        let mut rule = Rule {
+            mode: parts.next().unwrap_or("").parse()?,
+            retry_second_endpoint: false,
+            mark_presync_copy: false,
+        };
+        for flag in parts {
+            let slot = match flag {
+                "retry2" => &mut rule.retry_second_endpoint,
+                "presync" => &mut rule.mark_presync_copy,
+                _ => {
+                    return Err(SpecError::BadRefresh(format!(
+                        "unknown flag '{flag}' in '{text}': the flags are {}",
+                        Rule::FLAGS
+                    )))
+                }
+            };
+            if std::mem::replace(slot, true) {
+                return Err(SpecError::BadRefresh(format!(
+                    "flag '{flag}' is given twice in '{text}'"
+                )));
+            }
+        }
+        Ok(rule)
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.mode)?;
+        if self.retry_second_endpoint {
+            f.write_str("/retry2")?;
+        }
+        if self.mark_presync_copy {
+            f.write_str("/presync")?;
+        }
+        Ok(())
+    }
+}
+
+/// Most providers a refresh value may name.
+const MAX_PROVIDER_RULES: usize = 4;
+
+/// The refresh dimension: one [`Rule`] for every pool, and up to four rules for named
+/// providers' pools. Spec: `[provider:]rule+...`, exactly one item without a provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Refresh {
+    pub default: Rule,
+    /// Sorted by provider name; `None` slots last.
+    by_provider: [Option<(&'static str, Rule)>; MAX_PROVIDER_RULES],
+}
+
+impl Refresh {
+    pub const KEY: &'static str = "refresh";
+
+    /// The same rule for every provider.
+    pub const fn uniform(mode: Mode) -> Refresh {
+        Refresh {
+            default: Rule {
+                mode,
+                retry_second_endpoint: false,
+                mark_presync_copy: false,
+            },
+            by_provider: [None; MAX_PROVIDER_RULES],
+        }
+    }
+
+    /// The rule of `provider`'s pool.
+    pub fn rule(&self, provider: &str) -> Rule {
+        self.by_provider
+            .iter()
+            .flatten()
+            .find(|(p, _)| *p == provider)
+            .map_or(self.default, |&(_, r)| r)
+    }
+
+    /// What a refresh value may be, for error messages and `poolcheck strategies`.
+    pub fn allowed() -> String {
+        format!(
+            "a mode ({}), optionally with flags ({}) as 'blind/retry2', optionally per provider as 'openai-codex:serial+blind'",
+            allowed(Mode::ALL),
+            Rule::FLAGS
+        )
+    }
+}
+
+impl FromStr for Refresh {
+    type Err = SpecError;
+    fn from_str(text: &str) -> Result<Refresh, SpecError> {
+        let mut default = None;
+        let mut named: Vec<(&'static str, Rule)> = Vec::new();
+        for item in text.split('+').map(str::trim) {
+            match item.split_once(':') {
+                None => {
+                    if default.replace(Rule::parse(item)?).is_some() {
+                        return Err(SpecError::BadRefresh(format!(
+                            "'{text}' has two rules without a provider: give one, for every other pool"
+                        )));
+                    }
+                }
+                Some((provider, rule)) => {
+                    let provider = provider.trim();
+                    if provider.is_empty() || provider.contains(['/', '=', ' ']) {
+                        return Err(SpecError::BadRefresh(format!(
+                            "'{provider}' in '{text}' is not a provider name"
+                        )));
+                    }
+                    if named.iter().any(|(p, _)| *p == provider) {
+                        return Err(SpecError::BadRefresh(format!(
+                            "provider '{provider}' has two rules in '{text}'"
+                        )));
+                    }
+                    named.push((intern(provider), Rule::parse(rule)?));
+                }
+            }
+        }
+        let default = default.ok_or_else(|| {
+            SpecError::BadRefresh(format!(
+                "'{text}' has no rule for the other providers: add one without a provider, e.g. '{text}+blind'"
+            ))
+        })?;
+        if named.len() > MAX_PROVIDER_RULES {
+            return Err(SpecError::BadRefresh(format!(
+                "'{text}' names {} providers; at most {MAX_PROVIDER_RULES}",
+                named.len()
+            )));
+        }
+        // A provider rule equal to the default says nothing: canonical form drops it.
+        named.retain(|(_, r)| *r != default);
+        named.sort_by_key(|(p, _)| *p);
+        let mut by_provider = [None; MAX_PROVIDER_RULES];
+        for (slot, item) in by_provider.iter_mut().zip(named) {
+            *slot = Some(item);
+        }
+        Ok(Refresh {
+            default,
+            by_provider,
+        })
+    }
+}
+
+impl fmt::Display for Refresh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        for (p, r) in self.by_provider.iter().flatten() {
+            text.push_str(&format!("{p}:{r}+"));
+        }
+        text.push_str(&self.default.to_string());
+        f.pad(&text)
+    }
+}
+
+/// A provider name with a static lifetime, so that a [`Strategy`] stays `Copy`. Each distinct
+/// name is allocated once per process (a spec names a handful).
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(n);
+    n
+}
 
 /// One point in the strategy space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,7 +331,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "thread-lock",
-        spec: "lock=mutex,scope=op,persist=each,write=in-place,refresh=blind",
+        spec: "lock=mutex,scope=op,persist=each,write=in-place,refresh=anthropic:blind/retry2+blind",
         meaning: "a process-local lock around each operation (the state #8040 reported)",
     },
     Preset {
@@ -150,7 +347,12 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "merge-on-write",
         spec: "lock=flock,scope=write,persist=merge,write=rename,refresh=blind",
-        meaning: "upstream main: under the file lock re-read and merge by id on every write",
+        meaning: "upstream main's merge as designed: under the file lock re-read and merge by id on every write",
+    },
+    Preset {
+        name: "upstream-main",
+        spec: "lock=flock,scope=write,persist=add-missing,write=rename,refresh=openai-codex:serial+blind/retry2/presync",
+        meaning: "upstream main as its code is (88d1d620): flocked writes add missing ids only; Codex refresh serialized, Anthropic not",
     },
     Preset {
         name: "flock-txn",
@@ -184,6 +386,8 @@ pub enum SpecError {
         value: String,
         allowed: String,
     },
+    #[error("bad value for refresh: {0} (allowed: {allowed})", allowed = Refresh::allowed())]
+    BadRefresh(String),
     #[error("key '{0}' is given twice")]
     Duplicate(&'static str),
     #[error("missing key '{key}' (allowed values: {allowed})")]
@@ -288,7 +492,10 @@ impl FromStr for Strategy {
             scope: need(scope, Scope::KEY, Scope::ALL)?,
             persist: need(persist, Persist::KEY, Persist::ALL)?,
             write: need(write, WritePath::KEY, WritePath::ALL)?,
-            refresh: need(refresh, Refresh::KEY, Refresh::ALL)?,
+            refresh: refresh.ok_or_else(|| SpecError::Missing {
+                key: Refresh::KEY,
+                allowed: Refresh::allowed(),
+            })?,
         })
     }
 }
@@ -337,7 +544,7 @@ mod tests {
 
     #[test]
     fn every_preset_parses_and_round_trips() {
-        assert_eq!(PRESETS.len(), 8);
+        assert_eq!(PRESETS.len(), 9);
         for p in PRESETS {
             let s = Strategy::parse(p.name).unwrap();
             assert_eq!(s.spec(), p.spec);
@@ -370,6 +577,64 @@ mod tests {
     }
 
     #[test]
+    fn refresh_rules_are_per_provider_with_one_default() {
+        let s = Strategy::parse("upstream-main").unwrap();
+        let codex = s.refresh.rule("openai-codex");
+        assert_eq!(codex.mode, Mode::Serial);
+        assert!(!codex.retry_second_endpoint && !codex.mark_presync_copy);
+        let other = s.refresh.rule("anthropic");
+        assert_eq!(other.mode, Mode::Blind);
+        assert!(other.retry_second_endpoint && other.mark_presync_copy);
+        // Canonical form: providers sorted, the default last, rules equal to it dropped.
+        let r: Refresh =
+            " xai:serial + blind/presync/retry2 + openai-codex:serial + anthropic:blind "
+                .replace(' ', "")
+                .parse()
+                .unwrap();
+        assert_eq!(
+            r.to_string(),
+            "anthropic:blind+openai-codex:serial+xai:serial+blind/retry2/presync"
+        );
+        let r: Refresh = "anthropic:adopt+adopt".parse().unwrap();
+        assert_eq!(r, Refresh::uniform(Mode::Adopt));
+        assert_eq!(r.to_string(), "adopt");
+        let thread_lock = Strategy::parse("thread-lock").unwrap();
+        assert!(thread_lock.refresh.rule("anthropic").retry_second_endpoint);
+        assert!(
+            !thread_lock
+                .refresh
+                .rule("openai-codex")
+                .retry_second_endpoint
+        );
+    }
+
+    #[test]
+    fn bad_refresh_values_say_what_is_wrong() {
+        let err = |v: &str| {
+            Strategy::parse(&format!(
+                "lock=flock,scope=op,persist=txn,write=rename,refresh={v}"
+            ))
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            err("blund"),
+            "bad value 'blund' for refresh: allowed values are blind, adopt, serial"
+        );
+        assert!(err("blind/retry3")
+            .contains("unknown flag 'retry3' in 'blind/retry3': the flags are retry2, presync"));
+        assert!(err("blind/retry2/retry2").contains("flag 'retry2' is given twice"));
+        assert!(err("openai-codex:serial").contains("has no rule for the other providers: add one without a provider, e.g. 'openai-codex:serial+blind'"));
+        assert!(err("blind+adopt").contains("two rules without a provider"));
+        assert!(err("a:serial+a:blind+blind").contains("provider 'a' has two rules"));
+        assert!(err(":serial+blind").contains("is not a provider name"));
+        assert!(err("a:serial+b:serial+c:serial+d:serial+e:serial+blind").contains("at most 4"));
+        for e in [err("blind/x"), err("x:serial")] {
+            assert!(e.contains("allowed: a mode (blind, adopt, serial)"), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_bad_key_and_the_allowed_values() {
         let e = Strategy::parse("lock=flok,scope=op,persist=txn,write=rename,refresh=adopt")
             .unwrap_err();
@@ -378,9 +643,11 @@ mod tests {
             "bad value 'flok' for lock: allowed values are none, mutex, flock, flock-data, fcntl"
         );
         let e = Strategy::parse("lock=flock,scope=op,persist=txn,write=rename").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "missing key 'refresh' (allowed values: blind, adopt)"
+        assert!(
+            e.to_string().starts_with(
+                "missing key 'refresh' (allowed values: a mode (blind, adopt, serial)"
+            ),
+            "{e}"
         );
         let e = Strategy::parse("lock=flock,colour=red").unwrap_err();
         assert!(e.to_string().contains("unknown key 'colour'"));

@@ -183,32 +183,22 @@ fn in_place_store_is_created_0600() {
 
 // ================================================================ persist
 
-/// `k` exhausted entries backed by external files whose tokens changed since: one `select`
-/// re-syncs them all.
+/// #8040 as filed: in the `openai-codex` pool, `k` exhausted OAuth entries and a Codex CLI
+/// file whose tokens changed since: one `select` re-syncs every one of them from that file.
 fn resync_fixture(dir: &std::path::Path, strat: &str) -> (Proc, usize) {
-    let claude = dir.join("claude.json");
     let codex = dir.join("codex.json");
-    claude_file(&claude, "at_claude_0", "rt_claude_0", T0 + 86_400_000);
-    codex_file(&codex, "at_codex_0", "rt_codex_0", T0 + 86_400_000);
-    let mut cfg = config(dir, strat);
-    cfg.external = vec![
-        external(ExternalFormat::ClaudeCode, claude.clone()),
-        external(ExternalFormat::Codex, codex.clone()),
-    ];
-    let p = proc_with(cfg, &FakeIssuer::new(), &ManualClock::new(T0));
-    p.pool.load_pool().unwrap(); // seeds claude_code and codex entries
     let far = T0 + 86_400_000;
-    let extra = p
-        .pool
-        .add_entry(oauth(
-            "claude2",
-            "claude_code",
-            "at_claude_0",
-            "rt_claude_0",
-            far,
-        ))
-        .unwrap();
-    let _ = extra;
+    codex_file(&codex, "at_codex_0", "rt_codex_0", far);
+    let mut cfg = config(dir, strat);
+    cfg.provider = "openai-codex".into();
+    cfg.external = vec![external(ExternalFormat::Codex, codex.clone())];
+    let p = proc_with(cfg, &FakeIssuer::new(), &ManualClock::new(T0));
+    p.pool.load_pool().unwrap(); // seeds the codex entry
+    for (label, source) in [("user@example.com", "device_code"), ("second", "manual")] {
+        p.pool
+            .add_entry(oauth(label, source, "at_codex_0", "rt_codex_0", far))
+            .unwrap();
+    }
     let all = ids(&mem_entries(&p.pool));
     assert_eq!(all.len(), 3);
     for id in &all {
@@ -217,11 +207,42 @@ fn resync_fixture(dir: &std::path::Path, strat: &str) -> (Proc, usize) {
             .unwrap();
     }
     assert!(mem_entries(&p.pool).iter().all(|e| e.is_exhausted()));
-    // The external CLIs rotate their tokens.
-    claude_file(&claude, "at_claude_1", "rt_claude_1", far);
+    // The Codex CLI rotates its tokens.
     codex_file(&codex, "at_codex_1", "rt_codex_1", far);
     p.hooks.clear();
     (p, all.len())
+}
+
+/// The same store in the `anthropic` pool: the Codex file is not this pool's (upstream never
+/// syncs it there), so nothing re-syncs and nothing is written.
+#[test]
+fn a_codex_file_is_synced_only_in_the_openai_codex_pool() {
+    let dir = tempdir();
+    let codex = dir.path().join("codex.json");
+    let far = T0 + 86_400_000;
+    codex_file(&codex, "at_codex_0", "rt_codex_0", far);
+    let mut cfg = config(
+        dir.path(),
+        "lock=flock,scope=io,persist=each,write=rename,refresh=blind",
+    );
+    cfg.external = vec![external(ExternalFormat::Codex, codex.clone())];
+    let p = proc_with(cfg, &FakeIssuer::new(), &ManualClock::new(T0));
+    p.pool.load_pool().unwrap();
+    assert!(
+        mem_entries(&p.pool).is_empty(),
+        "the anthropic pool seeds nothing from Codex"
+    );
+    let id = p
+        .pool
+        .add_entry(oauth("codex", "codex", "at_codex_0", "rt_codex_0", far))
+        .unwrap();
+    p.pool
+        .mark_exhausted_and_rotate(&id, 429, "rate_limited", Some(far))
+        .unwrap();
+    codex_file(&codex, "at_codex_1", "rt_codex_1", far);
+    p.hooks.clear();
+    assert_eq!(p.pool.select().unwrap(), None);
+    assert_eq!(p.hooks.writes(), 0);
 }
 
 #[test]
@@ -259,7 +280,7 @@ fn persist_batched_and_txn_write_once_per_select() {
         assert!(disk.iter().all(|e| e.last_status.is_none()), "{strat}");
         assert!(disk
             .iter()
-            .any(|e| e.refresh_token.as_deref() == Some("rt_claude_1")));
+            .all(|e| e.refresh_token.as_deref() == Some("rt_codex_1")));
     }
 }
 

@@ -122,3 +122,84 @@ fn fcntl_preset_loses_its_lock_at_its_own_reread() {
         vec![(Pause::BeforeRename, false)]
     );
 }
+
+const HOLD_ENV: &str = "POOLCORE_FCNTL_HOLD";
+
+/// Child mode: take a record lock on the file, say `HELD`, and keep it until stdin closes.
+#[test]
+fn hold_child() {
+    let Ok(path) = std::env::var(HOLD_ENV) else {
+        return;
+    };
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // SAFETY: zeroed flock is valid; the fd is open during the call.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLKW, &fl) };
+    assert_eq!(r, 0, "F_SETLKW: {}", std::io::Error::last_os_error());
+    println!("HOLD:HELD");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut rest);
+}
+
+/// A record lock granted after a wait (another process held it) is still held once granted:
+/// the wait must not close a descriptor of the file, which would drop the lock it just got.
+#[test]
+fn a_contended_record_lock_is_held_once_granted() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempdir();
+    let path = dir.path().join("auth.json");
+    std::fs::write(&path, Store::default().to_bytes()).unwrap();
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "hold_child", "--nocapture", "--test-threads=1"])
+        .env(HOLD_ENV, &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("HOLD:HELD") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "holder ended early");
+    }
+    assert!(locked_from_another_process_by(&path, holder.id()));
+    let os = Arc::new(RealOs::new());
+    let (os2, p2) = (os.clone(), path.clone());
+    let waiter = std::thread::spawn(move || os2.lock(LockKind::Fcntl, &p2).unwrap());
+    // Let the waiter find the lock taken (so it waits) before the holder lets go: wait until
+    // the kernel lists it as blocked on the file.
+    while !waiter.is_finished()
+        && !std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&format!(" {} ", std::process::id())))
+    {
+        std::thread::yield_now();
+    }
+    drop(holder.stdin.take()); // the holder exits, its lock goes
+    holder.wait().unwrap();
+    let held = waiter.join().unwrap();
+    assert!(
+        locked_from_another_process(&path),
+        "the granted lock must still be held by this process"
+    );
+    os.unlock(held).unwrap();
+    assert!(!locked_from_another_process(&path));
+}
+
+/// Whether another process sees a record lock on `path` held by `pid`.
+fn locked_from_another_process_by(path: &Path, pid: u32) -> bool {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "probe_child", "--nocapture", "--test-threads=1"])
+        .env(PROBE_ENV, path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!("PROBE:LOCKED:{pid}"))
+}

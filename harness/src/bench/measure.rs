@@ -320,6 +320,7 @@ where
         Coordination::new(0).map_err(|e| BenchError(format!("cannot map shared memory: {e}")))?;
     let run_for = Duration::from_secs_f64(seconds);
     let mut children: Vec<(u32, Pid)> = Vec::new();
+    let parent = crate::lifeline::Parent::this_process();
     for p in 1..=procs {
         let out = dir.join(format!("samples.p{p}.bin"));
         // SAFETY: the caller is single-threaded (the issuer, if any, runs in its own process);
@@ -327,6 +328,9 @@ where
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if !crate::lifeline::bind(parent, Signal::SIGKILL) {
+                        return 9;
+                    }
                     let Ok(mut worker) = setup(p) else { return 3 };
                     let mut s = Samples {
                         latencies_ns: Vec::with_capacity(1 << 16),

@@ -255,8 +255,9 @@ impl BenchArgs {
     pub fn options(&self) -> Result<BenchOptions, String> {
         let mut o = BenchOptions::defaults(self.quick);
         if !self.procs.is_empty() {
-            if let Some(bad) = self.procs.iter().find(|&&p| p == 0 || p > 256) {
-                return Err(format!("--procs {bad}: use 1 to 256 processes"));
+            let max = crate::scenario::MAX_PROCESSES;
+            if let Some(bad) = self.procs.iter().find(|&&p| p == 0 || p > max) {
+                return Err(format!("--procs {bad}: use 1 to {max} processes"));
             }
             o.procs = self.procs.clone();
         }
@@ -265,6 +266,9 @@ impl BenchArgs {
                 .iter()
                 .map(|s| Strategy::parse(s).map_err(|e| e.to_string()))
                 .collect::<Result<_, _>>()?;
+            if o.strategies.is_empty() {
+                return Err("--strategies is empty: name at least one preset or spec (see `poolcheck strategies`)".into());
+            }
         }
         if !self.fs.is_empty() {
             o.fs = self

@@ -66,6 +66,41 @@ mod tests {
         }
     }
 
+    /// Issue #13 item 2: a final store as upstream writes it (float epoch seconds, a reset time
+    /// in epoch ms, an ISO-8601 time, unknown fields) with an exhausted entry holding a spent
+    /// refresh token is a store: not corrupt, and its dead credential is found.
+    #[test]
+    fn a_final_store_as_upstream_writes_it_is_judged_and_its_dead_credential_found() {
+        let bytes = include_bytes!("../../../pool-core/tests/fixtures/upstream-88d1d620.json");
+        let (r0, r1) = (
+            pool_core::digest::tag("sk-ant-ort01-entry"),
+            pool_core::digest::tag("sk-ant-ort01-next"),
+        );
+        let h = HistoryBuilder::new()
+            .issued(1, 0, &r0, &tag(0x20))
+            .redeemed(&r0, RedeemVerdict::Rotated)
+            .issued(1, 1, &r1, &tag(0x21))
+            .at(0, Ev::final_store(Some(bytes), "anthropic"))
+            .build();
+        let (_, _, outcome) = final_store(&h).unwrap();
+        let FinalStore::Parsed { entries } = outcome else {
+            panic!("not parsed: {outcome:?}");
+        };
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].status_at, Some(1_783_017_000_250));
+        assert_eq!(check(&h), Finding::none());
+        let dead = super::super::dead_credential::check(&h);
+        // The exhausted entry holds the spent token; the other OAuth entry's token was never
+        // issued by this run's issuer.
+        assert_eq!(dead.count, 2, "{dead:?}");
+        assert!(dead
+            .witness
+            .unwrap()
+            .last()
+            .unwrap()
+            .contains("entry a1b2c3"));
+    }
+
     #[test]
     fn a_parsed_final_store_is_not() {
         assert_eq!(

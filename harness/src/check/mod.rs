@@ -2,15 +2,17 @@
 //! minimal witness (Elle/Jepsen style). The same code judges every driver.
 //!
 //! One module per anomaly; each exposes `check(&History) -> Finding`. [`check`] runs them all
-//! over one shared [`Index`] and returns a [`Verdict`] that always names all eight anomalies.
+//! over one shared [`Index`] and returns a [`Verdict`] that always names all eight anomalies,
+//! and counts the [`TOLERATED`] events: what a checker saw and judged harmless (never part of
+//! an anomaly count, never failing an expectation unless one names it).
 //!
 //! Witnesses are short numbered stories (`"1. +3.2ms p2 (cli) op 4 select: read store
 //! a1b2c3d4"`). Tokens appear only as the tags already in the history; anything that does not
 //! look like a tag is re-tagged before it is printed, so a witness never holds a secret.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pool_core::world::{EntrySummary, Event, OpKind, RefreshOutcome};
+use pool_core::world::{EntrySummary, Event, OpKind, ReadOutcome, RefreshOutcome};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Ev, History, ProcId, Record};
@@ -19,6 +21,7 @@ pub mod corrupt_store;
 pub mod dead_credential;
 pub mod double_redeem;
 pub mod lost_update;
+pub mod order;
 pub mod partial_sync_read;
 pub mod stale_token_use;
 pub mod token_rollback;
@@ -35,6 +38,14 @@ pub const ANOMALIES: [&str; 8] = [
     "dead_credential",
     "corrupt_store",
 ];
+
+/// What the report's `tolerated` object counts, in report order: events that look like an
+/// anomaly but do no harm.
+/// - `grace_redeem`: a spent refresh token presented again and accepted inside the issuer's
+///   reuse grace period (the same pair again): not a `double_redeem`.
+/// - `grace_credential`: a final-store entry whose refresh token the issuer honours only
+///   because a grace period has not run out yet: not a `dead_credential` (yet).
+pub const TOLERATED: [&str; 2] = ["grace_redeem", "grace_credential"];
 
 /// What one checker found: how many instances, and the first one as a story.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +94,9 @@ pub struct Verdict {
     pub counts: BTreeMap<String, u64>,
     /// The first witness of each anomaly found, in [`ANOMALIES`] order.
     pub witnesses: Vec<Witness>,
+    /// Every [`TOLERATED`] name, always present (zero when none happened).
+    #[serde(default)]
+    pub tolerated: BTreeMap<String, u64>,
 }
 
 impl Verdict {
@@ -95,6 +109,21 @@ impl Verdict {
     pub fn total(&self) -> u64 {
         self.counts.values().sum()
     }
+
+    /// Anomaly and tolerated counts in one map: what expectations are judged on.
+    pub fn tally(&self) -> BTreeMap<String, u64> {
+        tally(&self.counts, &self.tolerated)
+    }
+}
+
+/// Anomaly and tolerated counts in one map (their names never collide).
+pub fn tally(
+    counts: &BTreeMap<String, u64>,
+    tolerated: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    let mut all = counts.clone();
+    all.extend(tolerated.iter().map(|(k, n)| (k.clone(), *n)));
+    all
 }
 
 /// Judge a history with every checker.
@@ -124,15 +153,31 @@ pub fn check(h: &History) -> Verdict {
             }
         }
     }
-    Verdict { counts, witnesses }
+    let tolerated = BTreeMap::from([
+        ("grace_redeem".to_string(), double_redeem::grace_redeems(h)),
+        (
+            "grace_credential".to_string(),
+            dead_credential::grace_credentials(&ix),
+        ),
+    ]);
+    Verdict {
+        counts,
+        witnesses,
+        tolerated,
+    }
 }
 
-/// One `Pool{Write}` of the history.
+/// One completed `Pool{Write}` of the store.
 #[derive(Clone, Copy, Debug)]
 pub struct WriteRef<'h> {
     /// Index of the record in `History::records`.
     pub rec: usize,
+    /// When the write was recorded complete: an upper bound of the moment its content landed.
     pub t_ns: u64,
+    /// A lower bound of the moment its content landed: its `write_begin` record, else (a
+    /// subject that reports only completed writes) the beginning of its operation, else its
+    /// own time (the harness's setup writes).
+    pub begin_ns: u64,
     pub proc: ProcId,
     pub op: u64,
     pub hash: &'h str,
@@ -140,11 +185,31 @@ pub struct WriteRef<'h> {
     pub entries: &'h [EntrySummary],
 }
 
+/// A store write that began (`write_begin`) and has no completion record: its writer died,
+/// or its rename failed, before recording it. Its content may have landed, at some time
+/// between `begin_ns` and `end_ns` (the writer's next record, else the end of time).
+#[derive(Clone, Copy, Debug)]
+pub struct Pending<'h> {
+    pub rec: usize,
+    pub begin_ns: u64,
+    pub end_ns: u64,
+    pub proc: ProcId,
+    pub hash: &'h str,
+}
+
 /// Lookups shared by the checkers, built once per history.
 pub struct Index<'h> {
     pub h: &'h History,
-    /// Every store write, in time order.
+    /// Every completed store write, in the order of their completion records.
     pub writes: Vec<WriteRef<'h>>,
+    /// Store writes that began and were never recorded complete.
+    pub pending: Vec<Pending<'h>>,
+    /// (file, hash) of every content some write began or completed: the store (`None`) and
+    /// the external credential files. A read of anything else read bytes no write produced.
+    pub produced: HashSet<(Option<&'h str>, &'h str)>,
+    /// Per process, the store versions it read (parsed) or wrote: (record index, hash), in
+    /// time order. What a process observed, to check the `base` its writes claim.
+    pub observed: HashMap<ProcId, Vec<(usize, &'h str)>>,
     /// Write positions (into `writes`) by content hash, in time order.
     pub by_hash: HashMap<&'h str, Vec<usize>>,
     /// The kind of each operation, by (process, op id).
@@ -168,8 +233,33 @@ impl<'h> Index<'h> {
         // token -> pool refresh records (not adopted), in time order
         let mut refreshes: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut redeems: Vec<(usize, &str)> = Vec::new();
+        let mut produced = HashSet::new();
+        let mut observed: HashMap<ProcId, Vec<(usize, &str)>> = HashMap::new();
+        // Latest beginning of each (process, op), and begun-not-completed store writes.
+        let mut op_began: HashMap<(ProcId, u64), u64> = HashMap::new();
+        let mut begun: HashMap<(ProcId, u64, &str), usize> = HashMap::new();
         for (i, r) in h.records.iter().enumerate() {
             match &r.ev {
+                Ev::Pool {
+                    event: Event::WriteBegin { op, hash, file },
+                } => {
+                    produced.insert((file.as_deref(), hash.as_str()));
+                    if file.is_none() {
+                        begun.insert((r.proc, *op, hash.as_str()), i);
+                    }
+                }
+                Ev::Pool {
+                    event:
+                        Event::Write {
+                            op,
+                            hash,
+                            file: Some(file),
+                            ..
+                        },
+                } => {
+                    let _ = op;
+                    produced.insert((Some(file.as_str()), hash.as_str()));
+                }
                 Ev::Pool {
                     event:
                         Event::Write {
@@ -177,12 +267,20 @@ impl<'h> Index<'h> {
                             hash,
                             base,
                             entries,
+                            file: None,
                         },
                 } => {
+                    produced.insert((None, hash.as_str()));
+                    observed.entry(r.proc).or_default().push((i, hash.as_str()));
+                    let begin_ns = match begun.remove(&(r.proc, *op, hash.as_str())) {
+                        Some(b) => h.records[b].t_ns,
+                        None => op_began.get(&(r.proc, *op)).copied().unwrap_or(r.t_ns),
+                    };
                     by_hash.entry(hash.as_str()).or_default().push(writes.len());
                     writes.push(WriteRef {
                         rec: i,
                         t_ns: r.t_ns,
+                        begin_ns: begin_ns.min(r.t_ns),
                         proc: r.proc,
                         op: *op,
                         hash,
@@ -191,9 +289,21 @@ impl<'h> Index<'h> {
                     });
                 }
                 Ev::Pool {
+                    event:
+                        Event::Read {
+                            hash,
+                            outcome: ReadOutcome::Parsed,
+                            file: None,
+                            ..
+                        },
+                } => {
+                    observed.entry(r.proc).or_default().push((i, hash.as_str()));
+                }
+                Ev::Pool {
                     event: Event::OpBegin { op, kind },
                 } => {
                     op_kinds.insert((r.proc, *op), *kind);
+                    op_began.insert((r.proc, *op), r.t_ns);
                 }
                 Ev::Pool {
                     event: Event::Refresh { token, outcome, .. },
@@ -218,6 +328,24 @@ impl<'h> Index<'h> {
                 _ => {}
             }
         }
+        let mut pending: Vec<Pending> = begun
+            .into_iter()
+            .map(|((proc, _, hash), rec)| {
+                // The rename (if any) happened before the writer's operation ended.
+                let end_ns = h.records[rec + 1..]
+                    .iter()
+                    .find(|r| r.proc == proc && ends_an_op(&r.ev))
+                    .map_or(u64::MAX, |r| r.t_ns);
+                Pending {
+                    rec,
+                    begin_ns: h.records[rec].t_ns,
+                    end_ns,
+                    proc,
+                    hash,
+                }
+            })
+            .collect();
+        pending.sort_by_key(|p| p.rec);
         let mut requester = HashMap::new();
         let mut taken: HashMap<&str, Vec<bool>> = HashMap::new();
         for (i, token) in redeems {
@@ -240,6 +368,9 @@ impl<'h> Index<'h> {
         Index {
             h,
             writes,
+            pending,
+            produced,
+            observed,
             by_hash,
             op_kinds,
             issued_refresh,
@@ -320,6 +451,18 @@ impl<'h> Index<'h> {
             None => "(never issued)".to_string(),
         }
     }
+}
+
+/// Whether a record of a process comes after everything its current operation did: the
+/// operation's end, a next operation, its death or exit.
+fn ends_an_op(ev: &Ev) -> bool {
+    matches!(
+        ev,
+        Ev::Pool {
+            event: Event::OpEnd { .. } | Event::OpBegin { .. }
+        } | Ev::Killed { .. }
+            | Ev::ProcExit { .. }
+    )
 }
 
 /// Who a record is by, for stories. Ledger events the issuer logged under the harness are
@@ -451,6 +594,10 @@ mod tests {
             let v = check(&h);
             let keys: Vec<&str> = v.counts.keys().map(String::as_str).collect();
             let mut want = ANOMALIES.to_vec();
+            want.sort();
+            assert_eq!(keys, want);
+            let keys: Vec<&str> = v.tolerated.keys().map(String::as_str).collect();
+            let mut want = TOLERATED.to_vec();
             want.sort();
             assert_eq!(keys, want);
             assert!(v.is_clean());

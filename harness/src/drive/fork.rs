@@ -86,6 +86,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     if let (Some(n), Some(first)) = (opts.procs, sc.roles.first_mut()) {
         first.count = n.max(1);
     }
+    sc.check_process_total().map_err(DriveError)?;
     let now = SystemClock.now_ms();
     let user = match &opts.store {
         None => None,
@@ -216,6 +217,14 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     })
 }
 
+/// The first operation id of a worker's `incarnation` (0 for the first start, n after the
+/// nemesis's n-th kill): each life of a process numbers its operations in its own range, so
+/// the operations of two lives of one process never merge in the history. Pool-core workers
+/// and subject workers both number from here.
+pub fn first_op_id(incarnation: u32) -> u64 {
+    u64::from(incarnation) * 1_000_000 + 1
+}
+
 /// The body of a forked worker; returns its exit code.
 fn worker_main(
     sc: &Scenario,
@@ -268,7 +277,7 @@ fn worker_main(
         })
     });
     // A restarted process must not reuse the dead one's operation ids.
-    pool_core::pool::start_op_ids_at(u64::from(plan.incarnation) * 1_000_000 + 1);
+    pool_core::pool::start_op_ids_at(first_op_id(plan.incarnation));
     let hooks = WorkerHooks::new(
         &log,
         coord,
@@ -312,10 +321,15 @@ struct World<'a> {
 impl World<'_> {
     /// Fork one worker.
     fn spawn(&self, plan: &WorkerPlan) -> Result<Pid, DriveError> {
+        let parent = crate::lifeline::Parent::this_process();
         // SAFETY: the parent is single-threaded here (the issuer runs in its own process);
         // the child only runs `worker_main` and leaves through `_exit`.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
+                if !crate::lifeline::bind(parent, Signal::SIGKILL) {
+                    // SAFETY: the parent is gone; leave without running its destructors.
+                    unsafe { libc::_exit(9) }
+                }
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     worker_main(
                         self.sc,

@@ -145,8 +145,7 @@ impl Goal {
 
     /// The goal in words, for the report's bound.
     pub fn describe(&self) -> Option<String> {
-        (!self.anomalies.is_empty())
-            .then(|| format!("searching for {}", self.anomalies.join(", ")))
+        (!self.anomalies.is_empty()).then(|| format!("searching for {}", self.anomalies.join(", ")))
     }
 }
 
@@ -463,19 +462,21 @@ impl ModelRun {
             for (k, n) in v.counts {
                 *verdict.counts.entry(k).or_insert(0) += n;
             }
+            for (k, n) in v.tolerated {
+                *verdict.tolerated.entry(k).or_insert(0) += n;
+            }
             for w in v.witnesses {
                 if !verdict.witnesses.iter().any(|x| x.anomaly == w.anomaly) {
                     verdict.witnesses.push(w);
                 }
             }
         }
-
         let mut expectations: Vec<report::Expectation> = Expect::from_scenario(&self.scenario)
             .iter()
             .filter(|e| e.strategy == self.strategy)
             .map(|e| report::Expectation {
                 expect: e.want_text(),
-                held: e.holds(&verdict.counts),
+                held: e.holds(&verdict.tally()),
             })
             .collect();
         for e in &mut expectations {
@@ -491,6 +492,7 @@ impl ModelRun {
             scenario: self.scenario.name.clone(),
             verdict: ex.verdict.name().into(),
             anomalies: verdict.counts,
+            tolerated: verdict.tolerated,
             witnesses: verdict.witnesses,
             stats: Stats {
                 processes: self.plan.processes(),
@@ -508,6 +510,7 @@ impl ModelRun {
                 }),
             },
             expectations,
+            errors: Vec::new(),
         }
     }
 }
@@ -654,6 +657,7 @@ impl ModelRun {
             scenario: self.scenario.name.clone(),
             verdict: "n/a".into(),
             anomalies: verdict.counts,
+            tolerated: verdict.tolerated,
             witnesses: verdict.witnesses,
             stats: Stats {
                 processes: self.plan.processes(),
@@ -671,6 +675,7 @@ impl ModelRun {
                 }),
             },
             expectations: Vec::new(),
+            errors: Vec::new(),
         }
     }
 }

@@ -15,7 +15,7 @@ use pool_core::{AuthType, Entry};
 use super::log::EventLog;
 use super::roles::{external_format, external_path, write_private};
 use crate::history::Ev;
-use crate::issuer::rules::{IssuerConfig, IssuerState};
+use crate::issuer::rules::{AccessTokenFormat, IssuerConfig, IssuerState};
 use crate::issuer::Issuer;
 use crate::scenario::Scenario;
 
@@ -25,6 +25,7 @@ pub fn issuer_config(sc: &Scenario, seed: u64) -> IssuerConfig {
         latency_ms: (sc.issuer.latency_ms[0], sc.issuer.latency_ms[1]),
         grace_ms: sc.issuer.grace_ms,
         access_lifetime_s: sc.issuer.access_lifetime_s,
+        access_token_format: sc.issuer.access_token_format,
         seed,
         ..IssuerConfig::default()
     }
@@ -109,11 +110,18 @@ pub fn initial_world(
         match key {
             Some(k) => e.access_token = Some(k),
             None => {
-                let pair = issuer.mint_family(now_ms);
+                // A JWT says when it expires: the scenario's remaining life, as in the store.
+                let pair = match issuer.config().access_token_format {
+                    AccessTokenFormat::Jwt => {
+                        issuer.mint_family_until(0, now_ms, now_ms + spec.expires_in_s * 1000)
+                    }
+                    AccessTokenFormat::Opaque => issuer.mint_family(now_ms),
+                };
                 e.access_token = Some(pair.access.clone());
                 e.refresh_token = Some(pair.refresh.clone());
                 e.expires_at_ms = Some(now_ms + spec.expires_in_s * 1000);
-                if let Some(format) = external_format(&spec.source) {
+                let file_written = externals.iter().any(|(s, _)| *s == spec.source);
+                if let Some(format) = external_format(&spec.source).filter(|_| !file_written) {
                     // The other CLI's file holds the same pair, or, when it already rotated
                     // the family, the newer one (and the store's pair is then spent).
                     let file_pair = if spec.external_newer {
@@ -168,8 +176,35 @@ pub fn initial_write(sc: &Scenario, store: &Store, bytes: &[u8]) -> Ev {
                 .iter()
                 .map(pool_core::pool::summary)
                 .collect(),
+            file: None,
         },
     }
+}
+
+/// The history records of a write of an external credential file (`source`) outside the
+/// pool (the harness's setup, an external CLI): its intent and its completion, which a driver
+/// records around the write. Pool reads of those bytes are then reads of a known write.
+pub fn external_write(source: &str, bytes: &[u8]) -> (Ev, Ev) {
+    let hash = content_hash(bytes);
+    let file = Some(source.to_string());
+    (
+        Ev::Pool {
+            event: Event::WriteBegin {
+                op: 0,
+                hash: hash.clone(),
+                file: file.clone(),
+            },
+        },
+        Ev::Pool {
+            event: Event::Write {
+                op: 0,
+                hash,
+                base: None,
+                entries: Vec::new(),
+                file,
+            },
+        },
+    )
 }
 
 /// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
@@ -188,6 +223,7 @@ pub fn prepare(
     let (store, externals) = initial_world(sc, keys, server.state_mut(), now_ms, user)?;
     for (source, bytes) in externals {
         write_private(&external_path(dir, &source), &bytes)?;
+        log.push(external_write(&source, &bytes).1);
     }
     let bytes = store.to_bytes();
     write_private(&dir.join("auth.json"), &bytes)?;

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 
 use super::hooks::WorkerHooks;
 use super::roles::{added_key, pool_config, WorkerPlan};
-use crate::history::{Ev, History};
+use crate::history::Ev;
 use crate::scenario::{RoleKind, Scenario};
 
 /// The protocol name and version every message exchange starts with.
@@ -45,8 +45,10 @@ pub const PROTOCOL: &str = "poolcheck-subject/1";
 pub const SUBJECT_FAILED: i32 = 5;
 
 /// How to start and talk to a subject.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubjectSpec {
+    /// What reports call it (`--subject NAME=CMD`; `subject` when unnamed).
+    pub name: String,
     /// A shell command line, run with `sh -c` in the harness's working directory.
     pub command: String,
     /// How long the subject may take to answer one request (pauses excluded).
@@ -56,6 +58,7 @@ pub struct SubjectSpec {
 impl SubjectSpec {
     pub fn new(command: impl Into<String>) -> SubjectSpec {
         SubjectSpec {
+            name: "subject".into(),
             command: command.into(),
             timeout: Duration::from_secs(10),
         }
@@ -65,37 +68,6 @@ impl SubjectSpec {
 /// Whether a role is played by the subject (pool roles) or by the harness (`external-cli`).
 pub fn plays(kind: RoleKind) -> bool {
     kind != RoleKind::ExternalCli
-}
-
-/// The subject failures recorded in a history, one message per failed worker.
-pub fn errors(h: &History) -> Vec<String> {
-    h.records
-        .iter()
-        .filter_map(|r| match &r.ev {
-            Ev::ProcExit { status, .. } if status.starts_with("subject ") => Some(status.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Run `sc` with the subject and judge it. The report's `strategy` is `subject` and its
-/// `spec` the command line; the scenario's `[expect]` (about presets) does not apply.
-pub fn run_and_judge(
-    sc: &Scenario,
-    spec: &SubjectSpec,
-    opts: &super::fork::RunOptions,
-) -> Result<(crate::report::RunReport, super::fork::RunRecord), super::fork::DriveError> {
-    let opts = super::fork::RunOptions {
-        subject: Some(spec.clone()),
-        ..opts.clone()
-    };
-    // The strategy is not used by subject workers; `external-cli` roles do not use it either.
-    let strategy = pool_core::Strategy::parse("none").expect("a preset");
-    let rec = super::fork::run(sc, strategy, &opts)?;
-    let mut run = crate::report::judge_fork(sc, strategy, &rec, &[]);
-    run.strategy = "subject".into();
-    run.spec = spec.command.clone();
-    Ok((run, rec))
 }
 
 /// What went wrong with a subject, as one line for the report.
@@ -123,6 +95,8 @@ struct Conn<'h, 'a> {
     /// Read or write events this operation (to know whether the subject reports them).
     io_events: u32,
     last_line: usize,
+    /// Kills the subject's process group if this worker dies (dropped with the connection).
+    _guard: crate::lifeline::GroupGuard,
 }
 
 /// Play the role of `plan` with the subject; returns the worker's exit code.
@@ -201,7 +175,7 @@ impl<'h, 'a> Conn<'h, 'a> {
                 "seed": plan.seed,
             }
         });
-        let mut child = Command::new("sh")
+        let mut child = crate::lifeline::bind_command(&mut Command::new("sh"))
             .arg("-c")
             .arg(&spec.command)
             .env("POOLCHECK_PROTOCOL", PROTOCOL)
@@ -216,6 +190,9 @@ impl<'h, 'a> Conn<'h, 'a> {
             .process_group(0)
             .spawn()
             .map_err(|e| SubjectError(format!("{name}: cannot start: {e}")))?;
+        // The subject's group (its shell and what the shell starts) dies with this worker.
+        let guard = crate::lifeline::guard_group(nix::unistd::Pid::from_raw(child.id() as i32))
+            .map_err(|e| SubjectError(format!("{name}: cannot watch it: {e}")))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
@@ -245,9 +222,11 @@ impl<'h, 'a> Conn<'h, 'a> {
             hooks,
             stderr_path,
             op: 0,
-            next_op: 1,
+            // A restarted process must not reuse the dead one's operation ids.
+            next_op: super::fork::first_op_id(plan.incarnation),
             io_events: 0,
             last_line: 0,
+            _guard: guard,
         };
         let reply = c.exchange(&hello, "hello")?;
         if reply.get("protocol").and_then(Value::as_str) != Some(PROTOCOL) {
@@ -360,6 +339,7 @@ impl<'h, 'a> Conn<'h, 'a> {
                     outcome: ReadOutcome::Corrupt(
                         "the subject reported an unparseable read".into(),
                     ),
+                    file: None,
                 });
             }
         }

@@ -149,6 +149,23 @@ mod tests {
         "auth_type":"oauth","priority":0,"source":"manual","access_token":"a","refresh_token":"r",
         "expires_at_ms":5,"request_count":0,"last_status":null}]}}"#;
 
+    /// `run --store` takes a store as upstream writes it (float epoch seconds, reset times in
+    /// epoch ms or ISO-8601, unknown fields), at both upstream commits.
+    #[test]
+    fn stores_as_upstream_writes_them_are_accepted() {
+        for bytes in [
+            &include_bytes!("../../../pool-core/tests/fixtures/upstream-39cd5708.json")[..],
+            &include_bytes!("../../../pool-core/tests/fixtures/upstream-88d1d620.json")[..],
+        ] {
+            let s = check(bytes).unwrap();
+            assert!(s
+                .credential_pool
+                .values()
+                .flatten()
+                .any(|e| e.is_exhausted()));
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 

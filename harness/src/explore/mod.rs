@@ -35,8 +35,8 @@ pub struct ExploreArgs {
     /// The model driver (only `shuttle`: the schedule is a shuttle scheduler's choices).
     #[arg(long, default_value = "shuttle")]
     pub driver: String,
-    /// Generated cases (one workload and one schedule each).
-    #[arg(long, default_value_t = 1000)]
+    /// Generated cases (one workload and one schedule each), 1 to 1000000.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub cases: u32,
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]

@@ -55,6 +55,20 @@ pub struct IssuerConfig {
     /// When set, a 429 says the limit resets this many ms after the call; when unset, a 429
     /// carries no reset time (as many real APIs).
     pub rate_limit_reset_ms: Option<u64>,
+    /// What access tokens look like: opaque random text, or JWTs a client can read `exp` from.
+    pub access_token_format: AccessTokenFormat,
+}
+
+/// The shape of minted access tokens. The ledger, tags and rules are the same for both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessTokenFormat {
+    /// 43 URL-safe random characters.
+    #[default]
+    Opaque,
+    /// `header.payload.signature`, base64url, with claims `exp` and `iat` (Unix seconds) and
+    /// `sub` (the family); the signature is 43 random characters (nothing checks it).
+    Jwt,
 }
 
 impl Default for IssuerConfig {
@@ -68,6 +82,7 @@ impl Default for IssuerConfig {
             api_keys: Vec::new(),
             rate_limited_keys: Vec::new(),
             rate_limit_reset_ms: None,
+            access_token_format: AccessTokenFormat::Opaque,
         }
     }
 }
@@ -274,6 +289,8 @@ pub struct IssuerState {
     access: HashMap<String, AccessInfo>,
     sink: Box<dyn LedgerSink>,
     clock_ns: fn() -> u64,
+    /// Whether the [`Ev::IssuerRules`] record has gone to the sink yet.
+    announced: bool,
 }
 
 impl IssuerState {
@@ -289,6 +306,7 @@ impl IssuerState {
             access: HashMap::new(),
             sink,
             clock_ns: history::now_ns,
+            announced: false,
         }
     }
 
@@ -325,6 +343,13 @@ impl IssuerState {
     }
 
     fn emit(&mut self, proc: ProcId, ev: Ev) {
+        if !self.announced {
+            // The rules first (stamped like every record, by the issuer's clock), so the
+            // checkers can tell a token still inside its grace period from a dead one.
+            self.announced = true;
+            let grace_ms = self.config.grace_ms;
+            self.emit(0, Ev::IssuerRules { grace_ms });
+        }
         let record = Record {
             t_ns: (self.clock_ns)(),
             proc,
@@ -343,10 +368,30 @@ impl IssuerState {
     }
 
     fn issue(&mut self, proc: ProcId, family: u32, generation: u32, now_ms: u64) -> IssuedPair {
-        let access = self.fresh_token();
-        let refresh = self.fresh_token();
         let expires_at_ms =
             now_ms.saturating_add(self.config.access_lifetime_s.saturating_mul(1000));
+        self.issue_until(proc, family, generation, now_ms, expires_at_ms)
+    }
+
+    fn issue_until(
+        &mut self,
+        proc: ProcId,
+        family: u32,
+        generation: u32,
+        now_ms: u64,
+        expires_at_ms: u64,
+    ) -> IssuedPair {
+        let access = match self.config.access_token_format {
+            AccessTokenFormat::Opaque => self.fresh_token(),
+            // The signature is fresh random text, so the token is unique like an opaque one.
+            AccessTokenFormat::Jwt => pool_core::jwt::encode(
+                &format!("family-{family}"),
+                now_ms / 1000,
+                expires_at_ms / 1000,
+                &self.fresh_token(),
+            ),
+        };
+        let refresh = self.fresh_token();
         self.refresh.insert(
             refresh.clone(),
             RefreshInfo {
@@ -389,12 +434,24 @@ impl IssuerState {
 
     /// [`IssuerState::mint_family`] on behalf of process `proc`.
     pub fn mint_family_for(&mut self, proc: ProcId, now_ms: u64) -> IssuedPair {
+        let until = now_ms.saturating_add(self.config.access_lifetime_s.saturating_mul(1000));
+        self.mint_family_until(proc, now_ms, until)
+    }
+
+    /// A new family whose generation-0 access token expires at `expires_at_ms` (a scenario's
+    /// initial token with its own remaining life).
+    pub fn mint_family_until(
+        &mut self,
+        proc: ProcId,
+        now_ms: u64,
+        expires_at_ms: u64,
+    ) -> IssuedPair {
         let family = self.families.len() as u32;
         self.families.push(Family {
             revoked: false,
             newest: 0,
         });
-        self.issue(proc, family, 0, now_ms)
+        self.issue_until(proc, family, 0, now_ms, expires_at_ms)
     }
 
     /// A refresh grant (RFC 6749 §6) for `refresh`, requested by process `proc` at `now_ms`.
@@ -525,6 +582,31 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// `access_token_format = "jwt"`: access tokens are JWTs whose `exp` is the ledger's
+    /// expiry (to the second); redemption, reuse and tags work as with opaque tokens.
+    #[test]
+    fn jwt_access_tokens_carry_the_ledgers_expiry() {
+        let config = IssuerConfig {
+            access_token_format: AccessTokenFormat::Jwt,
+            ..IssuerConfig::default()
+        };
+        let (mut s, _) = state(config);
+        let p0 = s.mint_family(1_795_867_200_500);
+        let claims = pool_core::jwt::claims(&p0.access).expect("a JWT");
+        assert_eq!(claims["sub"], "family-0");
+        assert_eq!(claims["iat"], 1_795_867_200u64);
+        assert_eq!(
+            pool_core::jwt::exp_ms(&p0.access),
+            Some(p0.expires_at_ms / 1000 * 1000)
+        );
+        let p1 = s.redeem(1, &p0.refresh, 1_795_867_201_000).unwrap();
+        assert!(pool_core::jwt::exp_ms(&p1.access).is_some());
+        assert_ne!(p1.access, p0.access);
+        assert!(s.redeem(2, &p0.refresh, 1_795_867_202_000).is_err());
+        let (mut s, _) = state(IssuerConfig::default());
+        assert_eq!(pool_core::jwt::claims(&s.mint_family(0).access), None);
     }
 
     #[test]
@@ -808,12 +890,13 @@ mod tests {
                 Ev::Redeemed { .. } => "redeemed",
                 Ev::FamilyRevoked { .. } => "revoked",
                 Ev::Used { .. } => "used",
+                Ev::IssuerRules { .. } => "rules",
                 _ => "other",
             })
             .collect();
         assert_eq!(
             kinds.into_iter().collect::<Vec<_>>(),
-            vec!["issued", "redeemed", "revoked", "used"]
+            vec!["issued", "redeemed", "revoked", "rules", "used"]
         );
         for r in &records {
             let line = serde_json::to_string(r).unwrap();

@@ -184,7 +184,7 @@ impl Issuer {
         }
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let url = format!("http://{}", listener.local_addr()?);
-        let parent = nix::unistd::getpid();
+        let parent = crate::lifeline::Parent::this_process();
         // SAFETY: the process is single-threaded (checked above), so the child starts with a
         // consistent heap and no foreign locks held; it never returns into the caller's code.
         match unsafe { fork() }.map_err(io::Error::from)? {
@@ -211,7 +211,7 @@ fn thread_count() -> io::Result<usize> {
     }
 }
 
-fn child_main(issuer: Issuer, listener: TcpListener, parent: Pid) -> ! {
+fn child_main(issuer: Issuer, listener: TcpListener, parent: crate::lifeline::Parent) -> ! {
     let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         child_serve(issuer, listener, parent)
     })) {
@@ -227,20 +227,17 @@ fn child_main(issuer: Issuer, listener: TcpListener, parent: Pid) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn child_serve(issuer: Issuer, listener: TcpListener, parent: Pid) -> io::Result<()> {
+fn child_serve(
+    issuer: Issuer,
+    listener: TcpListener,
+    parent: crate::lifeline::Parent,
+) -> io::Result<()> {
     let mut term = SigSet::empty();
     term.add(Signal::SIGTERM);
     // Blocked before any thread exists, so every server thread inherits the mask and the
     // signal is only ever taken by the sigwait below.
     term.thread_block().map_err(io::Error::from)?;
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    if nix::unistd::getppid() != parent {
+    if !crate::lifeline::bind(parent, Signal::SIGTERM) {
         return Ok(()); // the parent died before we could ask to be told
     }
     let server = Server::from_listener(listener, None).map_err(io::Error::other)?;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use super::render::cell;
+use super::render::{cell, held_line, mark, Mark, LEGEND};
 use super::{timeline, Report, RunReport};
 use crate::history::History;
 
@@ -102,6 +102,7 @@ th{background:#f2f4f7}\
 td.clean{color:#2a7a2a}\
 td.anomalous{background:#fff3e0}\
 td.failed{background:#fde0dc}\
+td.expected{background:#eef6ee;border-left:4px solid #2a7a2a}\
 td a{color:#b3360b;font-weight:bold}\
 pre{background:#f7f7f7;padding:8px;font-size:12px;overflow-x:auto}\
 section{border-top:2px solid #ddd;margin-top:28px}\
@@ -149,16 +150,26 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
                 o.push_str("<td>-</td>");
                 continue;
             }
-            let failed = runs
+            let marks: Vec<Mark> = runs.iter().map(|(_, r)| mark(r)).collect();
+            let failed = marks.contains(&Mark::Failed);
+            let expected = marks.iter().all(|m| *m == Mark::Expected);
+            let anomalous = runs
                 .iter()
-                .any(|(_, r)| r.expectations.iter().any(|e| !e.held));
-            let anomalous = runs.iter().any(|(_, r)| !r.witnesses.is_empty());
-            let class = match (failed, anomalous) {
-                (true, _) => "failed",
-                (false, true) => "anomalous",
-                _ => "clean",
+                .any(|(_, r)| !r.witnesses.is_empty() || r.anomalies.values().any(|n| *n > 0));
+            let (class, title) = match (failed, expected, anomalous) {
+                (true, ..) => ("failed", "an expectation about this cell failed"),
+                (false, true, true) => (
+                    "anomalous expected",
+                    "expected: an [expect] pins these findings and it held",
+                ),
+                (false, true, false) => (
+                    "clean expected",
+                    "expected: an [expect] pins this cell and it held",
+                ),
+                (false, false, true) => ("anomalous", "no expectation pins this cell"),
+                _ => ("clean", "no expectation pins this cell"),
             };
-            let _ = write!(o, "<td class=\"{class}\">");
+            let _ = write!(o, "<td class=\"{class}\" title=\"{}\">", esc(title));
             for (k, (i, r)) in runs.iter().enumerate() {
                 if k > 0 {
                     o.push_str(", ");
@@ -174,6 +185,10 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
         o.push_str("</tr>\n");
     }
     o.push_str("</table>\n");
+    if let Some(line) = held_line(report) {
+        let _ = writeln!(o, "<p><b>{}</b></p>", esc(&line));
+    }
+    let _ = writeln!(o, "<p class=\"meta\">{}</p>", esc(LEGEND));
 
     // One section per anomalous run.
     for (i, r) in report.runs.iter().enumerate() {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::{Report, RunReport};
-use crate::check::ANOMALIES;
+use crate::check::{ANOMALIES, TOLERATED};
 
 /// Short column names for the anomaly table.
 pub fn short(anomaly: &str) -> &'static str {
@@ -17,9 +17,62 @@ pub fn short(anomaly: &str) -> &'static str {
         "stale_token_use" => "stale",
         "dead_credential" => "dead",
         "corrupt_store" => "corrupt",
+        "grace_redeem" => "grace",
+        "grace_credential" => "grace-held",
         _ => "?",
     }
 }
+
+/// The run's tolerated events, `tolerated grace:6`, or `None` when there were none.
+pub fn tolerated(r: &RunReport) -> Option<String> {
+    let found: Vec<String> = TOLERATED
+        .iter()
+        .filter(|a| r.tolerated.get(**a).copied().unwrap_or(0) > 0)
+        .map(|a| format!("{}:{}", short(a), r.tolerated[*a]))
+        .collect();
+    (!found.is_empty()).then(|| format!("tolerated {}", found.join(" ")))
+}
+
+/// How a run stands against the expectations that pin its cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// No expectation is about this cell.
+    Unpinned,
+    /// Every expectation about it held: what it shows is expected.
+    Expected,
+    /// One failed.
+    Failed,
+}
+
+pub fn mark(r: &RunReport) -> Mark {
+    if r.expectations.is_empty() {
+        Mark::Unpinned
+    } else if r.expectations.iter().all(|e| e.held) {
+        Mark::Expected
+    } else {
+        Mark::Failed
+    }
+}
+
+/// `N of M expectations held.` over every run of the report, or `None` when none applied.
+pub fn held_line(report: &Report) -> Option<String> {
+    let all: Vec<bool> = report
+        .runs
+        .iter()
+        .flat_map(|r| r.expectations.iter().map(|e| e.held))
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    let held = all.iter().filter(|h| **h).count();
+    Some(format!("{held} of {} expectations held.", all.len()))
+}
+
+/// What the marks and the tolerated events in the cells mean.
+pub const LEGEND: &str = "(expected): an [expect] pins this cell and it held; (!): one failed.
+(tolerated ...): no harm, never a failure unless an expectation names it. grace: a spent refresh
+token presented again and accepted inside the issuer's reuse grace period; grace-held: a final
+token the issuer honours only until its grace period ends.";
 
 /// Strategies in first-seen order, with their runs.
 fn by_strategy(report: &Report) -> Vec<(String, Vec<&RunReport>)> {
@@ -51,14 +104,21 @@ pub fn cell(r: &RunReport) -> String {
         .map(|a| format!("{}:{}", short(a), r.anomalies[*a]))
         .collect();
     let mut s = match (&r.stats.model, found.is_empty()) {
+        _ if r.verdict == super::ERROR && found.is_empty() => "error".to_string(),
+        _ if r.verdict == super::ERROR => format!("error: {}", found.join(" ")),
         (None, true) => "clean".to_string(),
         (None, false) => found.join(" "),
         // Model runs: the checker and its verdict first (`loom verified`).
         (Some(_), true) => format!("{} {}", r.driver, r.verdict),
         (Some(_), false) => format!("{} {}: {}", r.driver, r.verdict, found.join(" ")),
     };
-    if r.expectations.iter().any(|e| !e.held) {
-        s.push_str(" (!)");
+    if let Some(t) = tolerated(r) {
+        let _ = write!(s, " ({t})");
+    }
+    match mark(r) {
+        Mark::Unpinned => {}
+        Mark::Expected => s.push_str(" (expected)"),
+        Mark::Failed => s.push_str(" (!)"),
     }
     s
 }
@@ -87,10 +147,12 @@ fn grid(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-/// Totals per strategy and anomaly, over every scenario run.
+/// Totals per strategy and anomaly (then tolerated event), over every scenario run.
 fn totals(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
+    let names: Vec<&str> = ANOMALIES.iter().chain(TOLERATED.iter()).copied().collect();
     let mut header = vec!["strategy".to_string()];
     header.extend(ANOMALIES.iter().map(|a| short(a).to_string()));
+    header.extend(TOLERATED.iter().map(|a| format!("tolerated {}", short(a))));
     let mut rows = Vec::new();
     for (strategy, runs) in by_strategy(report) {
         let mut sum: BTreeMap<&str, u64> = BTreeMap::new();
@@ -98,9 +160,12 @@ fn totals(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
             for a in ANOMALIES {
                 *sum.entry(a).or_default() += r.anomalies.get(a).copied().unwrap_or(0);
             }
+            for a in TOLERATED {
+                *sum.entry(a).or_default() += r.tolerated.get(a).copied().unwrap_or(0);
+            }
         }
         let mut row = vec![strategy];
-        row.extend(ANOMALIES.iter().map(|a| match sum[a] {
+        row.extend(names.iter().map(|a| match sum[a] {
             0 => ".".to_string(),
             n => n.to_string(),
         }));
@@ -173,11 +238,27 @@ fn failures_text(report: &Report, out: &mut String, md: bool) {
     }
 }
 
+/// Under the verdict grid: `N of M expectations held.` and what the marks mean (when a cell
+/// carries one).
+fn expectations_text(report: &Report, out: &mut String) {
+    let marked = report
+        .runs
+        .iter()
+        .any(|r| mark(r) != Mark::Unpinned || tolerated(r).is_some());
+    if let Some(line) = held_line(report) {
+        let _ = writeln!(out, "\n{line}");
+    }
+    if marked {
+        let _ = writeln!(out, "{LEGEND}");
+    }
+}
+
 /// The terminal table: verdicts per strategy x scenario, then totals per anomaly.
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let (h, rows) = grid(report);
     text_table(&mut out, &h, &rows);
+    expectations_text(report, &mut out);
     out.push('\n');
     let (h, rows) = totals(report);
     let _ = writeln!(out, "Anomalies found, summed over scenarios ('.' = none):");
@@ -240,6 +321,7 @@ pub fn markdown_linked(report: &Report, html_dir: Option<&std::path::Path>) -> S
     let _ = writeln!(out, "## poolcheck report\n");
     let (h, rows) = grid(report);
     md_table(&mut out, &h, &rows);
+    expectations_text(report, &mut out);
     let _ = writeln!(out, "\nAnomalies found, summed over scenarios:\n");
     let (h, rows) = totals(report);
     md_table(&mut out, &h, &rows);
@@ -290,7 +372,8 @@ pub fn json(report: &Report) -> String {
 pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
     let mut out = String::new();
     let failed: Vec<_> = g.expectations.iter().filter(|e| !e.held).collect();
-    let provisional = |e: &crate::gate::GateResult| !g.final_verdicts && e.want == "finds";
+    let provisional =
+        |e: &crate::gate::GateResult| !g.final_verdicts && e.want == "finds" && e.errors == 0;
     let title = format!(
         "poolcheck gate: {} budget, seed {}, {} seed(s) per cell{}",
         g.budget,
@@ -330,6 +413,15 @@ pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
                 found.join(", ")
             }
         );
+        if e.errors > 0 {
+            let _ = writeln!(
+                out,
+                "{}error: {} run(s) did not run to the end: {}",
+                if md { "\n" } else { "  " },
+                e.errors,
+                e.error.as_deref().unwrap_or("a process failed")
+            );
+        }
         if let Some(w) = &e.witness {
             let _ = writeln!(
                 out,
@@ -365,17 +457,26 @@ pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
                 .filter(|a| e.counts.get(**a).copied().unwrap_or(0) > 0)
                 .map(|a| format!("{}:{}", short(a), e.counts[*a]))
                 .collect();
+            let tolerated: Vec<String> = TOLERATED
+                .iter()
+                .filter(|a| e.tolerated.get(**a).copied().unwrap_or(0) > 0)
+                .map(|a| format!("{}:{}", short(a), e.tolerated[*a]))
+                .collect();
+            let mut found = if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(" ")
+            };
+            if !tolerated.is_empty() {
+                let _ = write!(found, " (tolerated {})", tolerated.join(" "));
+            }
             vec![
                 result.to_string(),
                 e.strategy.clone(),
                 e.scenario.clone(),
                 e.want_text(),
                 e.runs.to_string(),
-                if found.is_empty() {
-                    "none".into()
-                } else {
-                    found.join(" ")
-                },
+                found,
             ]
         })
         .collect();
@@ -402,4 +503,118 @@ pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
         }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Expectation, Stats};
+
+    fn run(strategy: &str, scenario: &str, found: &[(&str, u64)], grace: u64) -> RunReport {
+        let mut anomalies: BTreeMap<String, u64> =
+            ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect();
+        anomalies.extend(found.iter().map(|(a, n)| (a.to_string(), *n)));
+        let mut tolerated: BTreeMap<String, u64> =
+            TOLERATED.iter().map(|a| (a.to_string(), 0)).collect();
+        tolerated.insert("grace_redeem".into(), grace);
+        RunReport {
+            driver: "fork".into(),
+            strategy: strategy.into(),
+            spec: strategy.into(),
+            scenario: scenario.into(),
+            verdict: if found.is_empty() { "clean" } else { "anomalous" }.into(),
+            anomalies,
+            tolerated,
+            witnesses: vec![],
+            stats: Stats {
+                processes: 3,
+                operations: 6,
+                seconds: 0.5,
+                seed: 1,
+                crashed: 0,
+                killed: 0,
+                model: None,
+            },
+            expectations: vec![],
+            errors: vec![],
+        }
+    }
+
+    fn pinned(mut r: RunReport, expect: &str, held: bool) -> RunReport {
+        r.expectations.push(Expectation {
+            expect: expect.into(),
+            held,
+        });
+        r
+    }
+
+    /// The default matrix's flock-txn row: external-cli findings pinned by `[expect]`, a
+    /// crash run whose grace redemptions are tolerated, an unpinned clean cell, and one
+    /// expectation that failed elsewhere.
+    fn report() -> Report {
+        Report::new(vec![
+            pinned(
+                run("flock-txn", "external-cli", &[("double_redeem", 1), ("dead_credential", 1)], 0),
+                "finds double_redeem, dead_credential",
+                true,
+            ),
+            pinned(run("flock-txn", "crash-mid-persist", &[], 6), "safe", true),
+            run("flock-txn", "seed-8040", &[], 0),
+            pinned(run("none", "refresh-race", &[], 0), "finds double_redeem", false),
+        ])
+    }
+
+    /// Issue #13 item 12: pinned cells read as expected, failed ones as failed, and the
+    /// report says how many expectations held; item 4: tolerated events beside the verdict.
+    #[test]
+    fn cells_carry_their_expectation_marks_and_tolerated_events() {
+        let r = report();
+        assert_eq!(cell(&r.runs[0]), "double:1 dead:1 (expected)");
+        assert_eq!(cell(&r.runs[1]), "clean (tolerated grace:6) (expected)");
+        assert_eq!(cell(&r.runs[2]), "clean");
+        assert_eq!(cell(&r.runs[3]), "clean (!)");
+        assert_eq!(held_line(&r).unwrap(), "2 of 3 expectations held.");
+        for out in [table(&r), markdown(&r)] {
+            assert!(out.contains("double:1 dead:1 (expected)"), "{out}");
+            assert!(out.contains("clean (tolerated grace:6) (expected)"), "{out}");
+            assert!(out.contains("2 of 3 expectations held."), "{out}");
+            assert!(out.contains("(expected): an [expect] pins this cell"), "{out}");
+            assert!(out.contains("tolerated grace"), "{out}");
+        }
+        assert_eq!(held_line(&Report::new(vec![run("a", "b", &[], 0)])), None);
+    }
+
+    #[test]
+    fn the_html_matrix_marks_expected_cells_and_counts_held_expectations() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = crate::report::html::write(dir.path(), &report(), &[]).unwrap();
+        let page = std::fs::read_to_string(index).unwrap();
+        assert!(
+            page.contains("<td class=\"anomalous expected\""),
+            "{page}"
+        );
+        assert!(page.contains("double:1 dead:1 (expected)"), "{page}");
+        assert!(page.contains("clean (tolerated grace:6) (expected)"), "{page}");
+        assert!(page.contains("<td class=\"failed\""), "{page}");
+        assert!(page.contains("2 of 3 expectations held."), "{page}");
+    }
+
+    /// Issue #13 item 4: every run of the JSON report carries the `tolerated` object, and a
+    /// report written before it existed still parses.
+    #[test]
+    fn the_json_report_carries_tolerated_in_every_run() {
+        let v: serde_json::Value = serde_json::from_str(&json(&report())).unwrap();
+        for r in v["runs"].as_array().unwrap() {
+            for t in TOLERATED {
+                assert!(r["tolerated"][t].is_u64(), "{t}: {r}");
+            }
+        }
+        assert_eq!(v["runs"][1]["tolerated"]["grace_redeem"], 6);
+        let mut old = v.clone();
+        for r in old["runs"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("tolerated");
+        }
+        let back: Report = serde_json::from_value(old).unwrap();
+        assert!(back.runs[1].tolerated.is_empty());
+    }
 }

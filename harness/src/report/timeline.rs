@@ -72,7 +72,7 @@ enum Lane {
 fn lane_of(h: &History, requester: &HashMap<usize, usize>, i: usize) -> Lane {
     let r = &h.records[i];
     match &r.ev {
-        Ev::Issued { .. } | Ev::FamilyRevoked { .. } => Lane::Issuer,
+        Ev::Issued { .. } | Ev::FamilyRevoked { .. } | Ev::IssuerRules { .. } => Lane::Issuer,
         Ev::Redeemed { .. } | Ev::Used { .. } if r.proc == 0 => match requester.get(&i) {
             Some(&p) if h.records[p].proc != 0 => Lane::Proc(h.records[p].proc),
             _ => Lane::Issuer,
@@ -326,7 +326,12 @@ pub fn draw(h: &History, events: &[usize], story: &[String], title: &str) -> Str
         };
         match &r.ev {
             Ev::Pool { event } => match event {
-                Event::Read { op, hash, outcome } => {
+                Event::Read {
+                    op,
+                    hash,
+                    outcome,
+                    file,
+                } => {
                     let bad = !matches!(outcome, ReadOutcome::Parsed);
                     let c = if bad { "#d62728" } else { "#555" };
                     m.svg = format!(
@@ -343,7 +348,8 @@ pub fn draw(h: &History, events: &[usize], story: &[String], title: &str) -> Str
                     if bad {
                         m.label_colour = "#d62728";
                     }
-                    m.title = format!("{at} {who} op {op}: read store {what}");
+                    let of = file.as_deref().unwrap_or("store");
+                    m.title = format!("{at} {who} op {op}: read {of} {what}");
                 }
                 Event::Write {
                     op, hash, entries, ..

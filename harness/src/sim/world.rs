@@ -60,6 +60,7 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
         .expect("the simulated world cannot fail to build");
     for (source, bytes) in externals {
         kernel.install(&external_path(&dir, &source), &bytes);
+        rec.push(0, setup::external_write(&source, &bytes).1);
     }
     let bytes = store.to_bytes();
     kernel.install(&store_path, &bytes);
@@ -119,6 +120,7 @@ pub fn normalize_ops(records: &mut [Record]) {
             Event::OpBegin { op, .. }
             | Event::OpEnd { op, .. }
             | Event::Read { op, .. }
+            | Event::WriteBegin { op, .. }
             | Event::Write { op, .. }
             | Event::Refresh { op, .. } => op,
         };
@@ -227,12 +229,15 @@ impl<F: Facade> Process<F> {
         let Ok((mut f, tmp)) = os.create_temp(path) else {
             return;
         };
+        let (begin, end) = setup::external_write(format.source(), &bytes);
+        self.rec.push(self.plan.proc, begin);
         let written = os
             .write(&mut f, &bytes)
             .and_then(|()| os.sync(&mut f))
             .and_then(|()| os.close(f))
             .and_then(|()| os.rename(&tmp, path));
         if written.is_ok() {
+            self.rec.push(self.plan.proc, end);
             self.rec.push(
                 self.plan.proc,
                 Ev::ExternalWrite {

@@ -1,0 +1,120 @@
+//! Parent-death cleanup: every process poolcheck forks (run and bench workers, the issuer) or
+//! spawns (subjects) dies with the process that started it, so a killed poolcheck (a cancelled
+//! CI job, `kill -9`, a closed terminal) leaves nothing behind.
+//!
+//! The one mechanism: the child asks the kernel for a signal when its parent dies
+//! (`PR_SET_PDEATHSIG`, Linux), then checks that the parent is still the one that forked it
+//! (it may have died between the fork and the request). Forked children call [`bind`] first
+//! thing; spawned commands get the same through [`bind_command`] (in the child, before exec).
+//! A forked child also gets back the `SIGPIPE` disposition Rust programs run with (ignored:
+//! a write to a closed pipe or socket is an error, not a death), which `poolcheck` itself
+//! resets to the default so that a closed stdout ends it quietly.
+//!
+//! A spawned command that runs in its own process group (a subject: `sh -c CMD`, whose shell
+//! forks CMD rather than exec it) also gets a [`GroupGuard`]: a small forked watcher, bound to
+//! the spawning process like any child, that kills the whole group when that process dies, so
+//! the command's own children go too.
+//!
+//! Not guaranteed: a descendant that leaves the group (`setsid`) is its own business.
+//! Elsewhere than Linux only the parent check is made.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
+
+/// The process about to fork: take this before `fork()` and hand it to [`bind`] in the child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parent(Pid);
+
+impl Parent {
+    pub fn this_process() -> Parent {
+        Parent(getpid())
+    }
+}
+
+/// In a freshly forked child: die by `signal` when the parent dies, and restore the ignored
+/// `SIGPIPE`. Returns false when the parent is already gone: the child must leave at once.
+pub fn bind(parent: Parent, signal: Signal) -> bool {
+    // SAFETY: signal() with a valid signal and SIG_IGN.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    request_death_signal(signal) && getppid() == parent.0
+}
+
+/// Make the command's process die by `SIGKILL` when the process that spawns it dies.
+pub fn bind_command(cmd: &mut Command) -> &mut Command {
+    let parent = Parent::this_process();
+    // SAFETY: the closure runs in the child between fork and exec and only makes two system
+    // calls (prctl, getppid), both async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if request_death_signal(Signal::SIGKILL) && getppid() == parent.0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("the spawning process died"))
+            }
+        })
+    }
+}
+
+/// Kills a process group when the process that made the guard dies; dropping the guard ends
+/// the watch (and kills nothing).
+#[derive(Debug)]
+pub struct GroupGuard {
+    watcher: Pid,
+}
+
+/// Watch process group `pgid` for the calling process: fork a watcher that waits for the
+/// caller's death (`SIGTERM` by [`bind`]) and then sends `SIGKILL` to the group.
+pub fn guard_group(pgid: Pid) -> std::io::Result<GroupGuard> {
+    let parent = Parent::this_process();
+    let mut term = SigSet::empty();
+    term.add(Signal::SIGTERM);
+    // SAFETY: the child makes only async-signal-safe system calls (sigprocmask, signal, prctl,
+    // getppid, sigwait, kill) and leaves through `_exit`, so forking is sound even when the
+    // caller has other threads.
+    match unsafe { fork() }.map_err(std::io::Error::from)? {
+        ForkResult::Child => {
+            let _ = term.thread_block();
+            if bind(parent, Signal::SIGTERM) {
+                let _ = term.wait();
+            }
+            let _ = kill(Pid::from_raw(-pgid.as_raw()), Signal::SIGKILL);
+            // SAFETY: leave without running the caller's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => Ok(GroupGuard { watcher: child }),
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = kill(self.watcher, Signal::SIGKILL);
+        let _ = waitpid(self.watcher, None);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn request_death_signal(signal: Signal) -> bool {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_death_signal(_signal: Signal) -> bool {
+    true
+}
+
+/// For `poolcheck` itself: a closed stdout (`poolcheck ... | head`) ends the program as it
+/// ends any Unix filter, by `SIGPIPE`, instead of a panic in `print!`. Forked children undo
+/// this in [`bind`]; spawned commands get the default anyway.
+pub fn default_sigpipe() {
+    // SAFETY: signal() with a valid signal and SIG_DFL.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
