@@ -128,11 +128,15 @@ impl<F: Facade> SharedKernel<F> {
         &self,
         mut f: impl FnMut(&mut KernelState) -> io::Result<bool>,
     ) -> io::Result<()> {
-        F::wait_until(&self.sched, &self.changed, |()| match f(&mut self.state()) {
-            Ok(true) => Some(Ok(())),
-            Ok(false) => None,
-            Err(e) => Some(Err(e)),
-        })
+        F::wait_until(
+            &self.sched,
+            &self.changed,
+            |()| match f(&mut self.state()) {
+                Ok(true) => Some(Ok(())),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            },
+        )
     }
 }
 
