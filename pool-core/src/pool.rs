@@ -1081,7 +1081,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         if !serial {
             return self.refresh_unserialized(idx, presync);
         }
-        let held = self.pool.acquire()?;
+        let held = self.pool.acquire(self.id)?;
         self.holding = true;
         let r = self.refresh_unserialized(idx, presync).and_then(|usable| {
             if self.dirty {

@@ -115,7 +115,12 @@ impl Index<'_> {
         let seen: Vec<&str> = self
             .observed
             .get(&w.proc)
-            .map(|v| v.iter().filter(|(r, _)| *r < w.rec).map(|(_, h)| *h).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|(r, _)| *r < w.rec)
+                    .map(|(_, h)| *h)
+                    .collect()
+            })
             .unwrap_or_default();
         match w.base {
             Some(b) if seen.contains(&b) => Some((b, true)),
@@ -191,7 +196,11 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         ids.dedup();
         let mut ancestors = None;
         for id in ids {
-            for a in [Aspect::Presence(id), Aspect::Bench(id), Aspect::Priority(id)] {
+            for a in [
+                Aspect::Presence(id),
+                Aspect::Bench(id),
+                Aspect::Priority(id),
+            ] {
                 let now = value(w.entries, a);
                 if now.is_none() && a != Aspect::Presence(id) {
                     continue; // W dropped the entry: judged as its presence
@@ -222,7 +231,16 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                 };
                 count += 1;
                 if witness.is_none() {
-                    witness = Some(story(ix, Lost { aspect: a, had, now, by }, k));
+                    witness = Some(story(
+                        ix,
+                        Lost {
+                            aspect: a,
+                            had,
+                            now,
+                            by,
+                        },
+                        k,
+                    ));
                 }
             }
         }
@@ -260,7 +278,10 @@ fn story(ix: &Index<'_>, l: Lost<'_>, k: usize) -> Told {
         ),
         (Aspect::Bench(id), Value::Bench(Some((st, t, _))), _) => (
             format!("entry {id} is {}", bench_text(Some((st, t, None)))),
-            format!("entry {id}'s {} status (status_at {t}) is erased", status_name(st)),
+            format!(
+                "entry {id}'s {} status (status_at {t}) is erased",
+                status_name(st)
+            ),
         ),
         (Aspect::Bench(id), _, n) => (
             format!("entry {id}'s status is cleared"),
@@ -293,7 +314,13 @@ fn story(ix: &Index<'_>, l: Lost<'_>, k: usize) -> Told {
             .rev()
             .find_map(|(i, r)| match &r.ev {
                 Ev::Pool {
-                    event: Event::Read { op, hash, file: None, .. },
+                    event:
+                        Event::Read {
+                            op,
+                            hash,
+                            file: None,
+                            ..
+                        },
                 } if r.proc == w.proc && hash == base => Some((i, *op)),
                 _ => None,
             });
@@ -397,7 +424,9 @@ mod tests {
         let w = f.witness.unwrap();
         assert!(
             w[2].contains("entry cccccc is gone")
-                && w[2].contains("it claims base h1, a version it never read or wrote; judged from h0"),
+                && w[2].contains(
+                    "it claims base h1, a version it never read or wrote; judged from h0"
+                ),
             "{w:?}"
         );
     }
@@ -411,8 +440,20 @@ mod tests {
             .read(1, 1, "h0")
             .read(2, 1, "h0")
             .write_begin(1, 1, "h2")
-            .write(2, 1, "h1", Some("h0"), &[e("aaaaaa"), e("bbbbbb"), e("cccccc")])
-            .write_done(1, 1, "h2", Some("h0"), &[exhausted("aaaaaa", 50), e("bbbbbb")])
+            .write(
+                2,
+                1,
+                "h1",
+                Some("h0"),
+                &[e("aaaaaa"), e("bbbbbb"), e("cccccc")],
+            )
+            .write_done(
+                1,
+                1,
+                "h2",
+                Some("h0"),
+                &[exhausted("aaaaaa", 50), e("bbbbbb")],
+            )
             .build();
         assert_eq!(check(&h), Finding::none());
         // A subject that sends no write_begin: its write may have begun when its op did.
@@ -421,22 +462,45 @@ mod tests {
             .op(1, 1, OpKind::MarkExhausted)
             .read(1, 1, "h0")
             .read(2, 1, "h0")
-            .write(2, 1, "h1", Some("h0"), &[e("aaaaaa"), e("bbbbbb"), e("cccccc")])
-            .write_done(1, 1, "h2", Some("h0"), &[exhausted("aaaaaa", 50), e("bbbbbb")])
+            .write(
+                2,
+                1,
+                "h1",
+                Some("h0"),
+                &[e("aaaaaa"), e("bbbbbb"), e("cccccc")],
+            )
+            .write_done(
+                1,
+                1,
+                "h2",
+                Some("h0"),
+                &[exhausted("aaaaaa", 50), e("bbbbbb")],
+            )
             .build();
         assert_eq!(check(&h), Finding::none());
     }
 
     /// Q changes `a_in_q`'s A; P's stale snapshot (`a_in_p`) is written later for another
     /// reason. `p_base` is what P read before writing.
-    fn stale_over(a0: EntrySummary, a_in_q: EntrySummary, p_base: &str, a_in_p: EntrySummary) -> History {
+    fn stale_over(
+        a0: EntrySummary,
+        a_in_q: EntrySummary,
+        p_base: &str,
+        a_in_p: EntrySummary,
+    ) -> History {
         HistoryBuilder::new()
             .init(&[a0, e("bbbbbb")])
             .read(1, 1, "h0")
             .read(2, 1, "h0")
             .write(2, 1, "h1", Some("h0"), &[a_in_q, e("bbbbbb")])
             .read(1, 1, p_base)
-            .write(1, 1, "h2", Some(p_base), &[a_in_p, e("bbbbbb"), e("dddddd")])
+            .write(
+                1,
+                1,
+                "h2",
+                Some(p_base),
+                &[a_in_p, e("bbbbbb"), e("dddddd")],
+            )
             .build()
     }
 
@@ -472,10 +536,20 @@ mod tests {
             reset_at: Some(100 + 7_200_000),
             ..exhausted("aaaaaa", 100)
         };
-        let f = check(&stale_over(exhausted("aaaaaa", 100), long, "h0", exhausted("aaaaaa", 100)));
+        let f = check(&stale_over(
+            exhausted("aaaaaa", 100),
+            long,
+            "h0",
+            exhausted("aaaaaa", 100),
+        ));
         assert_eq!(f.count, 1, "{f:?}");
         let w = f.witness.unwrap();
-        assert!(w.last().unwrap().contains("replaced by an earlier-ending one"), "{w:?}");
+        assert!(
+            w.last()
+                .unwrap()
+                .contains("replaced by an earlier-ending one"),
+            "{w:?}"
+        );
     }
 
     /// Item 8: `reset_statuses` cleared A; the stale snapshot writes A's old bench back.
@@ -489,7 +563,12 @@ mod tests {
         ));
         assert_eq!(f.count, 1, "{f:?}");
         let w = f.witness.unwrap();
-        assert!(w.last().unwrap().contains("entry aaaaaa's cleared status is back to exhausted (status_at 5)"), "{w:?}");
+        assert!(
+            w.last()
+                .unwrap()
+                .contains("entry aaaaaa's cleared status is back to exhausted (status_at 5)"),
+            "{w:?}"
+        );
     }
 
     /// Item 8: Q removed C; P's stale snapshot brings it back.
@@ -501,12 +580,22 @@ mod tests {
             .op(2, 1, OpKind::Remove)
             .read(2, 1, "h0")
             .write(2, 1, "h1", Some("h0"), &[e("aaaaaa")])
-            .write(1, 1, "h2", Some("h0"), &[exhausted("aaaaaa", 9), e("cccccc")])
+            .write(
+                1,
+                1,
+                "h2",
+                Some("h0"),
+                &[exhausted("aaaaaa", 9), e("cccccc")],
+            )
             .build();
         let f = check(&h);
         assert_eq!(f.count, 1, "{f:?}");
         let w = f.witness.unwrap();
-        assert!(w.iter().any(|s| s.contains("p2 op 1 remove: wrote store h1 (based on h0), entry cccccc is removed")), "{w:?}");
+        assert!(
+            w.iter().any(|s| s
+                .contains("p2 op 1 remove: wrote store h1 (based on h0), entry cccccc is removed")),
+            "{w:?}"
+        );
         assert!(w.last().unwrap().contains("entry cccccc is back"), "{w:?}");
     }
 
@@ -523,11 +612,22 @@ mod tests {
             .read(1, 1, "h0")
             .read(2, 1, "h0")
             .write(2, 1, "h1", Some("h0"), &[p("bbbbbb", 0), p("aaaaaa", 1)])
-            .write(1, 1, "h2", Some("h0"), &[p("aaaaaa", 0), p("bbbbbb", 1), p("dddddd", 2)])
+            .write(
+                1,
+                1,
+                "h2",
+                Some("h0"),
+                &[p("aaaaaa", 0), p("bbbbbb", 1), p("dddddd", 2)],
+            )
             .build();
         let f = check(&h);
         assert_eq!(f.count, 2, "{f:?}");
-        assert!(f.witness.unwrap().last().unwrap().contains("priority is back to"));
+        assert!(f
+            .witness
+            .unwrap()
+            .last()
+            .unwrap()
+            .contains("priority is back to"));
     }
 
     #[test]

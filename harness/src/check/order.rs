@@ -53,7 +53,9 @@ impl Index<'_> {
             j != k && !self.before(k, j) && (w.begin_ns <= wk.t_ns || self.before(j, k))
         };
         let unknown_between = self.pending.iter().any(|p| {
-            p.begin_ns <= wk.t_ns && p.end_ns >= latest_begin && !(p.proc == wk.proc && p.rec > wk.rec)
+            p.begin_ns <= wk.t_ns
+                && p.end_ns >= latest_begin
+                && !(p.proc == wk.proc && p.rec > wk.rec)
         });
         if unknown_between {
             return None;

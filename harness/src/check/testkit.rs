@@ -113,7 +113,14 @@ impl HistoryBuilder {
     }
 
     /// A read of an external credential file.
-    pub fn external_read(self, proc: ProcId, op: u64, file: &str, hash: &str, outcome: ReadOutcome) -> Self {
+    pub fn external_read(
+        self,
+        proc: ProcId,
+        op: u64,
+        file: &str,
+        hash: &str,
+        outcome: ReadOutcome,
+    ) -> Self {
         self.pool(
             proc,
             Event::Read {

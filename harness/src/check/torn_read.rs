@@ -122,10 +122,7 @@ mod tests {
     /// the bytes, so a read of them is not torn (item 10 of issue 13).
     #[test]
     fn a_read_of_a_begun_write_that_never_completed_is_not_torn() {
-        let h = base()
-            .write_begin(2, 1, "h1")
-            .read(1, 1, "h1")
-            .build();
+        let h = base().write_begin(2, 1, "h1").read(1, 1, "h1").build();
         assert_eq!(check(&h), Finding::none());
     }
 
@@ -134,13 +131,22 @@ mod tests {
         let torn = base()
             .external_write(0, 0, "claude_code", "x0")
             .external_read(1, 1, "claude_code", "x0", ReadOutcome::Parsed)
-            .external_read(1, 1, "claude_code", "x9", ReadOutcome::Corrupt("EOF".into()))
+            .external_read(
+                1,
+                1,
+                "claude_code",
+                "x9",
+                ReadOutcome::Corrupt("EOF".into()),
+            )
             // the store's hash is not the external file's
             .external_read(1, 1, "claude_code", "h0", ReadOutcome::Parsed)
             .build();
         let f = check(&torn);
         assert_eq!(f.count, 2, "{f:?}");
         let w = f.witness.unwrap();
-        assert!(w[0].contains("read claude_code x9: does not parse (EOF)"), "{w:?}");
+        assert!(
+            w[0].contains("read claude_code x9: does not parse (EOF)"),
+            "{w:?}"
+        );
     }
 }

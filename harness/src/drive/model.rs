@@ -673,7 +673,6 @@ impl ModelRun {
                 }),
             },
             expectations: Vec::new(),
-            tolerated: verdict.tolerated,
             errors: Vec::new(),
         }
     }

@@ -502,9 +502,12 @@ mod tests {
                 anomalies: Vec::new(),
                 runs: 1,
                 counts: ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect(),
+                tolerated: Default::default(),
                 held: true,
                 replay: Vec::new(),
                 witness: None,
+                errors: 0,
+                error: None,
                 seconds: 0.0,
             })
             .collect();

@@ -522,7 +522,12 @@ mod tests {
             strategy: strategy.into(),
             spec: strategy.into(),
             scenario: scenario.into(),
-            verdict: if found.is_empty() { "clean" } else { "anomalous" }.into(),
+            verdict: if found.is_empty() {
+                "clean"
+            } else {
+                "anomalous"
+            }
+            .into(),
             anomalies,
             tolerated,
             witnesses: vec![],
@@ -536,6 +541,7 @@ mod tests {
                 model: None,
             },
             expectations: vec![],
+            errors: vec![],
         }
     }
 
@@ -553,13 +559,22 @@ mod tests {
     fn report() -> Report {
         Report::new(vec![
             pinned(
-                run("flock-txn", "external-cli", &[("double_redeem", 1), ("dead_credential", 1)], 0),
+                run(
+                    "flock-txn",
+                    "external-cli",
+                    &[("double_redeem", 1), ("dead_credential", 1)],
+                    0,
+                ),
                 "finds double_redeem, dead_credential",
                 true,
             ),
             pinned(run("flock-txn", "crash-mid-persist", &[], 6), "safe", true),
             run("flock-txn", "seed-8040", &[], 0),
-            pinned(run("none", "refresh-race", &[], 0), "finds double_redeem", false),
+            pinned(
+                run("none", "refresh-race", &[], 0),
+                "finds double_redeem",
+                false,
+            ),
         ])
     }
 
@@ -575,9 +590,15 @@ mod tests {
         assert_eq!(held_line(&r).unwrap(), "2 of 3 expectations held.");
         for out in [table(&r), markdown(&r)] {
             assert!(out.contains("double:1 dead:1 (expected)"), "{out}");
-            assert!(out.contains("clean (tolerated grace:6) (expected)"), "{out}");
+            assert!(
+                out.contains("clean (tolerated grace:6) (expected)"),
+                "{out}"
+            );
             assert!(out.contains("2 of 3 expectations held."), "{out}");
-            assert!(out.contains("(expected): an [expect] pins this cell"), "{out}");
+            assert!(
+                out.contains("(expected): an [expect] pins this cell"),
+                "{out}"
+            );
             assert!(out.contains("tolerated grace"), "{out}");
         }
         assert_eq!(held_line(&Report::new(vec![run("a", "b", &[], 0)])), None);
@@ -588,12 +609,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = crate::report::html::write(dir.path(), &report(), &[]).unwrap();
         let page = std::fs::read_to_string(index).unwrap();
+        assert!(page.contains("<td class=\"anomalous expected\""), "{page}");
+        assert!(page.contains("double:1 dead:1 (expected)"), "{page}");
         assert!(
-            page.contains("<td class=\"anomalous expected\""),
+            page.contains("clean (tolerated grace:6) (expected)"),
             "{page}"
         );
-        assert!(page.contains("double:1 dead:1 (expected)"), "{page}");
-        assert!(page.contains("clean (tolerated grace:6) (expected)"), "{page}");
         assert!(page.contains("<td class=\"failed\""), "{page}");
         assert!(page.contains("2 of 3 expectations held."), "{page}");
     }
