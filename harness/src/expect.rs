@@ -279,10 +279,14 @@ mod tests {
             Want::Absent(vec!["grace_redeem".into(), "double_redeem".into()])
         );
         let err = |t: &str| parse_file(t, "e.toml").unwrap_err();
-        assert!(err("[[expect]]\nstrategy = \"none\"\nabsent = [\"grace\"]\n")
-            .contains("unknown anomaly 'grace'"));
-        assert!(err("[[expect]]\nstrategy = \"none\"\nsafe = true\nabsent = [\"grace_redeem\"]\n")
-            .contains("exactly one of"));
+        assert!(
+            err("[[expect]]\nstrategy = \"none\"\nabsent = [\"grace\"]\n")
+                .contains("unknown anomaly 'grace'")
+        );
+        assert!(
+            err("[[expect]]\nstrategy = \"none\"\nsafe = true\nabsent = [\"grace_redeem\"]\n")
+                .contains("exactly one of")
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! files; `--scenario PATH` loads any other file. Loading validates everything a run needs
 //! and reports errors as `FILE:LINE:COL: problem`, naming the field and the allowed values.
 
-
 /// The most worker processes one run may fork, summed over its roles: the cap of `--procs`
 /// (run, bench) and of a scenario's `count`. Higher counts measure the machine's scheduler,
 /// not the pool, and a mistyped count must not fork without limit.
@@ -599,7 +598,10 @@ impl Scenario {
         {
             Strategy::parse(s).map_err(|e| format!("[expect]: {e}"))?;
         }
-        for (key, lists) in [("finds", &self.expect.finds), ("absent", &self.expect.absent)] {
+        for (key, lists) in [
+            ("finds", &self.expect.finds),
+            ("absent", &self.expect.absent),
+        ] {
             for list in lists.values() {
                 crate::expect::check_names(list).map_err(|e| format!("[expect.{key}]: {e}"))?;
             }

@@ -65,7 +65,15 @@ fn a_scenario_count_has_the_same_cap_as_procs() {
     .unwrap();
     let two = two.to_str().unwrap();
     refused(
-        &["run", "--scenario", two, "--strategy", "none", "--procs", "100"],
+        &[
+            "run",
+            "--scenario",
+            two,
+            "--strategy",
+            "none",
+            "--procs",
+            "100",
+        ],
         &["300 processes", "1 to 256"],
     );
 }
@@ -74,10 +82,19 @@ fn a_scenario_count_has_the_same_cap_as_procs() {
 fn zero_counts_and_empty_lists_are_refused() {
     refused(&["matrix", "--strategies", ""], &["--strategies is empty"]);
     refused(&["matrix", "--drivers", ""], &["--drivers"]);
-    refused(&["matrix", "--scenarios", "refresh-race,,"], &["--scenarios"]);
-    refused(&["crash", "--strategies", " , "], &["--strategies is empty"]);
+    refused(
+        &["matrix", "--scenarios", "refresh-race,,"],
+        &["--scenarios"],
+    );
+    refused(
+        &["crash", "--strategies", " , "],
+        &["--strategies is empty"],
+    );
     refused(&["bench", "--strategies", ""], &["--strategies is empty"]);
-    refused(&["explore", "--strategy", "none", "--cases", "0"], &["--cases"]);
+    refused(
+        &["explore", "--strategy", "none", "--cases", "0"],
+        &["--cases"],
+    );
     refused(&["crash", "--kills", "0"], &["--kills"]);
     refused(&["crash", "--max-runs", "0"], &["--max-runs"]);
     refused(&["gate", "--seeds", "0"], &["--seeds"]);

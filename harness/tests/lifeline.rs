@@ -103,7 +103,10 @@ fn long_scenario(dir: &std::path::Path) -> String {
         "/../scenarios/refresh-race.toml"
     ))
     .unwrap()
-    .replace("count = 4\nops = 2\n", "count = 4\nops = 1000\nthink_ms = 50\n");
+    .replace(
+        "count = 4\nops = 2\n",
+        "count = 4\nops = 1000\nthink_ms = 50\n",
+    );
     let path = dir.join("long.toml");
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
@@ -136,7 +139,14 @@ fn a_killed_subject_run_leaves_no_subject_behind() {
 #[test]
 fn a_closed_stdout_ends_poolcheck_quietly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
-        .args(["run", "--scenario", "refresh-race", "--strategy", "none", "--quick"])
+        .args([
+            "run",
+            "--scenario",
+            "refresh-race",
+            "--strategy",
+            "none",
+            "--quick",
+        ])
         .args(["--format", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -247,10 +247,20 @@ fn a_named_anomaly_search_goes_past_other_anomalies() {
     assert!(ex.schedules > first.schedules);
     let rep = r.judge(&ex);
     assert!(rep.anomalies["lost_update"] > 0, "{:?}", rep.anomalies);
-    assert!(rep.expectations.iter().all(|e| e.held), "{:?}", rep.expectations);
-    assert!(rep.stats.model.expect("stats").bound.contains("searching for lost_update"));
+    assert!(
+        rep.expectations.iter().all(|e| e.held),
+        "{:?}",
+        rep.expectations
+    );
+    assert!(rep
+        .stats
+        .model
+        .expect("stats")
+        .bound
+        .contains("searching for lost_update"));
     // The handle replays the execution that showed it.
-    let again = loom::replay(r.plan.clone(), ex.replay.as_deref().expect("handle")).expect("replays");
+    let again =
+        loom::replay(r.plan.clone(), ex.replay.as_deref().expect("handle")).expect("replays");
     assert!(check::check(&again).counts["lost_update"] > 0);
     assert!(Goal::named(&["no_such_thing".to_string()]).is_err());
 }

@@ -177,9 +177,9 @@ fn a_contended_record_lock_is_held_once_granted() {
     // the kernel lists it as blocked on the file.
     while !waiter.is_finished()
         && !std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .any(|l| l.contains("->") && l.contains(&format!(" {} ", std::process::id())))
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&format!(" {} ", std::process::id())))
     {
         std::thread::yield_now();
     }

@@ -70,9 +70,10 @@ fn life(ix: &Index<'_>, token: &str, at_ns: u64, grace_ns: u64) -> Life {
         let spent = h.records.iter().position(|x| {
             matches!(&x.ev, Ev::Redeemed { refresh, outcome: RedeemVerdict::Rotated } if refresh == t)
         });
-        let revoked = h.records.iter().position(
-            |x| matches!(&x.ev, Ev::FamilyRevoked { family: f, .. } if *f == family),
-        );
+        let revoked = h
+            .records
+            .iter()
+            .position(|x| matches!(&x.ev, Ev::FamilyRevoked { family: f, .. } if *f == family));
         let inside = |i: usize| at_ns.saturating_sub(h.records[i].t_ns) < grace_ns;
         // Why a token reached through grace redemptions is dead: say which one.
         let via = |why: String| {
@@ -277,7 +278,10 @@ mod tests {
             let h = killed_after_redeem(grace);
             let f = check(&h);
             assert_eq!(f.count, 1, "{grace:?}");
-            assert!(f.witness.unwrap().last().unwrap().ends_with(why), "{grace:?}");
+            assert!(
+                f.witness.unwrap().last().unwrap().ends_with(why),
+                "{grace:?}"
+            );
             assert_eq!(grace_credentials(&Index::new(&h)), 0);
         }
     }
@@ -308,7 +312,12 @@ mod tests {
             .build();
         let f = check(&h);
         assert_eq!(f.count, 1);
-        assert!(f.witness.unwrap().last().unwrap().contains("family 1 revoked"));
+        assert!(f
+            .witness
+            .unwrap()
+            .last()
+            .unwrap()
+            .contains("family 1 revoked"));
         assert_eq!(grace_credentials(&Index::new(&h)), 0);
     }
 }

@@ -123,9 +123,9 @@ fn story(ix: &Index<'_>, token: &str, first: Option<usize>, refused: usize) -> T
         .skip(refused)
         .find(|(_, r)| matches!(&r.ev, Ev::FamilyRevoked { cause, .. } if cause == token))
         .or_else(|| {
-            h.records[..refused].iter().enumerate().rev().find(|(_, r)| {
-                matches!(&r.ev, Ev::FamilyRevoked { family: f, .. } if Some(*f) == family)
-            })
+            h.records[..refused].iter().enumerate().rev().find(
+                |(_, r)| matches!(&r.ev, Ev::FamilyRevoked { family: f, .. } if Some(*f) == family),
+            )
         });
     if let Some((i, r)) = revoked {
         if let Ev::FamilyRevoked { family, cause } = &r.ev {
@@ -228,9 +228,18 @@ mod tests {
         assert_eq!(f.count, 1);
         // No pool process reported these requests: the issuer is named.
         let w = f.witness.unwrap();
-        assert!(w[0].contains("issuer: redeemed t:00000001 -> rotated (gen 1)"), "{w:?}");
-        assert!(w[1].contains("issuer: redeemed t:00000001 -> refused as reused"), "{w:?}");
-        assert!(w[2].contains("revoked family 1 (replay of t:00000001)"), "{w:?}");
+        assert!(
+            w[0].contains("issuer: redeemed t:00000001 -> rotated (gen 1)"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("issuer: redeemed t:00000001 -> refused as reused"),
+            "{w:?}"
+        );
+        assert!(
+            w[2].contains("revoked family 1 (replay of t:00000001)"),
+            "{w:?}"
+        );
     }
 
     /// A spent token refused because an earlier reuse (of another token) revoked the family is

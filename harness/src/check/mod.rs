@@ -153,10 +153,7 @@ pub fn check(h: &History) -> Verdict {
         }
     }
     let tolerated = BTreeMap::from([
-        (
-            "grace_redeem".to_string(),
-            double_redeem::grace_redeems(h),
-        ),
+        ("grace_redeem".to_string(), double_redeem::grace_redeems(h)),
         (
             "grace_credential".to_string(),
             dead_credential::grace_credentials(&ix),

@@ -143,12 +143,7 @@ pub fn explore(
     if let Some(m) = max_permutations {
         stated.push_str(&format!(", at most {m} executions"));
     }
-    Ok(catch.conclude(
-        schedules,
-        complete,
-        stated,
-        started.elapsed().as_secs_f64(),
-    ))
+    Ok(catch.conclude(schedules, complete, stated, started.elapsed().as_secs_f64()))
 }
 
 /// Parse a loom replay handle `pb=B,iteration=N`.

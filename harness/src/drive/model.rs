@@ -145,8 +145,7 @@ impl Goal {
 
     /// The goal in words, for the report's bound.
     pub fn describe(&self) -> Option<String> {
-        (!self.anomalies.is_empty())
-            .then(|| format!("searching for {}", self.anomalies.join(", ")))
+        (!self.anomalies.is_empty()).then(|| format!("searching for {}", self.anomalies.join(", ")))
     }
 }
 

@@ -227,7 +227,11 @@ fn child_main(issuer: Issuer, listener: TcpListener, parent: crate::lifeline::Pa
     unsafe { libc::_exit(code) }
 }
 
-fn child_serve(issuer: Issuer, listener: TcpListener, parent: crate::lifeline::Parent) -> io::Result<()> {
+fn child_serve(
+    issuer: Issuer,
+    listener: TcpListener,
+    parent: crate::lifeline::Parent,
+) -> io::Result<()> {
     let mut term = SigSet::empty();
     term.add(Signal::SIGTERM);
     // Blocked before any thread exists, so every server thread inherits the mask and the

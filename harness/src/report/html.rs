@@ -156,8 +156,14 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
             let anomalous = runs.iter().any(|(_, r)| !r.witnesses.is_empty());
             let (class, title) = match (failed, expected, anomalous) {
                 (true, ..) => ("failed", "an expectation about this cell failed"),
-                (false, true, true) => ("anomalous expected", "expected: an [expect] pins these findings and it held"),
-                (false, true, false) => ("clean expected", "expected: an [expect] pins this cell and it held"),
+                (false, true, true) => (
+                    "anomalous expected",
+                    "expected: an [expect] pins these findings and it held",
+                ),
+                (false, true, false) => (
+                    "clean expected",
+                    "expected: an [expect] pins this cell and it held",
+                ),
                 (false, false, true) => ("anomalous", "no expectation pins this cell"),
                 _ => ("clean", "no expectation pins this cell"),
             };
