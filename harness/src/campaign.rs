@@ -7,14 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use pool_core::Strategy;
 use serde::Serialize;
 
-use crate::check::ANOMALIES;
-use crate::drive::fork::{self, DriveError, RunOptions};
-use crate::expect::Expect;
-use crate::report::judge_fork;
+use crate::check::{ANOMALIES, TOLERATED};
+use crate::drive::fork::{DriveError, RunOptions};
+use crate::report::ERROR;
 use crate::scenario::Scenario;
+use crate::target::{run_and_judge, Target};
 
 /// What a campaign found under one strategy.
 #[derive(Clone, Debug, Serialize)]
@@ -33,14 +32,21 @@ pub struct CrashSummary {
     pub lost_updates: u32,
     /// Every anomaly count, summed over the runs.
     pub anomalies: BTreeMap<String, u64>,
+    /// Every tolerated count (no harm, e.g. `grace_redeem`), summed over the runs.
+    pub tolerated: BTreeMap<String, u64>,
+    /// Runs whose verdict is `error` (a process failed without a nemesis kill).
+    pub errors: u32,
+    /// The first error of the first such run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub seconds: f64,
 }
 
-/// Run `sc` under `strategy` from `seed` on until `kills` workers were killed (at most
+/// Run `sc` with `target` (a strategy or a subject) from `seed` on until `kills` workers were killed (at most
 /// `max_runs` runs). `progress` is told the kills so far after each run.
 pub fn crash(
     sc: &Scenario,
-    strategy: Strategy,
+    target: &Target,
     kills: u32,
     seed: u64,
     max_runs: u32,
@@ -53,7 +59,7 @@ pub fn crash(
         )));
     }
     let mut s = CrashSummary {
-        strategy: strategy.label(),
+        strategy: target.label(),
         scenario: sc.name.clone(),
         runs: 0,
         kills: 0,
@@ -62,19 +68,23 @@ pub fn crash(
         rollbacks: 0,
         lost_updates: 0,
         anomalies: ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect(),
+        tolerated: TOLERATED.iter().map(|a| (a.to_string(), 0)).collect(),
+        errors: 0,
+        error: None,
         seconds: 0.0,
     };
-    let expects: Vec<Expect> = Vec::new();
     while s.kills < kills && s.runs < max_runs {
-        let rec = fork::run(
-            sc,
-            strategy,
-            &RunOptions {
-                seed: Some(seed.wrapping_add(u64::from(s.runs))),
-                ..RunOptions::default()
-            },
-        )?;
-        let r = judge_fork(sc, strategy, &rec, &expects);
+        let opts = RunOptions {
+            seed: Some(seed.wrapping_add(u64::from(s.runs))),
+            ..RunOptions::default()
+        };
+        let (r, _) = run_and_judge(sc, target, &opts, &[])?;
+        if r.verdict == ERROR {
+            s.errors += 1;
+            if s.error.is_none() {
+                s.error = r.errors.first().cloned();
+            }
+        }
         s.runs += 1;
         s.kills += r.stats.killed;
         s.seconds += r.stats.seconds;
@@ -85,6 +95,9 @@ pub fn crash(
         s.lost_updates += u32::from(has("lost_update"));
         for (a, n) in &r.anomalies {
             *s.anomalies.entry(a.clone()).or_default() += n;
+        }
+        for (a, n) in &r.tolerated {
+            *s.tolerated.entry(a.clone()).or_default() += n;
         }
         progress(s.kills, s.runs);
     }

@@ -10,12 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use pool_core::Strategy;
 use serde::Deserialize;
 
 use crate::check::{ANOMALIES, TOLERATED};
+use crate::drive::subject::SubjectSpec;
 use crate::scenario::{Scenario, CATALOG};
+use crate::target::Target;
 
 /// What is wanted of the runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,12 +46,34 @@ pub fn check_names(names: &[String]) -> Result<(), String> {
     }
 }
 
-/// One expectation about one strategy in one scenario.
+impl Want {
+    /// `safe`, `finds a, b` or `absent a, b`.
+    pub fn text(&self) -> String {
+        match self {
+            Want::Safe => "safe".to_string(),
+            Want::Finds(a) => format!("finds {}", a.join(", ")),
+            Want::Absent(a) => format!("absent {}", a.join(", ")),
+        }
+    }
+
+    /// Whether anomaly counts summed over the runs satisfy it.
+    pub fn holds(&self, counts: &BTreeMap<String, u64>) -> bool {
+        let n = |a: &str| counts.get(a).copied().unwrap_or(0);
+        match self {
+            Want::Safe => ANOMALIES.iter().all(|a| n(a) == 0),
+            Want::Finds(list) => list.iter().all(|a| n(a) > 0),
+            Want::Absent(list) => list.iter().all(|a| n(a) == 0),
+        }
+    }
+}
+
+/// One expectation about one pool under test (a strategy or a subject) in one scenario.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expect {
-    /// As written (preset name or spec).
+    /// As written (preset name, spec, or subject name or command).
     pub strategy_name: String,
-    pub strategy: Strategy,
+    /// The pool under test (compares equal to a [`Strategy`] for model targets).
+    pub strategy: Target,
     pub scenario: String,
     pub want: Want,
 }
@@ -65,28 +90,20 @@ impl Expect {
     }
 
     pub fn want_text(&self) -> String {
-        match &self.want {
-            Want::Safe => "safe".to_string(),
-            Want::Finds(a) => format!("finds {}", a.join(", ")),
-            Want::Absent(a) => format!("absent {}", a.join(", ")),
-        }
+        self.want.text()
     }
 
     /// Whether counts summed over this expectation's runs satisfy it. `counts` holds anomaly
     /// counts and, where known, tolerated counts ([`crate::check::Verdict::tally`]); a name it
     /// lacks counts 0.
     pub fn holds(&self, counts: &BTreeMap<String, u64>) -> bool {
-        let n = |a: &str| counts.get(a).copied().unwrap_or(0);
-        match &self.want {
-            Want::Safe => ANOMALIES.iter().all(|a| n(a) == 0),
-            Want::Finds(list) => list.iter().all(|a| n(a) > 0),
-            Want::Absent(list) => list.iter().all(|a| n(a) == 0),
-        }
+        self.want.holds(counts)
     }
 
     /// The expectations a scenario's `[expect]` section states.
     pub fn from_scenario(sc: &Scenario) -> Vec<Expect> {
-        let parse = |s: &String| Strategy::parse(s).expect("validated with the scenario");
+        let parse =
+            |s: &String| Target::Model(Strategy::parse(s).expect("validated with the scenario"));
         let mut out: Vec<Expect> = sc
             .expect
             .clean
@@ -114,10 +131,13 @@ impl Expect {
     }
 }
 
-/// An expectations file: a list of `[[expect]]` tables.
+/// An expectations file: named subjects and a list of `[[expect]]` tables.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// `name = "command"`: subjects the `[[expect]]` tables name.
+    #[serde(default)]
+    subjects: BTreeMap<String, String>,
     #[serde(rename = "expect", default)]
     expect: Vec<FileEntry>,
 }
@@ -125,7 +145,12 @@ struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileEntry {
-    strategy: String,
+    /// A preset or spec (pool-core)...
+    #[serde(default)]
+    strategy: Option<String>,
+    /// ...or a subject: a name from `[subjects]` (or `--subject NAME=CMD`), or a command.
+    #[serde(default)]
+    subject: Option<String>,
     /// Catalog scenario names or scenario file paths; default: every catalog scenario.
     #[serde(default)]
     scenarios: Vec<String>,
@@ -139,15 +164,31 @@ struct FileEntry {
 
 /// Load and validate an expectations file. Errors name the file, the line where known, and
 /// the fix.
-pub fn load_file(path: &Path) -> Result<(Vec<Expect>, Vec<Scenario>), String> {
+/// `subjects` (from `--subject NAME=CMD`) define or override the file's named subjects;
+/// `timeout` is each subject's per-request timeout.
+pub fn load_file(
+    path: &Path,
+    subjects: &[SubjectSpec],
+    timeout: Duration,
+) -> Result<(Vec<Expect>, Vec<Scenario>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse_file(&text, &path.display().to_string())
+    parse_file_with(&text, &path.display().to_string(), subjects, timeout)
 }
 
 /// Parse expectations text; `origin` names it in errors. Returns the expectations and every
 /// scenario they name.
 pub fn parse_file(text: &str, origin: &str) -> Result<(Vec<Expect>, Vec<Scenario>), String> {
+    parse_file_with(text, origin, &[], Duration::from_secs(10))
+}
+
+/// [`parse_file`] with subjects defined on the command line (they override the file's).
+pub fn parse_file_with(
+    text: &str,
+    origin: &str,
+    subjects: &[SubjectSpec],
+    timeout: Duration,
+) -> Result<(Vec<Expect>, Vec<Scenario>), String> {
     let file: File = toml::from_str(text).map_err(|e| {
         let at = e
             .span()
@@ -168,8 +209,19 @@ pub fn parse_file(text: &str, origin: &str) -> Result<(Vec<Expect>, Vec<Scenario
     let mut expects = Vec::new();
     let mut scenarios: Vec<Scenario> = Vec::new();
     for (i, e) in file.expect.iter().enumerate() {
-        let at = format!("{origin}: [[expect]] #{} ({})", i + 1, e.strategy);
-        let strategy = Strategy::parse(&e.strategy).map_err(|err| format!("{at}: {err}"))?;
+        let written = e.strategy.as_deref().or(e.subject.as_deref()).unwrap_or("");
+        let at = format!("{origin}: [[expect]] #{} ({written})", i + 1);
+        let strategy = match (&e.strategy, &e.subject) {
+            (Some(s), None) => {
+                Target::Model(Strategy::parse(s).map_err(|err| format!("{at}: {err}"))?)
+            }
+            (None, Some(s)) => Target::Subject(resolve_subject(s, &file.subjects, subjects, timeout)),
+            _ => {
+                return Err(format!(
+                    "{at}: give exactly one of `strategy = \"PRESET or SPEC\"` or `subject = \"NAME or COMMAND\"`"
+                ))
+            }
+        };
         let want = match (e.safe, e.finds.is_empty(), e.absent.is_empty()) {
             (true, true, true) => Want::Safe,
             (false, false, true) => {
@@ -201,14 +253,36 @@ pub fn parse_file(text: &str, origin: &str) -> Result<(Vec<Expect>, Vec<Scenario
                 }
             };
             expects.push(Expect {
-                strategy_name: e.strategy.clone(),
-                strategy,
+                strategy_name: written.to_string(),
+                strategy: strategy.clone(),
                 scenario: sc.name.clone(),
                 want: want.clone(),
             });
         }
     }
     Ok((expects, scenarios))
+}
+
+/// A subject as an `[[expect]]` table names it: a name defined on the command line or in the
+/// file's `[subjects]`, else the command itself (named by its command line).
+fn resolve_subject(
+    written: &str,
+    in_file: &BTreeMap<String, String>,
+    cli: &[SubjectSpec],
+    timeout: Duration,
+) -> SubjectSpec {
+    if let Some(s) = cli.iter().find(|s| s.name == written) {
+        return s.clone();
+    }
+    let (name, command) = match in_file.get(written) {
+        Some(cmd) => (written.to_string(), cmd.clone()),
+        None => (written.to_string(), written.to_string()),
+    };
+    SubjectSpec {
+        name,
+        command,
+        timeout,
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +293,7 @@ mod tests {
     fn safe_and_finds_are_judged_on_counts() {
         let e = |want| Expect {
             strategy_name: "none".into(),
-            strategy: Strategy::parse("none").unwrap(),
+            strategy: Target::Model(Strategy::parse("none").unwrap()),
             scenario: "refresh-race".into(),
             want,
         };
@@ -247,7 +321,7 @@ mod tests {
     fn tolerated_events_count_only_where_an_expectation_names_them() {
         let e = |want| Expect {
             strategy_name: "flock-txn".into(),
-            strategy: Strategy::parse("flock-txn").unwrap(),
+            strategy: Target::Model(Strategy::parse("flock-txn").unwrap()),
             scenario: "crash-mid-persist".into(),
             want,
         };
@@ -301,6 +375,11 @@ mod tests {
         let err = |t: &str| parse_file(t, "e.toml").unwrap_err();
         assert!(err("").contains("no [[expect]]"));
         assert!(err("[[expect]]\nstrategy = \"none\"\n").contains("exactly one of"));
+        assert!(err("[[expect]]\nsafe = true\n").contains("exactly one of `strategy"));
+        assert!(
+            err("[[expect]]\nstrategy = \"none\"\nsubject = \"x\"\nsafe = true\n")
+                .contains("exactly one of `strategy")
+        );
         assert!(
             err("[[expect]]\nstrategy = \"none\"\nsafe = true\nfinds = [\"torn_read\"]\n")
                 .contains("exactly one of")
@@ -315,6 +394,31 @@ mod tests {
         );
         let e = err("[[expect]]\nstrategy = \"none\"\nsafty = true\n");
         assert!(e.starts_with("e.toml:3:") && e.contains("safty"), "{e}");
+    }
+
+    #[test]
+    fn subjects_are_named_in_the_file_on_the_command_line_or_by_their_command() {
+        let text = "[subjects]\npy = \"python3 pool.py\"\n\n\
+                    [[expect]]\nsubject = \"py\"\nscenarios = [\"refresh-race\"]\nsafe = true\n\n\
+                    [[expect]]\nsubject = \"sh broken.sh\"\nscenarios = [\"refresh-race\"]\nfinds = [\"double_redeem\"]\n";
+        let (ex, scs) = parse_file(text, "e.toml").unwrap();
+        assert_eq!(scs.len(), 1);
+        let Target::Subject(s) = &ex[0].strategy else {
+            panic!("{:?}", ex[0])
+        };
+        assert_eq!(
+            (s.name.as_str(), s.command.as_str()),
+            ("py", "python3 pool.py")
+        );
+        assert_eq!(ex[0].id(), "py in refresh-race: safe");
+        assert_eq!(ex[1].strategy.spec(), "sh broken.sh");
+        let cli = SubjectSpec {
+            name: "py".into(),
+            command: "python3 other.py".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let (ex, _) = parse_file_with(text, "e.toml", &[cli], Duration::from_secs(1)).unwrap();
+        assert_eq!(ex[0].strategy.spec(), "python3 other.py");
     }
 
     #[test]

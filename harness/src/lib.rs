@@ -17,6 +17,7 @@ pub mod lifeline;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod target;
 
 #[cfg(test)]
 mod testing;

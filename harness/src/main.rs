@@ -4,11 +4,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use harness::drive::fork::{self, RunOptions};
+use harness::drive::fork::RunOptions;
+use harness::drive::subject::SubjectSpec;
 use harness::expect::Expect;
 use harness::gate::{self, GateOptions};
 use harness::report::{self, render, Report};
 use harness::scenario::Scenario;
+use harness::target::{self, Target};
 use pool_core::strategy::{Lock, Persist, Refresh, Scope, WritePath};
 use pool_core::{Strategy, PRESETS};
 use std::path::PathBuf;
@@ -54,13 +56,12 @@ enum Cmd {
         #[arg(long, required_unless_present = "subject", conflicts_with = "subject")]
         strategy: Option<String>,
         /// Play the pool roles with an external pool: a shell command speaking the
-        /// poolcheck-subject/1 protocol (docs/subjects.md). Exit 2 if a subject fails.
+        /// poolcheck-subject/1 protocol (docs/subjects.md), as CMD or NAME=CMD.
+        /// A run in which a process failed on its own has verdict `error` (exit 2).
         #[arg(long, value_name = "CMD")]
         subject: Option<String>,
-        /// How long a subject may take to answer one request (pauses excluded).
-        #[arg(long, value_name = "MS", default_value_t = 10_000,
-              value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-        subject_timeout_ms: u64,
+        #[command(flatten)]
+        subject_timeout: SubjectTimeout,
         /// Number of processes of the scenario's first role (1 to 256 processes in all).
         #[arg(long, value_parser = procs_range())]
         procs: Option<u32>,
@@ -96,6 +97,12 @@ enum Cmd {
         /// Comma-separated catalog names or files (default: the whole catalog).
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<String>,
+        /// Also an external subject, one row beside the strategies (repeatable): NAME=CMD.
+        /// Subjects run on the fork driver only.
+        #[arg(long, value_name = "NAME=CMD")]
+        subject: Vec<String>,
+        #[command(flatten)]
+        subject_timeout: SubjectTimeout,
         /// Fewer iterations per process (at most 2), for a fast check.
         #[arg(long)]
         quick: bool,
@@ -111,9 +118,15 @@ enum Cmd {
     /// Crash campaign: kill workers at pause points until N kills, per strategy; count
     /// corrupt stores, dead credentials, rollbacks and lost updates.
     Crash {
-        /// Comma-separated presets or specs (default: flock-txn and none).
+        /// Comma-separated presets or specs (default: flock-txn and none, unless --subject
+        /// is given).
         #[arg(long)]
         strategies: Vec<String>,
+        /// An external subject to crash instead (repeatable): CMD or NAME=CMD.
+        #[arg(long, value_name = "NAME=CMD")]
+        subject: Vec<String>,
+        #[command(flatten)]
+        subject_timeout: SubjectTimeout,
         /// Kills to reach per strategy (1 to 100000).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         kills: u32,
@@ -147,6 +160,11 @@ enum Cmd {
         /// Run only shard I of N of the campaign (combine the JSON reports with `merge`).
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
+        /// Define (or override) a subject the expectations file names (repeatable): NAME=CMD.
+        #[arg(long, value_name = "NAME=CMD")]
+        subject: Vec<String>,
+        #[command(flatten)]
+        subject_timeout: SubjectTimeout,
         #[command(flatten)]
         out: GateOutputs,
     },
@@ -155,23 +173,77 @@ enum Cmd {
         /// JSON reports written by `poolcheck gate --json` (or --format json).
         #[arg(required = true)]
         reports: Vec<PathBuf>,
+        /// Merge even when shards are missing: a provisional view (finds-verdicts pending,
+        /// the missing shards named) instead of a refusal.
+        #[arg(long)]
+        partial: bool,
         #[command(flatten)]
         out: GateOutputs,
     },
     /// Lock contention: throughput, latency and lock wait of real processes per strategy,
     /// process count and file system, beside the physical floor and SQLite, with the anomaly
     /// counts of the same runs.
-    Bench(harness::bench::BenchArgs),
+    Bench {
+        #[command(flatten)]
+        args: harness::bench::BenchArgs,
+        #[command(flatten)]
+        refuse: NoSubject,
+    },
     /// Model-check one scenario under one strategy with loom or shuttle on a simulated kernel.
     Model {
         #[command(flatten)]
         args: harness::drive::model::ModelArgs,
+        #[command(flatten)]
+        refuse: NoSubject,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Generated workloads and schedules on the shuttle driver; the first anomaly is shrunk to
     /// a minimal witness and written as a scenario file (exit 1). See docs/explore.md.
-    Explore(harness::explore::ExploreArgs),
+    Explore {
+        #[command(flatten)]
+        args: harness::explore::ExploreArgs,
+        #[command(flatten)]
+        refuse: NoSubject,
+    },
+}
+
+/// How long a subject may take to answer one request.
+#[derive(clap::Args)]
+struct SubjectTimeout {
+    /// How long a subject may take to answer one request (pauses excluded; 1 to 3600000).
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    subject_timeout_ms: u64,
+}
+
+impl SubjectTimeout {
+    fn parse(&self, args: &[String]) -> Result<Vec<SubjectSpec>, BadInput> {
+        let t = std::time::Duration::from_millis(self.subject_timeout_ms);
+        args.iter()
+            .map(|a| target::parse_subject(a, t).map_err(BadInput))
+            .collect()
+    }
+}
+
+/// Commands that run pool-core on the simulated kernel or measure its strategies cannot
+/// drive an external subject: they say so instead of ignoring `--subject`.
+#[derive(clap::Args)]
+struct NoSubject {
+    #[arg(long, hide = true, value_name = "CMD")]
+    subject: Option<String>,
+}
+
+impl NoSubject {
+    fn check(&self, cmd: &str, why: &str) -> Result<(), BadInput> {
+        match &self.subject {
+            None => Ok(()),
+            Some(_) => Err(BadInput(format!(
+                "`poolcheck {cmd}` cannot drive an external subject: {why}. Subjects run with \
+                 `poolcheck run`, `matrix`, `gate` and `crash` (--subject)"
+            ))),
+        }
+    }
 }
 
 /// Where a gate or merge writes its verdicts besides stdout.
@@ -247,7 +319,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             html,
             store,
             subject,
-            subject_timeout_ms,
+            subject_timeout,
         } => {
             let mut sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
             if quick {
@@ -260,13 +332,16 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 store,
                 ..RunOptions::default()
             };
-            if let Some(cmd) = subject {
-                return run_subject(&sc, cmd, subject_timeout_ms, &opts, format);
-            }
-            let strategy = strategy.expect("clap requires --strategy without --subject");
-            let st = Strategy::parse(&strategy).map_err(|e| BadInput(e.to_string()))?;
-            let rec = fork::run(&sc, st, &opts).map_err(|e| BadInput(e.to_string()))?;
-            let run = report::judge_fork(&sc, st, &rec, &Expect::from_scenario(&sc));
+            let target = match (subject, strategy) {
+                (Some(cmd), _) => Target::Subject(subject_timeout.parse(&[cmd])?.remove(0)),
+                (None, Some(st)) => {
+                    Target::Model(Strategy::parse(&st).map_err(|e| BadInput(e.to_string()))?)
+                }
+                (None, None) => unreachable!("clap requires --strategy without --subject"),
+            };
+            let (run, rec) =
+                target::run_and_judge(&sc, &target, &opts, &Expect::from_scenario(&sc))
+                    .map_err(|e| BadInput(e.to_string()))?;
             if let Some(dir) = &rec.kept {
                 eprintln!("run files kept in {}", dir.display());
             }
@@ -279,6 +354,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
         }
         Cmd::Crash {
             strategies,
+            subject,
+            subject_timeout,
             kills,
             scenario,
             seed,
@@ -286,18 +363,18 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             format,
         } => {
             let sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
-            let names = if strategies.is_empty() {
-                vec!["flock-txn".to_string(), "none".to_string()]
-            } else {
-                strategy_list(&strategies)?
+            let names = match (strategies.is_empty(), subject.is_empty()) {
+                (true, true) => vec!["flock-txn".to_string(), "none".to_string()],
+                (true, false) => Vec::new(),
+                (false, _) => strategy_list(&strategies)?,
             };
+            let targets = targets(&names, &subject_timeout.parse(&subject)?)?;
             let progress = std::io::stderr().is_terminal();
             let mut rows = Vec::new();
-            for name in &names {
-                let st = Strategy::parse(name).map_err(|e| BadInput(e.to_string()))?;
-                let s = harness::campaign::crash(&sc, st, kills, seed, max_runs, |k, r| {
+            for t in &targets {
+                let s = harness::campaign::crash(&sc, t, kills, seed, max_runs, |k, r| {
                     if progress {
-                        eprint!("\r\x1b[2K{}: {k}/{kills} kills in {r} runs ...", st.label());
+                        eprint!("\r\x1b[2K{}: {k}/{kills} kills in {r} runs ...", t.label());
                     }
                 })
                 .map_err(|e| BadInput(e.to_string()))?;
@@ -332,6 +409,19 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                             })
                             .map(|(a, n)| format!("{a}={n}"))
                             .collect();
+                        let tolerated: Vec<String> = s
+                            .tolerated
+                            .iter()
+                            .filter(|(_, n)| **n > 0)
+                            .map(|(a, n)| format!("{a}={n}"))
+                            .collect();
+                        let other: Vec<String> = other
+                            .into_iter()
+                            .chain(
+                                (!tolerated.is_empty())
+                                    .then(|| format!("(tolerated: {})", tolerated.join(" "))),
+                            )
+                            .collect();
                         println!(
                             "{:<16} {:>5} {:>6} {:>8} {:>5} {:>9} {:>5}  {}",
                             s.strategy,
@@ -344,10 +434,23 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                             other.join(" ")
                         );
                     }
-                    println!("\ncorrupt/dead/rollback/lost: runs whose final store or history showed it (of `runs`).");
+                    println!("\ncorrupt/dead/rollback/lost: runs whose final store or history showed it (of `runs`).\ntolerated: events that did no harm, summed over the runs (see the README, \"Anomalies\").");
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            let errored: Vec<_> = rows.iter().filter(|s| s.errors > 0).collect();
+            for s in &errored {
+                eprintln!(
+                    "poolcheck: {}: {} run(s) with verdict error: {}",
+                    s.strategy,
+                    s.errors,
+                    s.error.as_deref().unwrap_or("a process failed")
+                );
+            }
+            Ok(if errored.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
         Cmd::Gate {
             expect,
@@ -355,6 +458,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             seeds,
             seed,
             shard,
+            subject,
+            subject_timeout,
             out,
         } => {
             let shard = shard
@@ -368,9 +473,19 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 seed,
                 shard,
             };
-            gate_dispatch(expect, opts, out)
+            gate_dispatch(
+                expect,
+                &subject_timeout.parse(&subject)?,
+                subject_timeout.subject_timeout_ms,
+                opts,
+                out,
+            )
         }
-        Cmd::Merge { reports, out } => {
+        Cmd::Merge {
+            reports,
+            partial,
+            out,
+        } => {
             let mut parsed = Vec::new();
             for path in &reports {
                 let text = std::fs::read_to_string(path)
@@ -381,36 +496,46 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         path.display()
                     ))
                 })?;
-                parsed.push(r);
+                parsed.push((path.display().to_string(), r));
             }
-            let merged = gate::merge(parsed).map_err(BadInput)?;
+            let merged = gate::merge(parsed, partial).map_err(BadInput)?;
             emit_gate(&merged, &out)
         }
-        Cmd::Bench(args) => harness::bench::main(&args)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(BadInput),
+        Cmd::Bench { args, refuse } => {
+            refuse.check(
+                "bench",
+                "it measures pool-core's strategies against SQLite and the syscall floor",
+            )?;
+            harness::bench::main(&args)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(BadInput)
+        }
         Cmd::Matrix {
             drivers,
             strategies,
             scenarios,
+            subject,
+            subject_timeout,
             quick,
             seed,
             format,
             html,
         } => {
-            let strategies: Vec<Strategy> = if strategies.is_empty() {
-                PRESETS
-                    .iter()
-                    .map(|p| Strategy::parse(p.name).expect("presets parse"))
-                    .collect()
+            let names: Vec<String> = if strategies.is_empty() {
+                PRESETS.iter().map(|p| p.name.to_string()).collect()
             } else {
                 strategy_list(&strategies)?
-                    .iter()
-                    .map(|s| Strategy::parse(s).map_err(|e| BadInput(e.to_string())))
-                    .collect::<Result<_, _>>()?
             };
             nonempty_items("--drivers", &drivers)?;
             nonempty_items("--scenarios", &scenarios)?;
+            let subjects = subject_timeout.parse(&subject)?;
+            if let Some(s) = subjects.iter().find(|s| s.name == "subject") {
+                return Err(BadInput(format!(
+                    "matrix --subject '{}' has no name: write --subject NAME=CMD (the row's label)",
+                    s.command
+                )));
+            }
+            let strategies = targets(&names, &subjects)?;
             let mut scs: Vec<Scenario> = if scenarios.is_empty() {
                 Scenario::catalog()
             } else {
@@ -431,11 +556,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             };
             for st in &strategies {
                 for sc in &scs {
+                    // The model checkers run pool-core only: a subject gets its fork row.
                     for d in drivers.iter().filter(|d| d.as_str() != "fork") {
-                        let run = harness::drive::model::matrix_run(d, sc, *st, seed);
+                        let Some(model) = st.strategy() else { continue };
+                        let run = harness::drive::model::matrix_run(d, sc, model, seed);
                         runs.push(run.map_err(|e| BadInput(e.to_string()))?);
                     }
-                    if !drivers.iter().any(|d| d == "fork") {
+                    if !drivers.iter().any(|d| d == "fork") && st.strategy().is_some() {
                         continue;
                     }
                     let opts = RunOptions {
@@ -450,8 +577,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                             sc.name
                         );
                     }
-                    let rec = fork::run(sc, *st, &opts).map_err(|e| BadInput(e.to_string()))?;
-                    let run = report::judge_fork(sc, *st, &rec, &Expect::from_scenario(sc));
+                    let (run, rec) =
+                        target::run_and_judge(sc, st, &opts, &Expect::from_scenario(sc))
+                            .map_err(|e| BadInput(e.to_string()))?;
                     if let Some(p) = &mut pages {
                         p.add(&run, &rec.history).map_err(BadInput)?;
                     }
@@ -468,15 +596,51 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             }
             Ok(emit(&report, format, html.as_deref()))
         }
-        Cmd::Model { args, format } => {
+        Cmd::Model {
+            args,
+            refuse,
+            format,
+        } => {
+            refuse.check(
+                "model",
+                "the model checkers run pool-core on a simulated kernel, not a program",
+            )?;
             let run = harness::drive::model::run(&args).map_err(|e| BadInput(e.to_string()))?;
             Ok(emit(&Report::new(vec![run]), format, None))
         }
-        Cmd::Explore(args) => Ok(match harness::explore::run(&args).map_err(BadInput)? {
-            true => ExitCode::from(1),
-            false => ExitCode::SUCCESS,
-        }),
+        Cmd::Explore { args, refuse } => {
+            refuse.check(
+                "explore",
+                "it generates workloads for pool-core on a simulated kernel",
+            )?;
+            Ok(match harness::explore::run(&args).map_err(BadInput)? {
+                true => ExitCode::from(1),
+                false => ExitCode::SUCCESS,
+            })
+        }
     }
+}
+
+/// The pools under test a command names: strategies (presets or specs), then subjects.
+fn targets(strategies: &[String], subjects: &[SubjectSpec]) -> Result<Vec<Target>, BadInput> {
+    let mut out: Vec<Target> = strategies
+        .iter()
+        .map(|s| {
+            Strategy::parse(s)
+                .map(Target::Model)
+                .map_err(|e| BadInput(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    for s in subjects {
+        if out.iter().any(|t| t.label() == s.name) {
+            return Err(BadInput(format!(
+                "two pools under test are called '{}': give each --subject its own NAME=",
+                s.name
+            )));
+        }
+        out.push(Target::Subject(s.clone()));
+    }
+    Ok(out)
 }
 
 /// A given `--strategies` list, split (a spec's own commas kept); refused when it names none.
@@ -500,46 +664,22 @@ fn nonempty_items(flag: &str, items: &[String]) -> Result<(), BadInput> {
     Ok(())
 }
 
-/// `run --subject`: one run with an external subject; exit 2 if a subject failed.
-fn run_subject(
-    sc: &Scenario,
-    cmd: String,
-    timeout_ms: u64,
-    opts: &RunOptions,
-    format: Format,
-) -> Result<ExitCode, BadInput> {
-    use harness::drive::subject::{self, SubjectSpec};
-    let spec = SubjectSpec {
-        timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
-        ..SubjectSpec::new(cmd)
-    };
-    let (run, rec) =
-        subject::run_and_judge(sc, &spec, opts).map_err(|e| BadInput(e.to_string()))?;
-    if let Some(dir) = &rec.kept {
-        eprintln!("run files kept in {}", dir.display());
-    }
-    let code = emit(&Report::new(vec![run]), format, None);
-    let errors = subject::errors(&rec.history);
-    for e in &errors {
-        eprintln!("poolcheck: {e}");
-    }
-    Ok(if errors.is_empty() {
-        code
-    } else {
-        ExitCode::from(2)
-    })
-}
-
 fn gate_dispatch(
     expect: Option<PathBuf>,
+    subjects: &[SubjectSpec],
+    timeout_ms: u64,
     opts: GateOptions,
     out: GateOutputs,
 ) -> Result<ExitCode, BadInput> {
+    let timeout = std::time::Duration::from_millis(timeout_ms.clamp(1, 3_600_000));
     let (expects, scenarios) = match &expect {
-        Some(path) => harness::expect::load_file(path),
-        None => {
-            harness::expect::parse_file(DEFAULT_EXPECTATIONS, "ci/expectations.toml (built in)")
-        }
+        Some(path) => harness::expect::load_file(path, subjects, timeout),
+        None => harness::expect::parse_file_with(
+            DEFAULT_EXPECTATIONS,
+            "ci/expectations.toml (built in)",
+            subjects,
+            timeout,
+        ),
     }
     .map_err(BadInput)?;
     let progress = std::io::stderr().is_terminal();
@@ -602,21 +742,45 @@ fn emit_gate(report: &Report, out: &GateOutputs) -> Result<ExitCode, BadInput> {
             );
         }
     }
-    Ok(if gate::passed(g) {
+    let errored = g.expectations.iter().filter(|e| e.errors > 0).count();
+    Ok(if errored > 0 || !report.errored().is_empty() {
+        for e in g.expectations.iter().filter(|e| e.errors > 0) {
+            eprintln!(
+                "poolcheck: {}: {} run(s) with verdict error: {}",
+                e.id,
+                e.errors,
+                e.error.as_deref().unwrap_or("a process failed")
+            );
+        }
+        ExitCode::from(2)
+    } else if gate::passed(g) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-/// Print the report; the exit code says whether every expectation held.
+/// Print the report; the exit code says whether every run ran (2 when a process failed on
+/// its own) and whether every expectation held (1).
 fn emit(report: &Report, format: Format, html: Option<&std::path::Path>) -> ExitCode {
     match format {
         Format::Table => print!("{}", render::table(report)),
         Format::Json => println!("{}", render::json(report)),
         Format::Markdown => print!("{}", render::markdown_linked(report, html)),
     }
-    if report.failures().is_empty() {
+    let errored = report.errored();
+    for r in &errored {
+        for e in &r.errors {
+            if e.starts_with("subject ") {
+                eprintln!("poolcheck: {e}");
+            } else {
+                eprintln!("poolcheck: {} x {}: error: {e}", r.strategy, r.scenario);
+            }
+        }
+    }
+    if !errored.is_empty() {
+        ExitCode::from(2)
+    } else if report.failures().is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -25,7 +25,7 @@ fn json_report(args: &[&str]) -> (Value, i32) {
     (v, out.status.code().unwrap_or(-1))
 }
 
-use harness::check::ANOMALIES;
+use harness::check::{ANOMALIES, TOLERATED};
 
 #[test]
 fn refresh_race_under_none_double_redeems() {
@@ -93,6 +93,9 @@ fn matrix_json_follows_the_report_contract() {
         assert_eq!(r["anomalies"].as_object().unwrap().len(), 8);
         for a in ANOMALIES {
             assert!(r["anomalies"][a].is_u64(), "{a}");
+        }
+        for t in TOLERATED {
+            assert!(r["tolerated"][t].is_u64(), "tolerated.{t} in {r}");
         }
         for k in ["processes", "operations", "seconds", "seed"] {
             assert!(!r["stats"][k].is_null(), "stats.{k}");

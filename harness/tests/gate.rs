@@ -234,4 +234,22 @@ fn two_merged_shards_give_the_unsharded_verdict() {
     let out = poolcheck(&["merge", &json("a.json"), &json("c.json")], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("another campaign"));
+    // An incomplete set is refused naming the missing shard, a repeated shard too; --partial
+    // gives the provisional view.
+    let out = poolcheck(&["merge", &json("a.json")], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("2/2"), "{}", text(&out));
+    let out = poolcheck(
+        &["merge", &json("a.json"), &json("a.json"), &json("b.json")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("given twice"), "{}", text(&out));
+    let out = poolcheck(
+        &["merge", "--partial", &json("a.json"), "--format", "json"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let part: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(part["gate"]["shard"], "partial (missing 2/2)");
 }

@@ -125,6 +125,8 @@ fn refresh_round_trip() {
         })
         .collect();
     let expect = [
+        // The issuer's rules come first, so a history alone says how long a grace lasts.
+        (0, "IssuerRules { grace_ms: 0 }"),
         (0, "issued g0"),
         (7, "redeemed Rotated"),
         (7, "issued g1"),
@@ -133,7 +135,7 @@ fn refresh_round_trip() {
         (7, "used Accepted"),
     ];
     assert_eq!(summary, expect.map(|(p, s)| (p, s.to_string())).to_vec());
-    match &records[2].ev {
+    match &records[3].ev {
         Ev::Issued {
             refresh, access, ..
         } => {
@@ -426,7 +428,16 @@ fn malformed_requests_are_400_and_leave_no_ledger_line() {
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(kinds, vec!["issued", "Unknown", "Rotated", "issued"]);
+    assert_eq!(
+        kinds,
+        vec![
+            "IssuerRules { grace_ms: 0 }",
+            "issued",
+            "Unknown",
+            "Rotated",
+            "issued"
+        ]
+    );
 }
 
 #[test]

@@ -248,3 +248,247 @@ fn one_broken_subject_does_not_stop_the_others_being_judged() {
     // The three healthy processes still raced for the refresh token, and were judged.
     assert!(count(&v, "double_redeem") >= 1, "{v}");
 }
+
+/// `poolcheck ARGS` from the repository root: (stdout, exit code, stderr).
+fn poolcheck(args: &[&str]) -> (String, i32, String) {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+        .current_dir(root())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(args)
+        .output()
+        .expect("poolcheck runs");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn restarted_subject_processes_number_their_operations_apart() {
+    if !have_python() {
+        return;
+    }
+    // Workers are killed by the nemesis and restarted; each life of a process must number
+    // its operations in its own range, or the history merges ops of two lives (which showed
+    // as 20-50 false partial_sync_reads per run).
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("run");
+    let cmd = format!("{PY} --serialized-refresh");
+    let (v, code, stderr) = run_subject(
+        &cmd,
+        "crash-mid-persist",
+        &["--keep", keep.to_str().unwrap()],
+    );
+    assert_ne!(code, 2, "{stderr}");
+    let run = &v["runs"][0];
+    assert!(
+        run["stats"]["killed"].as_u64().unwrap() >= 1,
+        "no kill: {v}"
+    );
+    // Planned kills are not failures.
+    assert_ne!(run["verdict"], "error", "{v}");
+    let mut restarted = 0;
+    for p in 1..=run["stats"]["processes"].as_u64().unwrap() {
+        let log = std::fs::read_to_string(keep.join(format!("logs/p{p}.jsonl"))).unwrap();
+        let mut ids = Vec::new();
+        let mut lives = 0;
+        for line in log.lines() {
+            let r: Value = serde_json::from_str(line).unwrap();
+            if r["kind"] == "proc_start" {
+                lives += 1;
+            }
+            if r["kind"] == "pool" && r["event"]["ev"] == "op_begin" {
+                ids.push(r["event"]["op"].as_u64().unwrap());
+            }
+        }
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "p{p} reused operation ids over {lives} lives: {ids:?}"
+        );
+        restarted += u32::from(lives > 1);
+    }
+    assert!(restarted >= 1, "no process was restarted: {v}");
+}
+
+#[test]
+fn a_subject_that_exits_at_hello_is_an_error_in_every_command() {
+    // It never ran an operation: the verdict is `error` (never `clean`) and the exit code 2.
+    let dead = "exit 0";
+    let (v, code, stderr) = run_subject(dead, "refresh-race", &["--quick"]);
+    assert_eq!(code, 2, "{stderr}");
+    let run = &v["runs"][0];
+    assert_eq!(run["verdict"], "error", "{v}");
+    assert_eq!(run["driver"], "subject", "{v}");
+    assert!(
+        run["errors"][0].as_str().unwrap().contains("'hello'"),
+        "{v}"
+    );
+
+    // matrix: the subject's row beside a preset; the preset is judged, the subject is error.
+    let (out, code, stderr) = poolcheck(&[
+        "matrix",
+        "--quick",
+        "--format",
+        "json",
+        "--strategies",
+        "flock-txn",
+        "--scenarios",
+        "refresh-race",
+        "--subject",
+        "dead=exit 0",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    let m: Value = serde_json::from_str(&out).unwrap();
+    let runs = m["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{m}");
+    assert_eq!(
+        (runs[0]["strategy"].as_str(), runs[0]["verdict"].as_str()),
+        (Some("flock-txn"), Some("clean")),
+        "{m}"
+    );
+    assert_eq!(
+        (runs[1]["strategy"].as_str(), runs[1]["verdict"].as_str()),
+        (Some("dead"), Some("error")),
+        "{m}"
+    );
+
+    // gate: a `safe` expectation on it fails with exit 2, in the JSON and the JUnit.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.toml");
+    std::fs::write(
+        &file,
+        "[subjects]\ndead = \"exit 0\"\n\n[[expect]]\nsubject = \"dead\"\nscenarios = [\"refresh-race\"]\nsafe = true\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("j.xml");
+    let json = dir.path().join("g.json");
+    let (_, code, stderr) = poolcheck(&[
+        "gate",
+        "--quick",
+        "--expect",
+        file.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let e = &g["gate"]["expectations"][0];
+    assert_eq!(
+        (e["held"].as_bool(), e["errors"].as_u64()),
+        (Some(false), Some(1)),
+        "{g}"
+    );
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        x.contains("failures=\"1\"") && x.contains("did not run to the end"),
+        "{x}"
+    );
+    // merge keeps it an error.
+    let (_, code, stderr) = poolcheck(&["merge", json.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+
+    // crash: a campaign over a subject that never runs.
+    let (out, code, stderr) = poolcheck(&[
+        "crash",
+        "--subject",
+        "dead=exit 0",
+        "--kills",
+        "1",
+        "--max-runs",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 2, "{out}\n{stderr}");
+    assert!(stderr.contains("verdict error"), "{stderr}");
+}
+
+#[test]
+fn commands_that_cannot_drive_a_subject_say_so() {
+    for cmd in [
+        vec!["explore", "--strategy", "none", "--subject", "x"],
+        vec![
+            "model",
+            "--checker",
+            "loom",
+            "--strategy",
+            "none",
+            "--scenario",
+            "refresh-race",
+            "--subject",
+            "x",
+        ],
+        vec!["bench", "--subject", "x"],
+    ] {
+        let (_, code, stderr) = poolcheck(&cmd);
+        assert_eq!(code, 2, "{cmd:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot drive an external subject"),
+            "{cmd:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn the_gate_holds_the_fixed_python_pool_safe_and_fails_it_as_of_8040() {
+    if !have_python() {
+        return;
+    }
+    let file = "subjects/python/expectations.toml";
+    let (out, code, stderr) = poolcheck(&["gate", "--quick", "--expect", file]);
+    assert_eq!(code, 0, "{out}\n{stderr}");
+    assert!(out.contains("5 of 5 expectations held"), "{out}");
+
+    // The same file with `fixed` pointed at the pool as of #8040: exit 1, the witness on
+    // stdout and in the JUnit, and a replay command naming the subject.
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("j.xml");
+    let (out, code, stderr) = poolcheck(&[
+        "gate",
+        "--quick",
+        "--expect",
+        file,
+        "--subject",
+        &format!("fixed={PY}"),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}\n{stderr}");
+    assert!(out.contains("FAILED: fixed in refresh-race: safe"), "{out}");
+    assert!(out.contains("first witness"), "{out}");
+    assert!(out.contains(&format!("--subject 'fixed={PY}'")), "{out}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(x.contains("<failure") && x.contains("first witness"), "{x}");
+
+    // matrix: the subject's row beside the presets.
+    let (out, code, stderr) = poolcheck(&[
+        "matrix",
+        "--quick",
+        "--strategies",
+        "none",
+        "--scenarios",
+        "refresh-race",
+        "--subject",
+        &format!("py={PY}"),
+    ]);
+    assert_eq!(code, 0, "{out}\n{stderr}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("none ") || l.starts_with("py "))
+        .collect();
+    assert!(
+        rows.len() >= 2
+            && rows
+                .iter()
+                .any(|l| l.starts_with("py ") && l.contains("double:")),
+        "{out}"
+    );
+}

@@ -359,7 +359,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         body: impl FnOnce(&mut Op<'_, O, I, C>) -> Result<R>,
     ) -> Result<R> {
         let held = if self.cfg.strategy.scope == Scope::Op {
-            self.acquire()?
+            self.acquire(id)?
         } else {
             None
         };
@@ -402,12 +402,12 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         }
     }
 
-    fn acquire(&self) -> Result<Option<O::Held>> {
+    fn acquire(&self, op: u64) -> Result<Option<O::Held>> {
         let Some((kind, path)) = self.lock_target() else {
             return Ok(None);
         };
         if path == self.cfg.store_path {
-            self.create_store_if_missing()?;
+            self.create_store_if_missing(op)?;
         }
         self.os
             .lock(kind, path)
@@ -422,7 +422,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
     /// A lock on the data file needs the data file: opening it to lock would otherwise create
     /// an empty one that every reader refuses. Create an empty store atomically (temp + rename)
     /// first, as implementations that lock the data file do.
-    fn create_store_if_missing(&self) -> Result<()> {
+    fn create_store_if_missing(&self, op: u64) -> Result<()> {
         let path = &self.cfg.store_path;
         if self
             .os
@@ -432,34 +432,51 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
         {
             return Ok(());
         }
-        self.put(WritePath::Rename, path, &Store::default().to_bytes(), None)
+        let bytes = Store::default().to_bytes();
+        let written = Event::Write {
+            op,
+            hash: content_hash(&bytes),
+            base: None,
+            entries: Vec::new(),
+            file: None,
+        };
+        self.put(WritePath::Rename, path, &bytes, written, false)
     }
 
-    /// Put `bytes` at `path` by `write`. For the store (`written` is its Write event) the
-    /// pause points are reported, and the event is recorded the moment the bytes become what a
-    /// reader sees: after the last chunk in place, right after the rename otherwise, so a
-    /// process killed before the directory fsync still has its visible write in the history.
+    /// Put `bytes` at `path` by `write`, recording it: [`Event::WriteBegin`] (with `written`'s
+    /// op, hash and file) right before the bytes can first become visible (the truncating
+    /// open, or the rename), and `written` itself the moment they all are (after the last
+    /// chunk in place, right after the rename otherwise), so a process killed before the
+    /// directory fsync still has its visible write in the history, and one killed between
+    /// the rename and the record still has its intent there. With `pauses`, the store's
+    /// pause points are reported.
     fn put(
         &self,
         write: WritePath,
         path: &Path,
         bytes: &[u8],
-        written: Option<Event>,
+        written: Event,
+        pauses: bool,
     ) -> Result<()> {
         let os = &self.os;
-        let store = written.is_some();
         let pause = |p| {
-            if store {
+            if pauses {
                 os.pause(p)
             }
         };
-        let visible = || {
-            if let Some(e) = written.clone() {
-                os.record(e);
+        let begin = || {
+            if let Event::Write { op, hash, file, .. } = &written {
+                os.record(Event::WriteBegin {
+                    op: *op,
+                    hash: hash.clone(),
+                    file: file.clone(),
+                });
             }
         };
+        let visible = || os.record(written.clone());
         match write {
             WritePath::InPlace => {
+                begin();
                 let mut f = os.create(path).map_err(io_err("cannot open", path))?;
                 for (i, chunk) in bytes.chunks(self.cfg.write_chunk.max(1)).enumerate() {
                     if i > 0 {
@@ -485,6 +502,7 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                     return Err(e);
                 }
                 pause(Pause::BeforeRename);
+                begin();
                 if let Err(e) = os.rename(&tmp, path) {
                     let _ = os.remove(&tmp);
                     return Err(io_err("cannot rename over", path)(e));
@@ -572,7 +590,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         if !wanted {
             return f(self);
         }
-        let held = self.pool.acquire()?;
+        let held = self.pool.acquire(self.id)?;
         let r = f(self);
         let released = self.pool.release(held);
         let v = r?;
@@ -643,6 +661,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             op: self.id,
             hash,
             outcome,
+            file: None,
         });
     }
 
@@ -741,9 +760,10 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 hash: hash.clone(),
                 base,
                 entries: doc.entries(&cfg.provider).iter().map(summary).collect(),
+                file: None,
             };
             op.pool
-                .put(cfg.strategy.write, &cfg.store_path, &bytes, Some(written))?;
+                .put(cfg.strategy.write, &cfg.store_path, &bytes, written, true)?;
             if cfg.strategy.persist == Persist::Merge {
                 op.st.store = doc.clone();
             }
@@ -853,12 +873,37 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
     }
 
     fn read_external(&self, src: &ExternalSource) -> Result<Option<ExternalCreds>> {
+        let bytes = self.read_external_bytes(src)?;
+        Ok(bytes.and_then(|b| src.format.parse(&b)))
+    }
+
+    /// Read an external credential file, recording the read (`file`: its source name). Bytes
+    /// that are not JSON are a corrupt read (a torn write of the other tool or of a peer); JSON
+    /// without a token pair is a parsed read that seeds nothing.
+    fn read_external_bytes(&self, src: &ExternalSource) -> Result<Option<Vec<u8>>> {
         let bytes = self
             .pool
             .os
             .read(&src.path)
             .map_err(io_err("cannot read", &src.path))?;
-        Ok(bytes.and_then(|b| src.format.parse(&b)))
+        let (hash, outcome) = match &bytes {
+            None => (String::new(), ReadOutcome::Missing),
+            Some(b) => (
+                content_hash(b),
+                match serde_json::from_slice::<serde_json::Value>(b) {
+                    Ok(_) => ReadOutcome::Parsed,
+                    Err(_) if b.is_empty() => ReadOutcome::Corrupt("the file is empty".into()),
+                    Err(e) => ReadOutcome::Corrupt(e.to_string()),
+                },
+            ),
+        };
+        self.pool.os.record(Event::Read {
+            op: self.id,
+            hash,
+            outcome,
+            file: Some(src.format.source().to_string()),
+        });
+        Ok(bytes)
     }
 
     /// Whether an OAuth entry's access token expires within the refresh margin: by the JWT's
@@ -1036,7 +1081,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
         if !serial {
             return self.refresh_unserialized(idx, presync);
         }
-        let held = self.pool.acquire()?;
+        let held = self.pool.acquire(self.id)?;
         self.holding = true;
         let r = self.refresh_unserialized(idx, presync).and_then(|usable| {
             if self.dirty {
@@ -1155,14 +1200,17 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             }
         }
         if let Some(src) = self.external_of(e) {
-            let old = self
-                .pool
-                .os
-                .read(&src.path)
-                .map_err(io_err("cannot read", &src.path))?;
+            let old = self.read_external_bytes(src)?;
             let bytes = src.format.render(old.as_deref(), c, now);
+            let written = Event::Write {
+                op: self.id,
+                hash: content_hash(&bytes),
+                base: None,
+                entries: Vec::new(),
+                file: Some(src.format.source().to_string()),
+            };
             self.pool
-                .put(self.strategy().write, &src.path, &bytes, None)?;
+                .put(self.strategy().write, &src.path, &bytes, written, false)?;
         }
         Ok(())
     }
@@ -1192,5 +1240,7 @@ pub fn summary(e: &Entry) -> EntrySummary {
         status_at: e.last_status_at,
         refresh: e.refresh_token.as_deref().map(tag),
         access: e.access_token.as_deref().map(tag),
+        priority: Some(e.priority),
+        reset_at: e.last_error_reset_at,
     }
 }

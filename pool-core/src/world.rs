@@ -183,9 +183,26 @@ pub struct EntrySummary {
     pub refresh: Option<String>,
     /// Tag of the access token or API key.
     pub access: Option<String>,
+    /// The entry's `priority` (selection order; round robin renumbers it). Absent in
+    /// histories written before it was reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// `last_error_reset_at`: when the cooldown ends, if the API said (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<u64>,
 }
 
+/// Which file a read or write is of: the store (`None`, the default) or an external
+/// credential file, named by its entries' `source` (`claude_code`, `codex`).
+pub type FileName = Option<String>;
+
 /// What the pool reports through [`Os::record`]. Secrets appear only as tags.
+///
+/// A write is reported twice: [`Event::WriteBegin`] right before its bytes can first become
+/// visible (before the `rename(2)`, or before the truncating open of an in-place write), and
+/// [`Event::Write`] right after they all are. The two stamps bound the moment the new content
+/// landed, so a judge can tell writes that are ordered from writes that overlap, and bytes
+/// renamed into place by a process killed before its `Write` record are still known.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "ev")]
 pub enum Event {
@@ -198,19 +215,32 @@ pub enum Event {
         ok: bool,
         error: Option<String>,
     },
-    /// A read of the store file.
+    /// A read of the store file (or of an external credential file: `file`).
     Read {
         op: u64,
         hash: String,
         outcome: ReadOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: FileName,
+    },
+    /// A write is about to make `hash` visible: recorded before the rename (or the truncation),
+    /// so its time is a lower bound of the moment the content landed.
+    WriteBegin {
+        op: u64,
+        hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: FileName,
     },
     /// A completed write of the store. `base` is the content hash of the newest store version
     /// this pool's snapshot had absorbed (loaded, reloaded, merged, or written itself).
+    /// External credential files (`file`) have no base and no entries.
     Write {
         op: u64,
         hash: String,
         base: Option<String>,
         entries: Vec<EntrySummary>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: FileName,
     },
     /// A refresh token was spent (`ok`) or refused; `adopted` marks a refresh skipped because
     /// a peer had already rotated the token.

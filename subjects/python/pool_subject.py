@@ -22,15 +22,15 @@ Switches turn on the fixes, one at a time or together:
 ``--merge`` and ``--serialized-refresh`` imply ``--flock-per-write``. ``--black-box`` makes the
 adapter report no events (only pauses), as a pool wrapped without instrumentation would.
 
-The adapter at the bottom (``serve``) speaks the ``poolcheck-subject/1`` protocol on
-stdin/stdout (see docs/subjects.md). Without the harness, the pool works on its own with
-``NullHooks``, which is how the unit tests drive it.
+The adapter at the bottom (``Adapter`` and ``serve``, a few lines over ``poolcheck_adapter``,
+the protocol helper in this directory) speaks ``poolcheck-subject/1`` on stdin/stdout (see
+docs/subjects.md). Without the harness, the pool works on its own with ``NullHooks``, which is
+how the unit tests drive it.
 """
 
 import argparse
 import datetime
 import fcntl
-import hashlib
 import json
 import os
 import random
@@ -38,11 +38,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
-PROTOCOL = "poolcheck-subject/1"
+import poolcheck_adapter
+from poolcheck_adapter import (PROTOCOL, NullHooks, ProtocolHooks, ReadFailed, content_hash,
+                               entry_summary, tag)
+
+# The harness's token endpoint and API, over HTTP (X-Poolcheck-Proc, no proxy).
+Issuer = poolcheck_adapter.Http
 STATUS_FIELDS = (
     "last_status",
     "last_status_at",
@@ -51,16 +53,6 @@ STATUS_FIELDS = (
     "last_error_message",
     "last_error_reset_at",
 )
-
-
-def content_hash(data):
-    """poolcheck's content hash: 16 hex digits of SHA-256."""
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def tag(token):
-    """poolcheck's redacted form of a secret: t: + 8 hex digits of SHA-256."""
-    return "t:" + hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
 def now_ms():
@@ -92,13 +84,8 @@ def rfc3339(ms):
 
 
 def summary(e):
-    return {
-        "id": e["id"],
-        "status": e.get("last_status"),
-        "status_at": stamp_ms(e.get("last_status_at")),
-        "refresh": tag(e["refresh_token"]) if e.get("refresh_token") else None,
-        "access": tag(e["access_token"]) if e.get("access_token") else None,
-    }
+    return entry_summary(e["id"], e.get("last_status"), stamp_ms(e.get("last_status_at")),
+                         e.get("refresh_token") or None, e.get("access_token") or None)
 
 
 # External credential files (another CLI's copy of an OAuth token family): source -> the
@@ -107,73 +94,6 @@ EXTERNAL_KEYS = {
     "claude_code": ("claudeAiOauth", "accessToken", "refreshToken", "expiresAt"),
     "codex": ("tokens", "access_token", "refresh_token", "expires_at_ms"),
 }
-
-
-class ReadFailed(Exception):
-    """The store did not parse (a torn or corrupt read)."""
-
-
-class NullHooks:
-    """No harness: events are dropped and pause points do nothing."""
-
-    def event(self, ev):
-        pass
-
-    def pause(self, point):
-        pass
-
-
-class Issuer:
-    """The OAuth token endpoint and the API, over HTTP (no proxies from the environment)."""
-
-    def __init__(self, base_url, proc, timeout=10.0):
-        self.base = base_url.rstrip("/")
-        self.proc = str(proc)
-        self.timeout = timeout
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def _call(self, req):
-        req.add_header("X-Poolcheck-Proc", self.proc)
-        try:
-            with self.opener.open(req, timeout=self.timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-        except OSError as e:
-            return None, str(e).encode()
-
-    def redeem(self, refresh_token):
-        """('ok', grant) | ('refused', error) | ('unavailable', message)."""
-        body = urllib.parse.urlencode(
-            {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        ).encode()
-        req = urllib.request.Request(self.base + "/oauth/token", data=body, method="POST")
-        req.add_header("Content-Type", "application/x-www-form-urlencoded")
-        status, data = self._call(req)
-        if status == 200:
-            try:
-                return "ok", json.loads(data)
-            except ValueError as e:
-                return "unavailable", "malformed token reply: %s" % e
-        if status in (400, 401):
-            try:
-                return "refused", json.loads(data).get("error") or "invalid_grant"
-            except ValueError:
-                return "refused", "invalid_grant"
-        return "unavailable", "token endpoint: %s" % status
-
-    def use(self, credential):
-        """(HTTP status or None, reset_at_ms or None)."""
-        req = urllib.request.Request(self.base + "/v1/use", method="GET")
-        req.add_header("Authorization", "Bearer " + credential)
-        status, data = self._call(req)
-        reset = None
-        if status == 429:
-            try:
-                reset = json.loads(data).get("reset_at_ms")
-            except ValueError:
-                pass
-        return status, reset
 
 
 class CredentialPool:
@@ -207,20 +127,18 @@ class CredentialPool:
             with open(self.store, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            self.hooks.event({"ev": "read", "hash": "", "outcome": {"kind": "missing"}})
+            self.hooks.read(None)
             return None
-        h = content_hash(data)
         try:
             doc = json.loads(data)
             if not isinstance(doc, dict) or "version" not in doc:
                 raise ValueError("not a store object")
         except ValueError as e:
             detail = "the file is empty" if not data else str(e)
-            self.hooks.event({"ev": "read", "hash": h,
-                              "outcome": {"kind": "corrupt", "detail": detail}})
+            self.hooks.read(data, detail)
             raise ReadFailed("%s: %s" % (self.store, detail))
-        self.hooks.event({"ev": "read", "hash": h, "outcome": {"kind": "parsed"}})
-        return doc, h
+        self.hooks.read(data)
+        return doc, content_hash(data)
 
     def _flock(self):
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -258,11 +176,14 @@ class CredentialPool:
                     doc.setdefault("credential_pool", {})[self.provider] = self.entries
             doc["updated_at"] = rfc3339(now_ms())
             data = (json.dumps(doc, indent=2) + "\n").encode()
-            self._put(self.store, data, pauses=True)
             h = content_hash(data)
-            self.hooks.event({"ev": "write", "hash": h, "base": base,
-                              "entries": [summary(e) for e in
-                                          doc["credential_pool"][self.provider]]})
+            # Reported as it happens: write_begin right before the bytes can land, write right
+            # after they have (before the after_rename pause), so a kill in between leaves
+            # no unexplained bytes in the history.
+            entries = [summary(e) for e in doc["credential_pool"][self.provider]]
+            self._put(self.store, data, pauses=True,
+                      written=(lambda: self.hooks.writing(data),
+                               lambda: self.hooks.wrote(data, base, entries)))
             if self.merge:
                 self.doc = doc
             self.seen = h
@@ -290,25 +211,30 @@ class CredentialPool:
         self.doc.setdefault("credential_pool", {})[self.provider] = out
         return out
 
-    def _put(self, path, data, pauses):
-        """Write a whole file: in place as of #8040, temp + fsync + rename with the fixes."""
+    def _put(self, path, data, pauses, written=None):
+        """Write a whole file: in place as of #8040, temp + fsync + rename with the fixes.
+        ``written``: for a store write, the (begin, done) reports, called right before the
+        bytes can first be visible and the moment they all are."""
         pause = self.hooks.pause if pauses else (lambda point: None)
+        begin, done = written or ((lambda: None), (lambda: None))
         if self.flock:
-            self._write_rename(path, data, pause)
+            self._write_rename(path, data, pause, begin, done)
         else:
-            self._write_in_place(path, data, pause)
+            self._write_in_place(path, data, pause, begin, done)
 
-    def _write_in_place(self, path, data, pause):
+    def _write_in_place(self, path, data, pause, begin, done):
+        begin()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             for i in range(0, len(data), self.chunk):
                 if i > 0:
                     pause("mid_write")
                 os.write(fd, data[i:i + self.chunk])
+            done()
         finally:
             os.close(fd)
 
-    def _write_rename(self, path, data, pause):
+    def _write_rename(self, path, data, pause, begin, done):
         d = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".auth.", dir=d)  # mode 0600
         try:
@@ -317,7 +243,9 @@ class CredentialPool:
         finally:
             os.close(fd)
         pause("before_rename")
+        begin()
         os.rename(tmp, path)
+        done()
         pause("after_rename")
         dfd = os.open(d, os.O_RDONLY)
         try:
@@ -498,7 +426,7 @@ class CredentialPool:
         kind, value = self.issuer.redeem(rt)
         self.hooks.pause("after_redeem")
         outcome = {"ok": "rotated", "refused": "refused", "unavailable": "unavailable"}[kind]
-        self.hooks.event({"ev": "refresh", "entry": e["id"], "token": tag(rt), "outcome": outcome})
+        self.hooks.refreshed(e["id"], rt, outcome)
         return kind, value
 
     def _set_tokens(self, e, access, refresh, expires_at_ms):
@@ -551,8 +479,7 @@ class CredentialPool:
         """Under the flock: re-read; adopt a peer's rotation or POST; write; all before unlock."""
         c = self._peer_rotation(e)
         if c is not None:
-            self.hooks.event({"ev": "refresh", "entry": e["id"], "token": tag(c[1]),
-                              "outcome": "adopted"})
+            self.hooks.refreshed(e["id"], c[1], "adopted")
             self._set_tokens(e, *c)
             if not self._expiring(e, now_ms()):
                 self._write_locked_or_batch()
@@ -585,83 +512,55 @@ class CredentialPool:
 # ---- the poolcheck-subject/1 adapter ---------------------------------------------------------
 
 
-class ProtocolHooks:
-    """Streams events to the harness and waits at pause points for its resume."""
+# Operation failures that are answered as failed operations; anything else crashes the subject.
+ERRORS = (KeyError, OSError, ValueError)
 
-    def __init__(self, inp, out, black_box=False):
-        self.inp, self.out, self.black_box = inp, out, black_box
 
-    def send(self, msg):
-        self.out.write(json.dumps(msg) + "\n")
-        self.out.flush()
+class Adapter:
+    """The protocol's operations on a ``CredentialPool``."""
 
-    def event(self, ev):
-        if not self.black_box:
-            self.send({"event": ev})
+    def __init__(self, pool):
+        self.pool = pool
 
-    def pause(self, point):
-        self.send({"pause": point})
-        line = self.inp.readline()
-        if not line:
-            sys.exit(0)  # the harness went away
-        if json.loads(line).get("resume") is not True:
-            raise SystemExit("expected {\"resume\": true}, got %r" % line)
+    def load_pool(self):
+        self.pool.load_pool()
+        return len(self.pool.entries)
+
+    def select(self):
+        e = self.pool.select()
+        return e and e["id"]
+
+    def mark_exhausted(self, credential_id, code, reason, reset_at_ms):
+        e = self.pool.mark_exhausted(credential_id, code, reason, reset_at_ms)
+        return e and e["id"]
+
+    def use(self, credential_id):
+        return self.pool.use(credential_id)
+
+    def add_entry(self, label, auth_type, source, access_token, refresh_token, expires_at_ms):
+        return self.pool.add_entry(label, auth_type, source, access_token, refresh_token,
+                                   expires_at_ms)
+
+    def access_token(self, credential_id):
+        return self.pool._entry(credential_id).get("access_token") or None
 
 
 def handle(pool, req):
-    op = req.get("op")
-    try:
-        if op == "load_pool":
-            pool.load_pool()
-            return {"ok": True, "entries": len(pool.entries)}
-        if op in ("select", "mark_exhausted"):
-            if op == "select":
-                e = pool.select()
-            else:
-                e = pool.mark_exhausted(req["credential_id"], req.get("code", 429),
-                                        req.get("reason", "rate_limited"), req.get("reset_at_ms"))
-            if e is None:
-                return {"ok": True, "credential_id": None}
-            return {"ok": True, "credential_id": e["id"],
-                    "access": tag(e["access_token"]) if e.get("access_token") else None}
-        if op == "use":
-            status, reset = pool.use(req["credential_id"])
-            return {"ok": status == 200, "status": status, "reset_at_ms": reset}
-        if op == "add_entry":
-            new_id = pool.add_entry(req["label"], req.get("auth_type", "api_key"),
-                                    req.get("source", "manual"), req.get("access_token"),
-                                    req.get("refresh_token"), req.get("expires_at_ms"))
-            return {"ok": True, "credential_id": new_id}
-        return {"ok": False, "error": "unknown op %r" % op}
-    except ReadFailed as e:
-        return {"ok": False, "read_failed": True, "error": str(e)}
-    except (KeyError, OSError, ValueError) as e:
-        return {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+    return poolcheck_adapter.handle(Adapter(pool), req, ERRORS)
 
 
 def serve(args, inp=sys.stdin, out=sys.stdout):
-    hooks = ProtocolHooks(inp, out, args.black_box)
-    first = inp.readline()
-    if not first:
-        return 0
-    hello = json.loads(first)
-    if hello.get("protocol") != PROTOCOL:
-        hooks.send({"protocol": PROTOCOL, "ok": False, "error": "unsupported protocol"})
-        return 2
-    h = hello["hello"]
-    pool = CredentialPool(
-        h["store"], h["lock"], h["provider"], Issuer(h["issuer_url"], h["proc"]), hooks,
-        selection=h.get("selection", "fill_first"),
-        refresh_margin_ms=h.get("refresh_margin_ms", 120_000),
-        cooldown_ms=h.get("cooldown_ms", 3_600_000), write_chunk=h.get("write_chunk", 256),
-        flock_per_write=args.flock_per_write, batched=args.batched, merge=args.merge,
-        serialized_refresh=args.serialized_refresh, seed=h.get("seed", 1),
-        external={x["source"]: x["path"] for x in h.get("external", [])})
-    hooks.send({"protocol": PROTOCOL, "ok": True, "subject": "python-pool", "mode": mode(args)})
-    for line in inp:
-        if line.strip():
-            hooks.send(handle(pool, json.loads(line)))
-    return 0
+    def make(h, hooks, http):
+        return Adapter(CredentialPool(
+            h["store"], h["lock"], h["provider"], http, hooks,
+            selection=h.get("selection", "fill_first"),
+            refresh_margin_ms=h.get("refresh_margin_ms", 120_000),
+            cooldown_ms=h.get("cooldown_ms", 3_600_000), write_chunk=h.get("write_chunk", 256),
+            flock_per_write=args.flock_per_write, batched=args.batched, merge=args.merge,
+            serialized_refresh=args.serialized_refresh, seed=h.get("seed", 1),
+            external={x["source"]: x["path"] for x in h.get("external", [])}))
+    return poolcheck_adapter.serve(make, inp, out, subject="python-pool", mode=mode(args),
+                                   black_box=args.black_box, errors=ERRORS)
 
 
 def mode(args):

@@ -1,17 +1,26 @@
 //! `lost_update`: a committed change vanished, overwritten by a writer that never saw it
-//! (entry dropped, cooldown erased).
+//! (entry dropped or brought back, cooldown erased or replaced by an older one, status reset
+//! undone, priority change reverted).
 //!
-//! The facts of a committed state (a `Write`'s entries) are "entry X exists" and "entry X is
-//! benched (exhausted or dead) since T". Walking the writes in time order, for each write W
-//! that lacks a fact F of the previous write: W' is the write that introduced F (the earliest
-//! since which F was continuously present). If W' is not an ancestor of W in the base graph
-//! (W's base write, its base, ... back to the initial store; a process's own writes are its
-//! next base), W's writer never saw F and F was lost. Counted per lost fact.
+//! Each store version is judged by aspects of its entries: whether entry X is present, X's
+//! bench (exhausted or dead, with `status_at` and `reset_at`; not benched otherwise), X's
+//! priority. For each write W, an aspect A is lost when, for every version that may have been
+//! on disk right before W landed ([`Index::predecessors`]: overlapping writes are unordered, so
+//! the claim must hold whichever came first):
 //!
-//! A cooldown counts as kept when W benches the entry since T or later (a newer cooldown),
-//! and the cooldown of an entry W dropped altogether is not counted twice.
+//! - W's value of A differs from that version's (a cooldown W replaces by one that ends no
+//!   earlier is kept);
+//! - W did not change A itself: its value is that of its base (what its snapshot had absorbed);
+//! - the change that made that version's value was a real change (write I set A to it, I's own
+//!   base had another value), and W's writer never observed I: I is not in W's base chain.
+//!
+//! Bases come from the code under test, so they are checked: a write's `base` must be a
+//! version its process read or wrote before the write; otherwise the latest version it did
+//! read or write stands in, and the witness says so. A write whose base is unknown (no
+//! version observed, or content no completed write produced) is not judged. Counted per write
+//! and aspect.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use pool_core::store::Status;
 use pool_core::world::{EntrySummary, Event};
@@ -19,18 +28,63 @@ use pool_core::world::{EntrySummary, Event};
 use super::{short, Finding, Index, Told};
 use crate::history::{Ev, History};
 
+/// Upstream's default cooldown when the API gave no reset time (UPSTREAM.md).
+const DEFAULT_COOLDOWN_MS: u64 = 3_600_000;
+
 pub fn check(h: &History) -> Finding {
     find(&Index::new(h))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Fact<'h> {
-    Exists(&'h str),
-    Benched(&'h str, &'static str, u64),
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Aspect<'h> {
+    Presence(&'h str),
+    Bench(&'h str),
+    Priority(&'h str),
 }
 
-fn benched(s: Option<Status>) -> bool {
-    matches!(s, Some(Status::Exhausted | Status::Dead))
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Value {
+    Present(bool),
+    /// (status, status_at, reset_at) of a benched entry; `None`: usable.
+    Bench(Option<(Status, u64, Option<u64>)>),
+    Priority(i64),
+}
+
+fn entry<'a>(entries: &'a [EntrySummary], id: &str) -> Option<&'a EntrySummary> {
+    entries.iter().find(|e| e.id == id)
+}
+
+/// The value of an aspect in a version; `None` when it has none (an absent entry's bench).
+fn value(entries: &[EntrySummary], a: Aspect<'_>) -> Option<Value> {
+    match a {
+        Aspect::Presence(id) => Some(Value::Present(entry(entries, id).is_some())),
+        Aspect::Bench(id) => {
+            let e = entry(entries, id)?;
+            Some(Value::Bench(match e.status {
+                Some(s @ (Status::Exhausted | Status::Dead)) => {
+                    Some((s, e.status_at.unwrap_or(0), e.reset_at))
+                }
+                _ => None,
+            }))
+        }
+        Aspect::Priority(id) => entry(entries, id)?.priority.map(Value::Priority),
+    }
+}
+
+/// When a bench ends (dead: never).
+fn until(b: (Status, u64, Option<u64>)) -> u64 {
+    match b {
+        (Status::Dead, ..) => u64::MAX,
+        (_, at, reset) => reset.unwrap_or(at.saturating_add(DEFAULT_COOLDOWN_MS)),
+    }
+}
+
+/// Whether `w` keeps the change `had`: equal, or a bench that ends no earlier.
+fn keeps(w: Value, had: Value) -> bool {
+    match (w, had) {
+        (Value::Bench(Some(bw)), Value::Bench(Some(bh))) => until(bw) >= until(bh),
+        _ => w == had,
+    }
 }
 
 fn status_name(s: Status) -> &'static str {
@@ -41,33 +95,9 @@ fn status_name(s: Status) -> &'static str {
     }
 }
 
-fn facts(entries: &[EntrySummary]) -> Vec<Fact<'_>> {
-    let mut out = Vec::new();
-    for e in entries {
-        out.push(Fact::Exists(&e.id));
-        if let (true, Some(s)) = (benched(e.status), e.status) {
-            out.push(Fact::Benched(
-                &e.id,
-                status_name(s),
-                e.status_at.unwrap_or(0),
-            ));
-        }
-    }
-    out
-}
-
-fn holds(entries: &[EntrySummary], f: Fact<'_>) -> bool {
-    match f {
-        Fact::Exists(id) => entries.iter().any(|e| e.id == id),
-        Fact::Benched(id, _, t) => entries
-            .iter()
-            .any(|e| e.id == id && benched(e.status) && e.status_at.unwrap_or(0) >= t),
-    }
-}
-
 impl Index<'_> {
-    /// The write a base hash names, seen from write `k`: the latest earlier write with that
-    /// hash, else (records are logged just after the bytes land) the earliest other one.
+    /// The write a hash names, seen from write `k`: the latest earlier write with that hash,
+    /// else (records are logged just after the bytes land) the earliest other one.
     fn base_write(&self, hash: &str, k: usize) -> Option<usize> {
         let ws = self.by_hash.get(hash)?;
         ws.iter()
@@ -77,11 +107,38 @@ impl Index<'_> {
             .copied()
     }
 
+    /// The version write `k`'s snapshot had absorbed, checked: its `base` if its process read
+    /// or wrote that version before, else the latest version it did read or write. Returns
+    /// the hash and whether the claimed base was observed.
+    fn checked_base(&self, k: usize) -> Option<(&str, bool)> {
+        let w = &self.writes[k];
+        let seen: Vec<&str> = self
+            .observed
+            .get(&w.proc)
+            .map(|v| {
+                v.iter()
+                    .filter(|(r, _)| *r < w.rec)
+                    .map(|(_, h)| *h)
+                    .collect()
+            })
+            .unwrap_or_default();
+        match w.base {
+            Some(b) if seen.contains(&b) => Some((b, true)),
+            _ => seen.last().map(|h| (*h, w.base.is_none())),
+        }
+    }
+
+    /// The write behind write `k`'s checked base.
+    fn parent(&self, k: usize) -> Option<usize> {
+        let (hash, _) = self.checked_base(k)?;
+        self.base_write(hash, k)
+    }
+
     /// Every write W's snapshot had absorbed: its base write, that write's base, and so on.
     fn ancestors(&self, k: usize) -> HashSet<usize> {
         let mut seen = HashSet::new();
         let mut cur = k;
-        while let Some(b) = self.writes[cur].base.and_then(|h| self.base_write(h, cur)) {
+        while let Some(b) = self.parent(cur) {
             if !seen.insert(b) {
                 break;
             }
@@ -89,70 +146,181 @@ impl Index<'_> {
         }
         seen
     }
+
+    /// The write that gave write `p`'s aspect its value: back along the base chain while the
+    /// parent has the same value. `None` when the value goes back to a version with no known
+    /// parent (the initial store, an unknown base): no change made it.
+    fn introduced(&self, p: usize, a: Aspect<'_>) -> Option<usize> {
+        let v = value(self.writes[p].entries, a);
+        let mut cur = p;
+        let mut steps = 0;
+        loop {
+            let parent = self.parent(cur)?;
+            if value(self.writes[parent].entries, a) != v {
+                return Some(cur);
+            }
+            cur = parent;
+            steps += 1;
+            if steps > self.writes.len() {
+                return None; // a cycle of bases: no change to point at
+            }
+        }
+    }
+}
+
+/// One lost aspect of one write, for the witness.
+struct Lost<'h> {
+    aspect: Aspect<'h>,
+    had: Value,
+    now: Option<Value>,
+    by: usize,
 }
 
 pub(crate) fn find(ix: &Index<'_>) -> Finding {
     let mut count = 0;
     let mut witness = None;
-    // Facts of the previous committed state -> the write that introduced them.
-    let mut intro: HashMap<Fact<'_>, usize> = HashMap::new();
     for k in 0..ix.writes.len() {
+        let Some(preds) = ix.predecessors(k) else {
+            continue;
+        };
+        let Some(base) = ix.parent(k) else {
+            continue;
+        };
         let w = &ix.writes[k];
-        if k > 0 {
-            let prev = ix.writes[k - 1].entries;
-            let mut ancestors = None;
-            for f in facts(prev) {
-                if holds(w.entries, f) {
-                    continue;
+        let b = ix.writes[base].entries;
+        let mut ids: Vec<&str> = w.entries.iter().map(|e| e.id.as_str()).collect();
+        for &p in &preds {
+            ids.extend(ix.writes[p].entries.iter().map(|e| e.id.as_str()));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut ancestors = None;
+        for id in ids {
+            for a in [
+                Aspect::Presence(id),
+                Aspect::Bench(id),
+                Aspect::Priority(id),
+            ] {
+                let now = value(w.entries, a);
+                if now.is_none() && a != Aspect::Presence(id) {
+                    continue; // W dropped the entry: judged as its presence
                 }
-                if let Fact::Benched(id, ..) = f {
-                    if !holds(w.entries, Fact::Exists(id)) {
-                        continue; // the entry went: counted (or excused) as such
+                if now != value(b, a) {
+                    continue; // W changed it itself
+                }
+                let mut by = None;
+                let lost = preds.iter().all(|&p| {
+                    let Some(had) = value(ix.writes[p].entries, a) else {
+                        return false;
+                    };
+                    if now.is_some_and(|n| keeps(n, had)) {
+                        return false;
                     }
-                }
-                let by = intro[&f];
-                let ancestors = ancestors.get_or_insert_with(|| ix.ancestors(k));
-                if ancestors.contains(&by) {
-                    continue; // the writer saw F and removed it on purpose
-                }
+                    let Some(i) = ix.introduced(p, a) else {
+                        return false;
+                    };
+                    let anc = ancestors.get_or_insert_with(|| ix.ancestors(k));
+                    if anc.contains(&i) || i == k {
+                        return false;
+                    }
+                    by.get_or_insert((i, had));
+                    true
+                });
+                let Some((by, had)) = by.filter(|_| lost) else {
+                    continue;
+                };
                 count += 1;
                 if witness.is_none() {
-                    witness = Some(story(ix, f, by, k));
+                    witness = Some(story(
+                        ix,
+                        Lost {
+                            aspect: a,
+                            had,
+                            now,
+                            by,
+                        },
+                        k,
+                    ));
                 }
             }
         }
-        let mut next = HashMap::new();
-        for f in facts(w.entries) {
-            next.insert(f, intro.get(&f).copied().unwrap_or(k));
-        }
-        intro = next;
     }
     Finding { count, witness }
 }
 
-fn story(ix: &Index<'_>, f: Fact<'_>, by: usize, k: usize) -> Told {
+fn bench_text(b: Option<(Status, u64, Option<u64>)>) -> String {
+    match b {
+        None => "usable (no status)".to_string(),
+        Some((s, at, None)) => format!("{} (status_at {at})", status_name(s)),
+        Some((s, at, Some(r))) => format!("{} (status_at {at}, reset_at {r})", status_name(s)),
+    }
+}
+
+fn story(ix: &Index<'_>, l: Lost<'_>, k: usize) -> Told {
     let w = &ix.writes[k];
     let mut s = ix.story();
-    let (made, lost) = match f {
-        Fact::Exists(id) => (
+    let (made, lost) = match (l.aspect, l.had, l.now) {
+        (Aspect::Presence(id), Value::Present(true), _) => (
             format!("entry {id} is in it"),
             format!("entry {id} is gone"),
         ),
-        Fact::Benched(id, st, t) => (
-            format!("entry {id} is {st} (status_at {t})"),
-            format!("entry {id}'s {st} status (status_at {t}) is erased"),
+        (Aspect::Presence(id), _, _) => (
+            format!("entry {id} is removed"),
+            format!("entry {id} is back"),
         ),
+        (Aspect::Bench(id), Value::Bench(Some(h)), Some(Value::Bench(Some(n)))) => (
+            format!("entry {id} is {}", bench_text(Some(h))),
+            format!(
+                "entry {id}'s {} status is replaced by an earlier-ending one, {}",
+                bench_text(Some(h)),
+                bench_text(Some(n))
+            ),
+        ),
+        (Aspect::Bench(id), Value::Bench(Some((st, t, _))), _) => (
+            format!("entry {id} is {}", bench_text(Some((st, t, None)))),
+            format!(
+                "entry {id}'s {} status (status_at {t}) is erased",
+                status_name(st)
+            ),
+        ),
+        (Aspect::Bench(id), _, n) => (
+            format!("entry {id}'s status is cleared"),
+            format!(
+                "entry {id}'s cleared status is back to {}",
+                match n {
+                    Some(Value::Bench(b)) => bench_text(b),
+                    _ => "its old one".to_string(),
+                }
+            ),
+        ),
+        (Aspect::Priority(id), had, now) => {
+            let p = |v: Option<Value>| match v {
+                Some(Value::Priority(p)) => p.to_string(),
+                _ => "?".to_string(),
+            };
+            (
+                format!("entry {id} has priority {}", p(Some(had))),
+                format!("entry {id}'s priority is back to {}", p(now)),
+            )
+        }
     };
-    ix.write_step(&mut s, by, &made);
+    ix.write_step(&mut s, l.by, &made);
     // Where the overwriter's snapshot came from: its read of the base, else the base write.
-    if let Some(base) = w.base {
+    let checked = ix.checked_base(k);
+    if let Some((base, _)) = checked {
         let read = ix.h.records[..w.rec]
             .iter()
             .enumerate()
             .rev()
             .find_map(|(i, r)| match &r.ev {
                 Ev::Pool {
-                    event: Event::Read { op, hash, .. },
+                    event:
+                        Event::Read {
+                            op,
+                            hash,
+                            file: None,
+                            ..
+                        },
                 } if r.proc == w.proc && hash == base => Some((i, *op)),
                 _ => None,
             });
@@ -160,19 +328,26 @@ fn story(ix: &Index<'_>, f: Fact<'_>, by: usize, k: usize) -> Told {
             (Some((i, op)), _) => {
                 ix.pool_step(&mut s, i, op, &format!("read store {}", short(base)))
             }
-            (None, Some(b)) if b != by => {
+            (None, Some(b)) if b != l.by => {
                 ix.write_step(&mut s, b, "the version the overwriter had absorbed")
             }
             _ => {}
         }
     }
-    let intro = &ix.writes[by];
-    let text = format!(
+    let intro = &ix.writes[l.by];
+    let mut text = format!(
         "{lost}: this writer never saw {} op {}'s write {}",
         ix.h.who(intro.proc),
         intro.op,
         short(intro.hash)
     );
+    if let (Some((b, false)), Some(claimed)) = (checked, w.base) {
+        text += &format!(
+            " (it claims base {}, a version it never read or wrote; judged from {})",
+            short(claimed),
+            short(b)
+        );
+    }
     ix.write_step(&mut s, k, &text);
     s.finish()
 }
@@ -183,9 +358,9 @@ mod tests {
     use super::*;
 
     /// Race 1: P loads [A,B]; Q adds C and writes; P marks A exhausted and writes [A*,B].
-    /// `p_base` is what P's write says its snapshot absorbed.
-    fn race1(p_base: &str) -> History {
-        HistoryBuilder::new()
+    /// `p_base` is what P's write says its snapshot absorbed; `p_read` whether P re-read h1.
+    fn race1_with(p_base: &str, p_read: bool) -> History {
+        let b = HistoryBuilder::new()
             .role(1, "cli")
             .role(2, "gateway")
             .init(&[e("aaaaaa"), e("bbbbbb")])
@@ -199,15 +374,20 @@ mod tests {
                 "h1",
                 Some("h0"),
                 &[e("aaaaaa"), e("bbbbbb"), e("cccccc")],
-            )
-            .write(
-                1,
-                1,
-                "h2",
-                Some(p_base),
-                &[exhausted("aaaaaa", 50), e("bbbbbb")],
-            )
-            .build()
+            );
+        let b = if p_read { b.read(1, 1, "h1") } else { b };
+        b.write(
+            1,
+            1,
+            "h2",
+            Some(p_base),
+            &[exhausted("aaaaaa", 50), e("bbbbbb")],
+        )
+        .build()
+    }
+
+    fn race1(p_base: &str) -> History {
+        race1_with(p_base, p_base == "h1")
     }
 
     #[test]
@@ -230,21 +410,90 @@ mod tests {
 
     #[test]
     fn a_writer_whose_base_includes_the_change_loses_nothing() {
-        // Same writes, but P's snapshot had absorbed Q's write: a deliberate removal.
+        // Same writes, but P re-read Q's write and absorbed it: a deliberate removal.
         assert_eq!(check(&race1("h1")), Finding::none());
     }
 
-    /// Race 2: Q benches A; P's stale snapshot (A ok) is written later for another reason.
-    fn cooldown_erasure(p_base: &str, a_in_p: EntrySummary) -> History {
-        HistoryBuilder::new()
+    /// Item 8 of issue 13: `base` comes from the code under test. P claims to have absorbed
+    /// h1 but never read it: the claim is not trusted, the loss is reported, and the witness
+    /// says why.
+    #[test]
+    fn a_base_the_writer_never_observed_is_reported_not_trusted() {
+        let f = check(&race1_with("h1", false));
+        assert_eq!(f.count, 1);
+        let w = f.witness.unwrap();
+        assert!(
+            w[2].contains("entry cccccc is gone")
+                && w[2].contains(
+                    "it claims base h1, a version it never read or wrote; judged from h0"
+                ),
+            "{w:?}"
+        );
+    }
+
+    /// Item 7 of issue 13: P's write began before Q's completed, so either may have landed
+    /// last; the version before P's is h0 or h1, and only h1 has C. Nothing is claimed.
+    #[test]
+    fn overlapping_writes_are_unordered_and_nothing_rests_on_them() {
+        let h = HistoryBuilder::new()
             .init(&[e("aaaaaa"), e("bbbbbb")])
+            .read(1, 1, "h0")
+            .read(2, 1, "h0")
+            .write_begin(1, 1, "h2")
             .write(
                 2,
                 1,
                 "h1",
                 Some("h0"),
-                &[exhausted("aaaaaa", 100), e("bbbbbb")],
+                &[e("aaaaaa"), e("bbbbbb"), e("cccccc")],
             )
+            .write_done(
+                1,
+                1,
+                "h2",
+                Some("h0"),
+                &[exhausted("aaaaaa", 50), e("bbbbbb")],
+            )
+            .build();
+        assert_eq!(check(&h), Finding::none());
+        // A subject that sends no write_begin: its write may have begun when its op did.
+        let h = HistoryBuilder::new()
+            .init(&[e("aaaaaa"), e("bbbbbb")])
+            .op(1, 1, OpKind::MarkExhausted)
+            .read(1, 1, "h0")
+            .read(2, 1, "h0")
+            .write(
+                2,
+                1,
+                "h1",
+                Some("h0"),
+                &[e("aaaaaa"), e("bbbbbb"), e("cccccc")],
+            )
+            .write_done(
+                1,
+                1,
+                "h2",
+                Some("h0"),
+                &[exhausted("aaaaaa", 50), e("bbbbbb")],
+            )
+            .build();
+        assert_eq!(check(&h), Finding::none());
+    }
+
+    /// Q changes `a_in_q`'s A; P's stale snapshot (`a_in_p`) is written later for another
+    /// reason. `p_base` is what P read before writing.
+    fn stale_over(
+        a0: EntrySummary,
+        a_in_q: EntrySummary,
+        p_base: &str,
+        a_in_p: EntrySummary,
+    ) -> History {
+        HistoryBuilder::new()
+            .init(&[a0, e("bbbbbb")])
+            .read(1, 1, "h0")
+            .read(2, 1, "h0")
+            .write(2, 1, "h1", Some("h0"), &[a_in_q, e("bbbbbb")])
+            .read(1, 1, p_base)
             .write(
                 1,
                 1,
@@ -253,6 +502,10 @@ mod tests {
                 &[a_in_p, e("bbbbbb"), e("dddddd")],
             )
             .build()
+    }
+
+    fn cooldown_erasure(p_base: &str, a_in_p: EntrySummary) -> History {
+        stale_over(e("aaaaaa"), exhausted("aaaaaa", 100), p_base, a_in_p)
     }
 
     #[test]
@@ -275,13 +528,117 @@ mod tests {
         );
     }
 
+    /// Item 8: a cooldown replaced by a shorter one (same `status_at`, the API's later reset
+    /// time lost) is lost too.
+    #[test]
+    fn a_cooldown_replaced_by_a_shorter_one_is_lost() {
+        let long = EntrySummary {
+            reset_at: Some(100 + 7_200_000),
+            ..exhausted("aaaaaa", 100)
+        };
+        let f = check(&stale_over(
+            exhausted("aaaaaa", 100),
+            long,
+            "h0",
+            exhausted("aaaaaa", 100),
+        ));
+        assert_eq!(f.count, 1, "{f:?}");
+        let w = f.witness.unwrap();
+        assert!(
+            w.last()
+                .unwrap()
+                .contains("replaced by an earlier-ending one"),
+            "{w:?}"
+        );
+    }
+
+    /// Item 8: `reset_statuses` cleared A; the stale snapshot writes A's old bench back.
+    #[test]
+    fn a_lost_status_reset_is_lost() {
+        let f = check(&stale_over(
+            exhausted("aaaaaa", 5),
+            e("aaaaaa"),
+            "h0",
+            exhausted("aaaaaa", 5),
+        ));
+        assert_eq!(f.count, 1, "{f:?}");
+        let w = f.witness.unwrap();
+        assert!(
+            w.last()
+                .unwrap()
+                .contains("entry aaaaaa's cleared status is back to exhausted (status_at 5)"),
+            "{w:?}"
+        );
+    }
+
+    /// Item 8: Q removed C; P's stale snapshot brings it back.
+    #[test]
+    fn an_entry_removed_and_brought_back_by_a_stale_snapshot_is_lost() {
+        let h = HistoryBuilder::new()
+            .init(&[e("aaaaaa"), e("cccccc")])
+            .read(1, 1, "h0")
+            .op(2, 1, OpKind::Remove)
+            .read(2, 1, "h0")
+            .write(2, 1, "h1", Some("h0"), &[e("aaaaaa")])
+            .write(
+                1,
+                1,
+                "h2",
+                Some("h0"),
+                &[exhausted("aaaaaa", 9), e("cccccc")],
+            )
+            .build();
+        let f = check(&h);
+        assert_eq!(f.count, 1, "{f:?}");
+        let w = f.witness.unwrap();
+        assert!(
+            w.iter().any(|s| s
+                .contains("p2 op 1 remove: wrote store h1 (based on h0), entry cccccc is removed")),
+            "{w:?}"
+        );
+        assert!(w.last().unwrap().contains("entry cccccc is back"), "{w:?}");
+    }
+
+    /// Item 8: a round-robin pick renumbered the priorities; the stale snapshot puts the old
+    /// ones back (one loss per entry).
+    #[test]
+    fn a_lost_priority_change_is_lost() {
+        let p = |id: &str, n: i64| EntrySummary {
+            priority: Some(n),
+            ..e(id)
+        };
+        let h = HistoryBuilder::new()
+            .init(&[p("aaaaaa", 0), p("bbbbbb", 1)])
+            .read(1, 1, "h0")
+            .read(2, 1, "h0")
+            .write(2, 1, "h1", Some("h0"), &[p("bbbbbb", 0), p("aaaaaa", 1)])
+            .write(
+                1,
+                1,
+                "h2",
+                Some("h0"),
+                &[p("aaaaaa", 0), p("bbbbbb", 1), p("dddddd", 2)],
+            )
+            .build();
+        let f = check(&h);
+        assert_eq!(f.count, 2, "{f:?}");
+        assert!(f
+            .witness
+            .unwrap()
+            .last()
+            .unwrap()
+            .contains("priority is back to"));
+    }
+
     #[test]
     fn own_earlier_writes_are_ancestors_and_the_chain_is_followed() {
         // p1 adds C (h1), p2 absorbs h1 and writes h2, p1 (based on its own h1) then drops
         // nothing of p2's... and p3, based on h2, removes C on purpose.
         let h = HistoryBuilder::new()
             .init(&[e("aaaaaa")])
+            .read(1, 1, "h0")
             .write(1, 1, "h1", Some("h0"), &[e("aaaaaa"), e("cccccc")])
+            .read(2, 1, "h1")
             .write(
                 2,
                 1,
@@ -289,7 +646,9 @@ mod tests {
                 Some("h1"),
                 &[exhausted("aaaaaa", 9), e("cccccc")],
             )
+            .read(3, 1, "h2")
             .write(3, 1, "h3", Some("h2"), &[exhausted("aaaaaa", 9)])
+            .read(1, 2, "h3")
             .write(1, 2, "h4", Some("h3"), &[exhausted("aaaaaa", 9)])
             .build();
         assert_eq!(check(&h).count, 0);
@@ -300,7 +659,10 @@ mod tests {
         // C exists in h0, is removed (seen) in h1, re-added by p2 in h2; p3 based on h1 drops it.
         let h = HistoryBuilder::new()
             .init(&[e("aaaaaa"), e("cccccc")])
+            .read(1, 1, "h0")
             .write(1, 1, "h1", Some("h0"), &[e("aaaaaa")])
+            .read(2, 1, "h1")
+            .read(3, 1, "h1")
             .write(2, 1, "h2", Some("h1"), &[e("aaaaaa"), e("cccccc")])
             .write(3, 1, "h3", Some("h1"), &[e("aaaaaa")])
             .build();

@@ -10,9 +10,9 @@
 //! a1b2c3d4"`). Tokens appear only as the tags already in the history; anything that does not
 //! look like a tag is re-tagged before it is printed, so a witness never holds a secret.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pool_core::world::{EntrySummary, Event, OpKind, RefreshOutcome};
+use pool_core::world::{EntrySummary, Event, OpKind, ReadOutcome, RefreshOutcome};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Ev, History, ProcId, Record};
@@ -21,6 +21,7 @@ pub mod corrupt_store;
 pub mod dead_credential;
 pub mod double_redeem;
 pub mod lost_update;
+pub mod order;
 pub mod partial_sync_read;
 pub mod stale_token_use;
 pub mod token_rollback;
@@ -166,12 +167,17 @@ pub fn check(h: &History) -> Verdict {
     }
 }
 
-/// One `Pool{Write}` of the history.
+/// One completed `Pool{Write}` of the store.
 #[derive(Clone, Copy, Debug)]
 pub struct WriteRef<'h> {
     /// Index of the record in `History::records`.
     pub rec: usize,
+    /// When the write was recorded complete: an upper bound of the moment its content landed.
     pub t_ns: u64,
+    /// A lower bound of the moment its content landed: its `write_begin` record, else (a
+    /// subject that reports only completed writes) the beginning of its operation, else its
+    /// own time (the harness's setup writes).
+    pub begin_ns: u64,
     pub proc: ProcId,
     pub op: u64,
     pub hash: &'h str,
@@ -179,11 +185,31 @@ pub struct WriteRef<'h> {
     pub entries: &'h [EntrySummary],
 }
 
+/// A store write that began (`write_begin`) and has no completion record: its writer died,
+/// or its rename failed, before recording it. Its content may have landed, at some time
+/// between `begin_ns` and `end_ns` (the writer's next record, else the end of time).
+#[derive(Clone, Copy, Debug)]
+pub struct Pending<'h> {
+    pub rec: usize,
+    pub begin_ns: u64,
+    pub end_ns: u64,
+    pub proc: ProcId,
+    pub hash: &'h str,
+}
+
 /// Lookups shared by the checkers, built once per history.
 pub struct Index<'h> {
     pub h: &'h History,
-    /// Every store write, in time order.
+    /// Every completed store write, in the order of their completion records.
     pub writes: Vec<WriteRef<'h>>,
+    /// Store writes that began and were never recorded complete.
+    pub pending: Vec<Pending<'h>>,
+    /// (file, hash) of every content some write began or completed: the store (`None`) and
+    /// the external credential files. A read of anything else read bytes no write produced.
+    pub produced: HashSet<(Option<&'h str>, &'h str)>,
+    /// Per process, the store versions it read (parsed) or wrote: (record index, hash), in
+    /// time order. What a process observed, to check the `base` its writes claim.
+    pub observed: HashMap<ProcId, Vec<(usize, &'h str)>>,
     /// Write positions (into `writes`) by content hash, in time order.
     pub by_hash: HashMap<&'h str, Vec<usize>>,
     /// The kind of each operation, by (process, op id).
@@ -207,8 +233,33 @@ impl<'h> Index<'h> {
         // token -> pool refresh records (not adopted), in time order
         let mut refreshes: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut redeems: Vec<(usize, &str)> = Vec::new();
+        let mut produced = HashSet::new();
+        let mut observed: HashMap<ProcId, Vec<(usize, &str)>> = HashMap::new();
+        // Latest beginning of each (process, op), and begun-not-completed store writes.
+        let mut op_began: HashMap<(ProcId, u64), u64> = HashMap::new();
+        let mut begun: HashMap<(ProcId, u64, &str), usize> = HashMap::new();
         for (i, r) in h.records.iter().enumerate() {
             match &r.ev {
+                Ev::Pool {
+                    event: Event::WriteBegin { op, hash, file },
+                } => {
+                    produced.insert((file.as_deref(), hash.as_str()));
+                    if file.is_none() {
+                        begun.insert((r.proc, *op, hash.as_str()), i);
+                    }
+                }
+                Ev::Pool {
+                    event:
+                        Event::Write {
+                            op,
+                            hash,
+                            file: Some(file),
+                            ..
+                        },
+                } => {
+                    let _ = op;
+                    produced.insert((Some(file.as_str()), hash.as_str()));
+                }
                 Ev::Pool {
                     event:
                         Event::Write {
@@ -216,12 +267,20 @@ impl<'h> Index<'h> {
                             hash,
                             base,
                             entries,
+                            file: None,
                         },
                 } => {
+                    produced.insert((None, hash.as_str()));
+                    observed.entry(r.proc).or_default().push((i, hash.as_str()));
+                    let begin_ns = match begun.remove(&(r.proc, *op, hash.as_str())) {
+                        Some(b) => h.records[b].t_ns,
+                        None => op_began.get(&(r.proc, *op)).copied().unwrap_or(r.t_ns),
+                    };
                     by_hash.entry(hash.as_str()).or_default().push(writes.len());
                     writes.push(WriteRef {
                         rec: i,
                         t_ns: r.t_ns,
+                        begin_ns: begin_ns.min(r.t_ns),
                         proc: r.proc,
                         op: *op,
                         hash,
@@ -230,9 +289,21 @@ impl<'h> Index<'h> {
                     });
                 }
                 Ev::Pool {
+                    event:
+                        Event::Read {
+                            hash,
+                            outcome: ReadOutcome::Parsed,
+                            file: None,
+                            ..
+                        },
+                } => {
+                    observed.entry(r.proc).or_default().push((i, hash.as_str()));
+                }
+                Ev::Pool {
                     event: Event::OpBegin { op, kind },
                 } => {
                     op_kinds.insert((r.proc, *op), *kind);
+                    op_began.insert((r.proc, *op), r.t_ns);
                 }
                 Ev::Pool {
                     event: Event::Refresh { token, outcome, .. },
@@ -257,6 +328,24 @@ impl<'h> Index<'h> {
                 _ => {}
             }
         }
+        let mut pending: Vec<Pending> = begun
+            .into_iter()
+            .map(|((proc, _, hash), rec)| {
+                // The rename (if any) happened before the writer's operation ended.
+                let end_ns = h.records[rec + 1..]
+                    .iter()
+                    .find(|r| r.proc == proc && ends_an_op(&r.ev))
+                    .map_or(u64::MAX, |r| r.t_ns);
+                Pending {
+                    rec,
+                    begin_ns: h.records[rec].t_ns,
+                    end_ns,
+                    proc,
+                    hash,
+                }
+            })
+            .collect();
+        pending.sort_by_key(|p| p.rec);
         let mut requester = HashMap::new();
         let mut taken: HashMap<&str, Vec<bool>> = HashMap::new();
         for (i, token) in redeems {
@@ -279,6 +368,9 @@ impl<'h> Index<'h> {
         Index {
             h,
             writes,
+            pending,
+            produced,
+            observed,
             by_hash,
             op_kinds,
             issued_refresh,
@@ -359,6 +451,18 @@ impl<'h> Index<'h> {
             None => "(never issued)".to_string(),
         }
     }
+}
+
+/// Whether a record of a process comes after everything its current operation did: the
+/// operation's end, a next operation, its death or exit.
+fn ends_an_op(ev: &Ev) -> bool {
+    matches!(
+        ev,
+        Ev::Pool {
+            event: Event::OpEnd { .. } | Event::OpBegin { .. }
+        } | Ev::Killed { .. }
+            | Ev::ProcExit { .. }
+    )
 }
 
 /// Who a record is by, for stories. Ledger events the issuer logged under the harness are

@@ -47,7 +47,26 @@ impl HistoryBuilder {
         self.pool(proc, Event::OpBegin { op, kind })
     }
 
+    /// A store write as pool-core records it: its `write_begin` (1 ms before; none for the
+    /// harness's proc 0), then its completion.
     pub fn write(
+        self,
+        proc: ProcId,
+        op: u64,
+        hash: &str,
+        base: Option<&str>,
+        entries: &[EntrySummary],
+    ) -> Self {
+        let b = if proc == 0 {
+            self
+        } else {
+            self.write_begin(proc, op, hash)
+        };
+        b.write_done(proc, op, hash, base, entries)
+    }
+
+    /// Only the completion of a store write (a subject that sends no `write_begin`).
+    pub fn write_done(
         self,
         proc: ProcId,
         op: u64,
@@ -62,6 +81,53 @@ impl HistoryBuilder {
                 hash: hash.into(),
                 base: base.map(Into::into),
                 entries: entries.to_vec(),
+                file: None,
+            },
+        )
+    }
+
+    /// The beginning of a store write (`write_begin`): recorded before its content can land.
+    pub fn write_begin(self, proc: ProcId, op: u64, hash: &str) -> Self {
+        self.pool(
+            proc,
+            Event::WriteBegin {
+                op,
+                hash: hash.into(),
+                file: None,
+            },
+        )
+    }
+
+    /// A write of an external credential file (begun and completed at once).
+    pub fn external_write(self, proc: ProcId, op: u64, file: &str, hash: &str) -> Self {
+        self.pool(
+            proc,
+            Event::Write {
+                op,
+                hash: hash.into(),
+                base: None,
+                entries: vec![],
+                file: Some(file.into()),
+            },
+        )
+    }
+
+    /// A read of an external credential file.
+    pub fn external_read(
+        self,
+        proc: ProcId,
+        op: u64,
+        file: &str,
+        hash: &str,
+        outcome: ReadOutcome,
+    ) -> Self {
+        self.pool(
+            proc,
+            Event::Read {
+                op,
+                hash: hash.into(),
+                outcome,
+                file: Some(file.into()),
             },
         )
     }
@@ -73,6 +139,7 @@ impl HistoryBuilder {
                 op,
                 hash: hash.into(),
                 outcome: ReadOutcome::Parsed,
+                file: None,
             },
         )
     }
@@ -84,6 +151,7 @@ impl HistoryBuilder {
                 op,
                 hash: hash.into(),
                 outcome: ReadOutcome::Corrupt(detail.into()),
+                file: None,
             },
         )
     }
@@ -202,6 +270,8 @@ pub fn e(id: &str) -> EntrySummary {
         status_at: None,
         refresh: None,
         access: Some(tag(0xa91)),
+        priority: None,
+        reset_at: None,
     }
 }
 
@@ -263,7 +333,7 @@ pub fn everything_goes_wrong(corrupt_final: bool) -> History {
             1,
             "h1",
             Some("h0"),
-            &[oauth("aaaaaa", &r1), e("bbbbbb"), e("cccccc")],
+            &[oauth("aaaaaa", &r1), exhausted("bbbbbb", 5), e("cccccc")],
         )
         // p3 reads p1's half-synced state, and a torn one
         .read(3, 1, "h1")

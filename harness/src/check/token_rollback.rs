@@ -1,11 +1,10 @@
 //! `token_rollback`: the store's refresh token went back to an older one of the same family.
 //!
-//! The ledger's `Issued` events map each refresh tag to (family, generation). Walking the
-//! writes in time order, a write is a rollback when, for some entry, its refresh token is of
-//! the same family as the entry's previous committed refresh token (in the last write holding
-//! the entry) but of a lower generation. Counted per write.
-
-use std::collections::HashMap;
+//! The ledger's `Issued` events map each refresh tag to (family, generation). A write W is a
+//! rollback when, for some entry, its refresh token is of a lower generation of the same
+//! family than the entry's token in every version that may have been on disk right before W
+//! landed ([`Index::predecessors`]): writes that overlap are unordered, and a rollback that
+//! holds only in one of their orders is not claimed. Counted per write.
 
 use super::{tok, Finding, Index, Told};
 use crate::history::{Ev, History, RedeemVerdict};
@@ -17,24 +16,37 @@ pub fn check(h: &History) -> Finding {
 pub(crate) fn find(ix: &Index<'_>) -> Finding {
     let mut count = 0;
     let mut witness = None;
-    // entry id -> (refresh tag, write position) last committed
-    let mut last: HashMap<&str, (&str, usize)> = HashMap::new();
     for (k, w) in ix.writes.iter().enumerate() {
+        let Some(preds) = ix.predecessors(k) else {
+            continue;
+        };
         let mut rolled = None;
         for e in w.entries {
             let Some(r) = e.refresh.as_deref() else {
                 continue;
             };
-            if let Some(&(prev, pk)) = last.get(e.id.as_str()) {
-                let old = ix.issued_refresh.get(prev);
-                let new = ix.issued_refresh.get(r);
-                if let (Some(&(f0, g0, _)), Some(&(f1, g1, _))) = (old, new) {
-                    if f0 == f1 && g1 < g0 && rolled.is_none() {
-                        rolled = Some((e.id.as_str(), prev, pk, r));
+            let Some(&(f1, g1, _)) = ix.issued_refresh.get(r) else {
+                continue;
+            };
+            // The entry's token in each possible version before W: all newer, same family.
+            let mut newer = None;
+            let all = preds.iter().all(|&p| {
+                let prev = ix.writes[p]
+                    .entries
+                    .iter()
+                    .find(|x| x.id == e.id)
+                    .and_then(|x| x.refresh.as_deref());
+                match prev.and_then(|t| ix.issued_refresh.get(t).map(|g| (t, g))) {
+                    Some((t, &(f0, g0, _))) if f0 == f1 && g1 < g0 => {
+                        newer.get_or_insert((t, p));
+                        true
                     }
+                    _ => false,
                 }
+            });
+            if let (true, Some((prev, pk)), None) = (all, newer, rolled) {
+                rolled = Some((e.id.as_str(), prev, pk, r));
             }
-            last.insert(&e.id, (r, k));
         }
         if let Some((id, newer, pk, older)) = rolled {
             count += 1;
@@ -117,6 +129,23 @@ mod tests {
         assert!(w[0].contains("p1 (gateway) op 1 select: redeemed t:00000010 -> rotated to t:00000011 (family 1 gen 1)"), "{w:?}");
         assert!(w[1].contains("entry aaaaaa holds t:00000011 (family 1 gen 1)"));
         assert!(w[2].contains("p2 (cli) op 1: wrote store h2 (based on h0), entry aaaaaa back to t:00000010 (family 1 gen 0)"));
+    }
+
+    /// Item 7 of issue 13: p2's write began before p1's completed, so p1's may have landed
+    /// last; with the record order trusted this was a false rollback.
+    #[test]
+    fn a_write_overlapping_the_rotation_is_not_a_rollback() {
+        let (r0, r1) = (tag(0x10), tag(0x11));
+        let h = HistoryBuilder::new()
+            .issued(1, 0, &r0, &tag(0x20))
+            .init(&[oauth("aaaaaa", &r0)])
+            .redeemed(&r0, RedeemVerdict::Rotated)
+            .issued(1, 1, &r1, &tag(0x21))
+            .write_begin(2, 1, "h2")
+            .write(1, 1, "h1", Some("h0"), &[oauth("aaaaaa", &r1)])
+            .write_done(2, 1, "h2", Some("h0"), &[oauth("aaaaaa", &r0), e("bbbbbb")])
+            .build();
+        assert_eq!(check(&h), Finding::none());
     }
 
     #[test]

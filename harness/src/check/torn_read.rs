@@ -1,10 +1,10 @@
 //! `torn_read`: a read returned bytes no writer ever completed (empty, half old/half new,
-//! unparseable).
+//! unparseable), of the store or of an external credential file.
 //!
-//! A `Read` that did not parse, or that parsed to content whose hash no `Write` (the harness's
-//! initial one included) ever produced, at any time in the run.
-
-use std::collections::HashSet;
+//! A `Read` that did not parse, or that parsed to content whose hash no write of that file
+//! (the harness's initial ones included) ever began or completed, at any time in the run. A
+//! begun write counts: a process killed between its rename and its completion record left
+//! bytes that a write did produce.
 
 use pool_core::world::{Event, ReadOutcome};
 
@@ -16,19 +16,24 @@ pub fn check(h: &History) -> Finding {
 }
 
 pub(crate) fn find(ix: &Index<'_>) -> Finding {
-    let written: HashSet<&str> = ix.writes.iter().map(|w| w.hash).collect();
     let mut count = 0;
     let mut witness = None;
     for (i, r) in ix.h.records.iter().enumerate() {
         let Ev::Pool {
-            event: Event::Read { op, hash, outcome },
+            event:
+                Event::Read {
+                    op,
+                    hash,
+                    outcome,
+                    file,
+                },
         } = &r.ev
         else {
             continue;
         };
         let why = match outcome {
             ReadOutcome::Corrupt(detail) => format!("does not parse ({})", scrub(detail)),
-            ReadOutcome::Parsed if !written.contains(hash.as_str()) => {
+            ReadOutcome::Parsed if !ix.produced.contains(&(file.as_deref(), hash.as_str())) => {
                 "parses, but no write ever produced these bytes".to_string()
             }
             _ => continue,
@@ -38,18 +43,24 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
             continue;
         }
         let mut s = ix.story();
+        let store = file.is_none();
         // What the file held last, and the write that was under way.
-        if let Some(prev) = ix.writes.iter().rposition(|w| w.t_ns <= r.t_ns) {
-            ix.write_step(&mut s, prev, "the last completed write");
+        if store {
+            if let Some(prev) = ix.writes.iter().rposition(|w| w.t_ns <= r.t_ns) {
+                ix.write_step(&mut s, prev, "the last completed write");
+            }
         }
+        let what = file.as_deref().unwrap_or("store");
         ix.pool_step(
             &mut s,
             i,
             *op,
-            &format!("read store {}: {why}", short(hash)),
+            &format!("read {what} {}: {why}", short(hash)),
         );
-        if let Some(next) = ix.writes.iter().position(|w| w.t_ns > r.t_ns) {
-            ix.write_step(&mut s, next, "the next completed write");
+        if store {
+            if let Some(next) = ix.writes.iter().position(|w| w.t_ns > r.t_ns) {
+                ix.write_step(&mut s, next, "the next completed write");
+            }
         }
         witness = Some(s.finish());
     }
@@ -105,5 +116,37 @@ mod tests {
             .build();
         let f = check(&h);
         assert_eq!(f, Finding::none());
+    }
+
+    /// A writer killed between its rename and its completion record: its `write_begin` names
+    /// the bytes, so a read of them is not torn (item 10 of issue 13).
+    #[test]
+    fn a_read_of_a_begun_write_that_never_completed_is_not_torn() {
+        let h = base().write_begin(2, 1, "h1").read(1, 1, "h1").build();
+        assert_eq!(check(&h), Finding::none());
+    }
+
+    #[test]
+    fn external_files_are_judged_by_their_own_writes() {
+        let torn = base()
+            .external_write(0, 0, "claude_code", "x0")
+            .external_read(1, 1, "claude_code", "x0", ReadOutcome::Parsed)
+            .external_read(
+                1,
+                1,
+                "claude_code",
+                "x9",
+                ReadOutcome::Corrupt("EOF".into()),
+            )
+            // the store's hash is not the external file's
+            .external_read(1, 1, "claude_code", "h0", ReadOutcome::Parsed)
+            .build();
+        let f = check(&torn);
+        assert_eq!(f.count, 2, "{f:?}");
+        let w = f.witness.unwrap();
+        assert!(
+            w[0].contains("read claude_code x9: does not parse (EOF)"),
+            "{w:?}"
+        );
     }
 }

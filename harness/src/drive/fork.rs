@@ -217,6 +217,14 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     })
 }
 
+/// The first operation id of a worker's `incarnation` (0 for the first start, n after the
+/// nemesis's n-th kill): each life of a process numbers its operations in its own range, so
+/// the operations of two lives of one process never merge in the history. Pool-core workers
+/// and subject workers both number from here.
+pub fn first_op_id(incarnation: u32) -> u64 {
+    u64::from(incarnation) * 1_000_000 + 1
+}
+
 /// The body of a forked worker; returns its exit code.
 fn worker_main(
     sc: &Scenario,
@@ -269,7 +277,7 @@ fn worker_main(
         })
     });
     // A restarted process must not reuse the dead one's operation ids.
-    pool_core::pool::start_op_ids_at(u64::from(plan.incarnation) * 1_000_000 + 1);
+    pool_core::pool::start_op_ids_at(first_op_id(plan.incarnation));
     let hooks = WorkerHooks::new(
         &log,
         coord,

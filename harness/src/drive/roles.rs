@@ -312,7 +312,10 @@ fn external_refresh(
         expires_at_ms: Some(SystemClock.now_ms() + g.expires_in_s * 1000),
     };
     let bytes = format.render(Some(&old), &new, now);
+    let (begin, end) = super::setup::external_write(format.source(), &bytes);
+    hooks.log().push(begin);
     if write_private(path, &bytes).is_ok() {
+        hooks.log().push(end);
         hooks.log().push(Ev::ExternalWrite {
             path: path.display().to_string(),
             refresh: pool_core::digest::tag(&new.refresh_token),

@@ -176,8 +176,35 @@ pub fn initial_write(sc: &Scenario, store: &Store, bytes: &[u8]) -> Ev {
                 .iter()
                 .map(pool_core::pool::summary)
                 .collect(),
+            file: None,
         },
     }
+}
+
+/// The history records of a write of an external credential file (`source`) outside the
+/// pool (the harness's setup, an external CLI): its intent and its completion, which a driver
+/// records around the write. Pool reads of those bytes are then reads of a known write.
+pub fn external_write(source: &str, bytes: &[u8]) -> (Ev, Ev) {
+    let hash = content_hash(bytes);
+    let file = Some(source.to_string());
+    (
+        Ev::Pool {
+            event: Event::WriteBegin {
+                op: 0,
+                hash: hash.clone(),
+                file: file.clone(),
+            },
+        },
+        Ev::Pool {
+            event: Event::Write {
+                op: 0,
+                hash,
+                base: None,
+                entries: Vec::new(),
+                file,
+            },
+        },
+    )
 }
 
 /// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
@@ -196,6 +223,7 @@ pub fn prepare(
     let (store, externals) = initial_world(sc, keys, server.state_mut(), now_ms, user)?;
     for (source, bytes) in externals {
         write_private(&external_path(dir, &source), &bytes)?;
+        log.push(external_write(&source, &bytes).1);
     }
     let bytes = store.to_bytes();
     write_private(&dir.join("auth.json"), &bytes)?;

@@ -54,6 +54,14 @@ pub fn render(g: &GateSection) -> String {
             e.want_text(),
             e.runs
         );
+        if e.errors > 0 {
+            let _ = writeln!(
+                body,
+                "error: {} run(s) did not run to the end: {}",
+                e.errors,
+                e.error.as_deref().unwrap_or("a process failed")
+            );
+        }
         for r in &e.replay {
             let _ = writeln!(body, "replay: {r}");
         }
@@ -96,6 +104,8 @@ mod tests {
             held,
             replay: vec!["poolcheck run --scenario refresh-race --strategy none --seed 1".into()],
             witness: None,
+            errors: 0,
+            error: None,
             seconds: 0.5,
         };
         let g = GateSection {

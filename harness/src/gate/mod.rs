@@ -16,10 +16,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{Witness, ANOMALIES, TOLERATED};
-use crate::drive::fork::{self, DriveError, RunOptions};
+use crate::drive::fork::{DriveError, RunOptions};
 use crate::expect::{Expect, Want};
-use crate::report::{judge_fork, Report, RunReport};
+use crate::report::{Report, RunReport, ERROR};
 use crate::scenario::Scenario;
+use crate::target::{run_and_judge, Target};
 
 /// The gate's part of a report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,13 +64,20 @@ pub struct GateResult {
     /// The first witness of a violating run (safe expectations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<Witness>,
+    /// Runs whose verdict is `error` (a process failed on its own): the expectation fails and
+    /// the gate exits 2.
+    #[serde(default)]
+    pub errors: u32,
+    /// The first such run's first error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub seconds: f64,
 }
 
 impl GateResult {
     /// `safe`, or `finds a, b`.
     pub fn want_text(&self) -> String {
-        self.expect_kind().want_text()
+        self.expect().text()
     }
 
     fn expect(&self) -> Want {
@@ -80,19 +88,11 @@ impl GateResult {
         }
     }
 
-    fn expect_kind(&self) -> Expect {
-        Expect {
-            strategy_name: self.strategy.clone(),
-            strategy: pool_core::Strategy::parse(&self.spec).expect("a report's spec parses"),
-            scenario: self.scenario.clone(),
-            want: self.expect(),
-        }
-    }
-
     fn rejudge(&mut self) {
-        self.held = self
-            .expect_kind()
-            .holds(&crate::check::tally(&self.counts, &self.tolerated));
+        self.held = self.errors == 0
+            && self
+                .expect()
+                .holds(&crate::check::tally(&self.counts, &self.tolerated));
     }
 }
 
@@ -110,7 +110,8 @@ pub struct GateOptions {
 /// One run of the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unit {
-    pub strategy: pool_core::Strategy,
+    /// The pool under test.
+    pub strategy: Target,
     pub scenario: String,
     pub seed: u64,
 }
@@ -124,9 +125,9 @@ impl GateOptions {
 /// The runs a campaign needs: each distinct (strategy, scenario) cell once per seed, in the
 /// order of the expectations; then this shard's share (every n-th unit).
 pub fn plan(expects: &[Expect], opts: &GateOptions) -> Vec<Unit> {
-    let mut cells: Vec<(pool_core::Strategy, String)> = Vec::new();
+    let mut cells: Vec<(Target, String)> = Vec::new();
     for e in expects {
-        let cell = (e.strategy, e.scenario.clone());
+        let cell = (e.strategy.clone(), e.scenario.clone());
         if !cells.contains(&cell) {
             cells.push(cell);
         }
@@ -135,7 +136,7 @@ pub fn plan(expects: &[Expect], opts: &GateOptions) -> Vec<Unit> {
     for k in 0..u64::from(opts.seeds_per_cell()) {
         for (strategy, scenario) in &cells {
             units.push(Unit {
-                strategy: *strategy,
+                strategy: strategy.clone(),
                 scenario: scenario.clone(),
                 seed: opts.seed.wrapping_add(k),
             });
@@ -186,15 +187,12 @@ pub fn run(
         if opts.quick {
             sc.make_quick();
         }
-        let rec = fork::run(
-            &sc,
-            u.strategy,
-            &RunOptions {
-                seed: Some(u.seed),
-                ..RunOptions::default()
-            },
-        )?;
-        runs.push(judge_fork(&sc, u.strategy, &rec, expects));
+        let opts = RunOptions {
+            seed: Some(u.seed),
+            ..RunOptions::default()
+        };
+        let (run, _) = run_and_judge(&sc, &u.strategy, &opts, expects)?;
+        runs.push(run);
     }
     let results = expects
         .iter()
@@ -214,9 +212,9 @@ pub fn run(
 
 fn replay_command(r: &RunReport, quick: bool) -> String {
     format!(
-        "poolcheck run --scenario {} --strategy {} --seed {}{}",
+        "poolcheck run --scenario {} {} --seed {}{}",
         r.scenario,
-        r.spec,
+        crate::target::of_report(r).run_option(),
         r.stats.seed,
         if quick { " --quick" } else { "" }
     )
@@ -226,8 +224,13 @@ fn replay_command(r: &RunReport, quick: bool) -> String {
 fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
     let mine: Vec<&RunReport> = runs
         .iter()
-        .filter(|r| r.scenario == e.scenario && r.spec == e.strategy.spec())
+        .filter(|r| {
+            r.scenario == e.scenario
+                && r.spec == e.strategy.spec()
+                && r.driver == e.strategy.driver()
+        })
         .collect();
+    let errored: Vec<&&RunReport> = mine.iter().filter(|r| r.verdict == ERROR).collect();
     let mut counts: BTreeMap<String, u64> = ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect();
     let mut tolerated: BTreeMap<String, u64> =
         TOLERATED.iter().map(|a| (a.to_string(), 0)).collect();
@@ -239,7 +242,7 @@ fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
             *tolerated.entry(a.clone()).or_default() += n;
         }
     }
-    let held = e.holds(&crate::check::tally(&counts, &tolerated));
+    let held = errored.is_empty() && e.holds(&crate::check::tally(&counts, &tolerated));
     let violating: Vec<&&RunReport> = match &e.want {
         Want::Safe => mine.iter().filter(|r| r.verdict != "clean").collect(),
         Want::Absent(list) => mine
@@ -281,28 +284,92 @@ fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
             }),
             Want::Finds(_) => None,
         },
+        errors: errored.len() as u32,
+        error: errored.iter().find_map(|r| r.errors.first().cloned()),
         seconds: mine.iter().map(|r| r.stats.seconds).sum::<f64>(),
     }
 }
 
 /// Combine shard reports into one: runs concatenated, each expectation's runs and counts
 /// summed, verdicts judged again (final).
-pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
+///
+/// The set must be one whole campaign: every report a shard `i/n` of the same `n`, the same
+/// budget, seed, seeds per cell and expectations, each shard exactly once. Anything else is
+/// refused naming the report and what is missing or repeated; with `partial`, missing shards
+/// are allowed and the result says which are missing and keeps its verdicts provisional.
+/// `reports` pairs each report with the name to use in messages (its file).
+pub fn merge(reports: Vec<(String, Report)>, partial: bool) -> Result<Report, String> {
     let mut runs = Vec::new();
     let mut merged: Vec<GateResult> = Vec::new();
-    let mut first: Option<GateSection> = None;
-    for (i, r) in reports.into_iter().enumerate() {
+    let mut first: Option<(String, GateSection, u32)> = None;
+    let mut seen: BTreeMap<u32, String> = BTreeMap::new();
+    for (name, r) in reports {
         let gate = r.gate.ok_or_else(|| {
             format!(
-                "report #{} has no gate section: merge takes reports of `poolcheck gate`",
-                i + 1
+                "{name} has no gate section: merge takes reports of `poolcheck gate --json FILE`"
             )
         })?;
+        let (i, n) = match gate.shard.as_deref() {
+            Some("merged") => {
+                return Err(format!(
+                    "{name} is already a merged report: merge the shard reports themselves"
+                ))
+            }
+            Some(s) => parse_shard(s).map_err(|_| format!("{name}: unknown shard '{s}'"))?,
+            None => (1, 1),
+        };
+        let ids = |g: &GateSection| {
+            g.expectations
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>()
+        };
+        if let Some((fname, f, fn_)) = &first {
+            if f.seed != gate.seed
+                || f.budget != gate.budget
+                || f.seeds_per_cell != gate.seeds_per_cell
+            {
+                return Err(format!(
+                    "{name} comes from another campaign (budget {}, seed {}, {} seeds per cell; {fname}: {}, {}, {}): merge shards of one campaign",
+                    gate.budget, gate.seed, gate.seeds_per_cell, f.budget, f.seed, f.seeds_per_cell
+                ));
+            }
+            if ids(f) != ids(&gate) {
+                let (a, b) = (ids(f), ids(&gate));
+                let only = |x: &[String], y: &[String]| {
+                    x.iter()
+                        .filter(|e| !y.contains(e))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
+                return Err(format!(
+                    "{name} judges other expectations than {fname} (only in {name}: {:?}; only in {fname}: {:?}): merge shards run from one expectations file",
+                    only(&b, &a),
+                    only(&a, &b)
+                ));
+            }
+            if *fn_ != n {
+                return Err(format!(
+                    "{name} is shard {i}/{n} but {fname} is one of {fn_} shards: merge shards of one split"
+                ));
+            }
+        } else {
+            first = Some((name.clone(), gate.clone(), n));
+        }
+        if let Some(other) = seen.insert(i, name.clone()) {
+            return Err(format!(
+                "shard {i}/{n} is given twice ({other} and {name}): pass each shard once"
+            ));
+        }
         runs.extend(r.runs);
         for g in &gate.expectations {
             match merged.iter_mut().find(|m| m.id == g.id) {
                 Some(m) => {
                     m.runs += g.runs;
+                    m.errors += g.errors;
+                    if m.error.is_none() {
+                        m.error = g.error.clone();
+                    }
                     for (a, n) in &g.counts {
                         *m.counts.entry(a.clone()).or_default() += n;
                     }
@@ -318,21 +385,20 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
                 None => merged.push(g.clone()),
             }
         }
-        if let Some(f) = &first {
-            if f.seed != gate.seed
-                || f.budget != gate.budget
-                || f.seeds_per_cell != gate.seeds_per_cell
-            {
-                return Err(format!(
-                    "report #{} comes from another campaign (budget {}, seed {}, {} seeds per cell; the first: {}, {}, {}): merge shards of one campaign",
-                    i + 1, gate.budget, gate.seed, gate.seeds_per_cell, f.budget, f.seed, f.seeds_per_cell
-                ));
-            }
-        } else {
-            first = Some(gate.clone());
-        }
     }
-    let first = first.ok_or("no reports to merge")?;
+    let (_, first, n) = first.ok_or("no reports to merge")?;
+    let missing: Vec<String> = (1..=n)
+        .filter(|i| !seen.contains_key(i))
+        .map(|i| format!("{i}/{n}"))
+        .collect();
+    if !missing.is_empty() && !partial {
+        return Err(format!(
+            "incomplete campaign: shard(s) {} of {n} missing (given: {}); pass every shard, or --partial for a provisional view of these",
+            missing.join(", "),
+            seen.iter().map(|(i, f)| format!("{i}/{n} = {f}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let complete = missing.is_empty();
     for m in &mut merged {
         m.rejudge();
         if m.held {
@@ -347,8 +413,12 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
     }
     let mut report = Report::new(runs);
     report.gate = Some(GateSection {
-        shard: Some("merged".into()),
-        final_verdicts: true,
+        shard: Some(if complete {
+            "merged".into()
+        } else {
+            format!("partial (missing {})", missing.join(", "))
+        }),
+        final_verdicts: complete,
         expectations: merged,
         ..first
     });
@@ -359,7 +429,7 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
 pub fn passed(g: &GateSection) -> bool {
     g.expectations
         .iter()
-        .all(|e| e.held || (!g.final_verdicts && e.want == "finds"))
+        .all(|e| e.held || (!g.final_verdicts && e.want == "finds" && e.errors == 0))
 }
 
 #[cfg(test)]
@@ -389,7 +459,7 @@ mod tests {
         let cells = {
             let mut c: Vec<_> = ex
                 .iter()
-                .map(|e| (e.strategy, e.scenario.clone()))
+                .map(|e| (e.strategy.clone(), e.scenario.clone()))
                 .collect();
             c.dedup();
             c.sort_by_key(|(s, sc)| (s.spec(), sc.clone()));
@@ -417,5 +487,91 @@ mod tests {
         for bad in ["0/4", "5/4", "x", "1/0", "1-2"] {
             assert!(parse_shard(bad).unwrap_err().contains("i/n"), "{bad}");
         }
+    }
+
+    /// A shard report over expectations `ids` (no runs: merge checks the set, not the runs).
+    fn shard(name: &str, shard: Option<&str>, seed: u64, ids: &[&str]) -> (String, Report) {
+        let expectations = ids
+            .iter()
+            .map(|id| GateResult {
+                id: id.to_string(),
+                strategy: "none".into(),
+                spec: pool_core::Strategy::parse("none").unwrap().spec(),
+                scenario: "refresh-race".into(),
+                want: "safe".into(),
+                anomalies: Vec::new(),
+                runs: 1,
+                counts: ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect(),
+                tolerated: TOLERATED.iter().map(|a| (a.to_string(), 0)).collect(),
+                held: true,
+                replay: Vec::new(),
+                witness: None,
+                errors: 0,
+                error: None,
+                seconds: 0.0,
+                tolerated: Default::default(),
+                errors: 0,
+                error: None,
+            })
+            .collect();
+        let mut r = Report::new(Vec::new());
+        r.gate = Some(GateSection {
+            budget: "quick".into(),
+            seed,
+            seeds_per_cell: 1,
+            shard: shard.map(str::to_string),
+            final_verdicts: shard.is_none(),
+            expectations,
+        });
+        (name.to_string(), r)
+    }
+
+    #[test]
+    fn merge_refuses_incomplete_duplicated_and_mixed_shard_sets() {
+        let ids = ["a", "b"];
+        let s = |name, sh, seed| shard(name, Some(sh), seed, &ids);
+        let err = merge(
+            vec![s("one.json", "1/4", 1), s("three.json", "3/4", 1)],
+            false,
+        )
+        .unwrap_err();
+        assert!(err.contains("2/4, 4/4") && err.contains("missing"), "{err}");
+        assert!(err.contains("--partial"), "{err}");
+        let err = merge(vec![s("x.json", "1/2", 1), s("y.json", "1/2", 1)], false).unwrap_err();
+        assert!(
+            err.contains("1/2 is given twice (x.json and y.json)"),
+            "{err}"
+        );
+        let err = merge(vec![s("x.json", "1/2", 1), s("y.json", "2/3", 1)], false).unwrap_err();
+        assert!(err.contains("y.json") && err.contains("2 shards"), "{err}");
+        let err = merge(vec![s("x.json", "1/2", 1), s("y.json", "2/2", 7)], false).unwrap_err();
+        assert!(err.contains("another campaign"), "{err}");
+        let other = shard("y.json", Some("2/2"), 1, &["a", "c"]);
+        let err = merge(vec![s("x.json", "1/2", 1), other], false).unwrap_err();
+        assert!(
+            err.contains("other expectations") && err.contains("\"c\""),
+            "{err}"
+        );
+        let err = merge(
+            vec![s("x.json", "1/2", 1), shard("w.json", None, 1, &ids)],
+            false,
+        )
+        .unwrap_err();
+        assert!(err.contains("w.json"), "{err}");
+        // A whole set merges; a partial one only when asked, and then says what it lacks.
+        let whole = merge(vec![s("2.json", "2/2", 1), s("1.json", "1/2", 1)], false).unwrap();
+        let g = whole.gate.unwrap();
+        assert_eq!(
+            (g.shard.as_deref(), g.final_verdicts),
+            (Some("merged"), true)
+        );
+        let part = merge(vec![s("1.json", "1/3", 1)], true)
+            .unwrap()
+            .gate
+            .unwrap();
+        assert_eq!(part.shard.as_deref(), Some("partial (missing 2/3, 3/3)"));
+        assert!(!part.final_verdicts);
+        // An unsharded report is a whole campaign of one shard.
+        assert!(merge(vec![shard("w.json", None, 1, &ids)], false).is_ok());
     }
 }

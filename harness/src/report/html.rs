@@ -153,7 +153,9 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
             let marks: Vec<Mark> = runs.iter().map(|(_, r)| mark(r)).collect();
             let failed = marks.contains(&Mark::Failed);
             let expected = marks.iter().all(|m| *m == Mark::Expected);
-            let anomalous = runs.iter().any(|(_, r)| !r.witnesses.is_empty());
+            let anomalous = runs
+                .iter()
+                .any(|(_, r)| !r.witnesses.is_empty() || r.anomalies.values().any(|n| *n > 0));
             let (class, title) = match (failed, expected, anomalous) {
                 (true, ..) => ("failed", "an expectation about this cell failed"),
                 (false, true, true) => (

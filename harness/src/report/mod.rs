@@ -14,9 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::check::{self, Witness};
 use crate::drive::fork::RunRecord;
 use crate::expect::Expect;
+use crate::history::{Ev, History};
 use crate::scenario::Scenario;
+use crate::target::Target;
 
 pub const SCHEMA: &str = "poolcheck.report.v1";
+
+/// The verdict of a run in which a process failed without a nemesis kill.
+pub const ERROR: &str = "error";
 
 /// The whole report of one command.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,7 +41,8 @@ pub struct RunReport {
     pub strategy: String,
     pub spec: String,
     pub scenario: String,
-    /// `clean` or `anomalous` (fork runs).
+    /// `clean`, `anomalous` or `error` (fork and subject runs; `error`: a process failed on
+    /// its own, so the run is no evidence either way).
     pub verdict: String,
     /// All eight anomaly keys, always.
     pub anomalies: BTreeMap<String, u64>,
@@ -48,6 +54,9 @@ pub struct RunReport {
     pub stats: Stats,
     /// The scenario's expectations that apply to this run, and whether each held.
     pub expectations: Vec<Expectation>,
+    /// Why the verdict is `error`: each process that failed without a nemesis kill.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -98,6 +107,11 @@ impl Report {
         }
     }
 
+    /// Runs whose verdict is `error` (a process failed on its own): exit 2 in every command.
+    pub fn errored(&self) -> Vec<&RunReport> {
+        self.runs.iter().filter(|r| r.verdict == ERROR).collect()
+    }
+
     /// Expectations that failed, as (run, expectation) pairs.
     pub fn failures(&self) -> Vec<(&RunReport, &Expectation)> {
         self.runs
@@ -112,29 +126,70 @@ impl Report {
     }
 }
 
-/// Judge a fork run with the checkers, and against `expects` (those about this strategy in
-/// this scenario apply).
+/// Judge a fork run of a strategy with the checkers, and against `expects`.
 pub fn judge_fork(
     sc: &Scenario,
     strategy: Strategy,
     rec: &RunRecord,
     expects: &[Expect],
 ) -> RunReport {
+    judge(sc, &Target::Model(strategy), rec, expects)
+}
+
+/// The processes of a run that failed without a planned kill (a crash, a hang, a subject that
+/// broke the protocol or did not start, the issuer): one line each.
+pub fn process_errors(h: &History) -> Vec<String> {
+    // A failed subject's worker records what the subject did; its exit code adds nothing.
+    let subject_failed: Vec<u32> = h
+        .records
+        .iter()
+        .filter(|r| matches!(&r.ev, Ev::ProcExit { status, .. } if status.starts_with("subject ")))
+        .map(|r| r.proc)
+        .collect();
+    h.records
+        .iter()
+        .filter(|r| match &r.ev {
+            Ev::ProcExit { status, .. } => {
+                status.starts_with("subject ") || !subject_failed.contains(&r.proc)
+            }
+            _ => false,
+        })
+        .filter_map(|r| match &r.ev {
+            Ev::ProcExit {
+                status,
+                crashed: true,
+            } => Some(if status.starts_with("subject ") || r.proc == 0 {
+                status.clone()
+            } else {
+                format!("p{}: {status}", r.proc)
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Judge a run of `target` with the checkers, and against `expects` (those about this target
+/// in this scenario apply). A run with a failed process is `error`, never `clean`, and no
+/// expectation holds on it.
+pub fn judge(sc: &Scenario, target: &Target, rec: &RunRecord, expects: &[Expect]) -> RunReport {
     let verdict = check::check(&rec.history);
+    let errors = process_errors(&rec.history);
     let expectations = expects
         .iter()
-        .filter(|e| e.strategy == strategy && e.scenario == sc.name)
+        .filter(|e| e.strategy == *target && e.scenario == sc.name)
         .map(|e| Expectation {
             expect: e.want_text(),
-            held: e.holds(&verdict.tally()),
+            held: errors.is_empty() && e.holds(&verdict.tally()),
         })
         .collect();
     RunReport {
-        driver: "fork".into(),
-        strategy: strategy.label(),
-        spec: strategy.spec(),
+        driver: target.driver().into(),
+        strategy: target.label(),
+        spec: target.spec(),
         scenario: sc.name.clone(),
-        verdict: if verdict.is_clean() {
+        verdict: if !errors.is_empty() {
+            ERROR
+        } else if verdict.is_clean() {
             "clean"
         } else {
             "anomalous"
@@ -153,5 +208,84 @@ pub fn judge_fork(
             model: None,
         },
         expectations,
+        errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Record;
+
+    fn record(history: Vec<(u32, &str, bool)>, crashed: u32, killed: u32) -> RunRecord {
+        RunRecord {
+            history: History::from_records(history.into_iter().enumerate().map(
+                |(i, (proc, status, crashed))| Record {
+                    t_ns: i as u64 + 1,
+                    proc,
+                    ev: Ev::ProcExit {
+                        status: status.into(),
+                        crashed,
+                    },
+                },
+            )),
+            seed: 1,
+            processes: 2,
+            crashed,
+            killed,
+            operations: 0,
+            seconds: 0.1,
+            kept: None,
+        }
+    }
+
+    #[test]
+    fn a_process_that_failed_on_its_own_makes_the_run_an_error_a_planned_kill_does_not() {
+        let sc = Scenario::find("refresh-race").unwrap();
+        let st = Strategy::parse("flock-txn").unwrap();
+        let expects = Expect::from_scenario(&sc);
+        assert!(
+            expects.iter().any(|e| e.strategy == st),
+            "the scenario expects flock-txn clean"
+        );
+        // The nemesis killed p1 (and it was restarted); both ended well: judged as usual.
+        let killed = record(
+            vec![
+                (1, "killed by the nemesis", false),
+                (1, "exit 0", false),
+                (2, "exit 0", false),
+            ],
+            0,
+            1,
+        );
+        let run = judge_fork(&sc, st, &killed, &expects);
+        assert_ne!(run.verdict, ERROR);
+        assert!(run.errors.is_empty());
+        // A pool-core worker that panicked (exit 101) with no kill planned: error, and no
+        // expectation holds on such a run, even `safe` with zero anomalies.
+        let crashed = record(vec![(1, "exit 0", false), (2, "exit 101", true)], 1, 0);
+        let run = judge_fork(&sc, st, &crashed, &expects);
+        assert_eq!(run.verdict, ERROR);
+        assert_eq!(run.errors, vec!["p2: exit 101".to_string()]);
+        assert!(
+            run.expectations.iter().all(|e| !e.held),
+            "{:?}",
+            run.expectations
+        );
+        assert_eq!(Report::new(vec![run]).errored().len(), 1);
+        // A subject's failure is reported once, in the subject's words.
+        let subject = record(
+            vec![
+                (2, "subject 'x' (p2 cli) closed its stdout", true),
+                (2, "exit 5", true),
+            ],
+            1,
+            0,
+        );
+        let run = judge_fork(&sc, st, &subject, &[]);
+        assert_eq!(
+            run.errors,
+            vec!["subject 'x' (p2 cli) closed its stdout".to_string()]
+        );
     }
 }

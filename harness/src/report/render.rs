@@ -69,9 +69,9 @@ pub fn held_line(report: &Report) -> Option<String> {
 }
 
 /// What the marks and the tolerated events in the cells mean.
-pub const LEGEND: &str = "(expected): an [expect] pins this cell and it held; (!): one failed; \
-tolerated (no harm, never a failure unless an expectation names it): grace = a spent refresh \
-token presented again and accepted inside the issuer's reuse grace period, grace-held = a final \
+pub const LEGEND: &str = "(expected): an [expect] pins this cell and it held; (!): one failed.
+(tolerated ...): no harm, never a failure unless an expectation names it. grace: a spent refresh
+token presented again and accepted inside the issuer's reuse grace period; grace-held: a final
 token the issuer honours only until its grace period ends.";
 
 /// Strategies in first-seen order, with their runs.
@@ -104,6 +104,8 @@ pub fn cell(r: &RunReport) -> String {
         .map(|a| format!("{}:{}", short(a), r.anomalies[*a]))
         .collect();
     let mut s = match (&r.stats.model, found.is_empty()) {
+        _ if r.verdict == super::ERROR && found.is_empty() => "error".to_string(),
+        _ if r.verdict == super::ERROR => format!("error: {}", found.join(" ")),
         (None, true) => "clean".to_string(),
         (None, false) => found.join(" "),
         // Model runs: the checker and its verdict first (`loom verified`).
@@ -370,7 +372,8 @@ pub fn json(report: &Report) -> String {
 pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
     let mut out = String::new();
     let failed: Vec<_> = g.expectations.iter().filter(|e| !e.held).collect();
-    let provisional = |e: &crate::gate::GateResult| !g.final_verdicts && e.want == "finds";
+    let provisional =
+        |e: &crate::gate::GateResult| !g.final_verdicts && e.want == "finds" && e.errors == 0;
     let title = format!(
         "poolcheck gate: {} budget, seed {}, {} seed(s) per cell{}",
         g.budget,
@@ -410,6 +413,15 @@ pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
                 found.join(", ")
             }
         );
+        if e.errors > 0 {
+            let _ = writeln!(
+                out,
+                "{}error: {} run(s) did not run to the end: {}",
+                if md { "\n" } else { "  " },
+                e.errors,
+                e.error.as_deref().unwrap_or("a process failed")
+            );
+        }
         if let Some(w) = &e.witness {
             let _ = writeln!(
                 out,
@@ -445,17 +457,26 @@ pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
                 .filter(|a| e.counts.get(**a).copied().unwrap_or(0) > 0)
                 .map(|a| format!("{}:{}", short(a), e.counts[*a]))
                 .collect();
+            let tolerated: Vec<String> = TOLERATED
+                .iter()
+                .filter(|a| e.tolerated.get(**a).copied().unwrap_or(0) > 0)
+                .map(|a| format!("{}:{}", short(a), e.tolerated[*a]))
+                .collect();
+            let mut found = if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(" ")
+            };
+            if !tolerated.is_empty() {
+                let _ = write!(found, " (tolerated {})", tolerated.join(" "));
+            }
             vec![
                 result.to_string(),
                 e.strategy.clone(),
                 e.scenario.clone(),
                 e.want_text(),
                 e.runs.to_string(),
-                if found.is_empty() {
-                    "none".into()
-                } else {
-                    found.join(" ")
-                },
+                found,
             ]
         })
         .collect();
@@ -482,4 +503,138 @@ pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
         }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Expectation, Stats};
+
+    fn run(strategy: &str, scenario: &str, found: &[(&str, u64)], grace: u64) -> RunReport {
+        let mut anomalies: BTreeMap<String, u64> =
+            ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect();
+        anomalies.extend(found.iter().map(|(a, n)| (a.to_string(), *n)));
+        let mut tolerated: BTreeMap<String, u64> =
+            TOLERATED.iter().map(|a| (a.to_string(), 0)).collect();
+        tolerated.insert("grace_redeem".into(), grace);
+        RunReport {
+            driver: "fork".into(),
+            strategy: strategy.into(),
+            spec: strategy.into(),
+            scenario: scenario.into(),
+            verdict: if found.is_empty() {
+                "clean"
+            } else {
+                "anomalous"
+            }
+            .into(),
+            anomalies,
+            tolerated,
+            witnesses: vec![],
+            stats: Stats {
+                processes: 3,
+                operations: 6,
+                seconds: 0.5,
+                seed: 1,
+                crashed: 0,
+                killed: 0,
+                model: None,
+            },
+            expectations: vec![],
+            errors: vec![],
+        }
+    }
+
+    fn pinned(mut r: RunReport, expect: &str, held: bool) -> RunReport {
+        r.expectations.push(Expectation {
+            expect: expect.into(),
+            held,
+        });
+        r
+    }
+
+    /// The default matrix's flock-txn row: external-cli findings pinned by `[expect]`, a
+    /// crash run whose grace redemptions are tolerated, an unpinned clean cell, and one
+    /// expectation that failed elsewhere.
+    fn report() -> Report {
+        Report::new(vec![
+            pinned(
+                run(
+                    "flock-txn",
+                    "external-cli",
+                    &[("double_redeem", 1), ("dead_credential", 1)],
+                    0,
+                ),
+                "finds double_redeem, dead_credential",
+                true,
+            ),
+            pinned(run("flock-txn", "crash-mid-persist", &[], 6), "safe", true),
+            run("flock-txn", "seed-8040", &[], 0),
+            pinned(
+                run("none", "refresh-race", &[], 0),
+                "finds double_redeem",
+                false,
+            ),
+        ])
+    }
+
+    /// Issue #13 item 12: pinned cells read as expected, failed ones as failed, and the
+    /// report says how many expectations held; item 4: tolerated events beside the verdict.
+    #[test]
+    fn cells_carry_their_expectation_marks_and_tolerated_events() {
+        let r = report();
+        assert_eq!(cell(&r.runs[0]), "double:1 dead:1 (expected)");
+        assert_eq!(cell(&r.runs[1]), "clean (tolerated grace:6) (expected)");
+        assert_eq!(cell(&r.runs[2]), "clean");
+        assert_eq!(cell(&r.runs[3]), "clean (!)");
+        assert_eq!(held_line(&r).unwrap(), "2 of 3 expectations held.");
+        for out in [table(&r), markdown(&r)] {
+            assert!(out.contains("double:1 dead:1 (expected)"), "{out}");
+            assert!(
+                out.contains("clean (tolerated grace:6) (expected)"),
+                "{out}"
+            );
+            assert!(out.contains("2 of 3 expectations held."), "{out}");
+            assert!(
+                out.contains("(expected): an [expect] pins this cell"),
+                "{out}"
+            );
+            assert!(out.contains("tolerated grace"), "{out}");
+        }
+        assert_eq!(held_line(&Report::new(vec![run("a", "b", &[], 0)])), None);
+    }
+
+    #[test]
+    fn the_html_matrix_marks_expected_cells_and_counts_held_expectations() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = crate::report::html::write(dir.path(), &report(), &[]).unwrap();
+        let page = std::fs::read_to_string(index).unwrap();
+        assert!(page.contains("<td class=\"anomalous expected\""), "{page}");
+        assert!(page.contains("double:1 dead:1 (expected)"), "{page}");
+        assert!(
+            page.contains("clean (tolerated grace:6) (expected)"),
+            "{page}"
+        );
+        assert!(page.contains("<td class=\"failed\""), "{page}");
+        assert!(page.contains("2 of 3 expectations held."), "{page}");
+    }
+
+    /// Issue #13 item 4: every run of the JSON report carries the `tolerated` object, and a
+    /// report written before it existed still parses.
+    #[test]
+    fn the_json_report_carries_tolerated_in_every_run() {
+        let v: serde_json::Value = serde_json::from_str(&json(&report())).unwrap();
+        for r in v["runs"].as_array().unwrap() {
+            for t in TOLERATED {
+                assert!(r["tolerated"][t].is_u64(), "{t}: {r}");
+            }
+        }
+        assert_eq!(v["runs"][1]["tolerated"]["grace_redeem"], 6);
+        let mut old = v.clone();
+        for r in old["runs"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("tolerated");
+        }
+        let back: Report = serde_json::from_value(old).unwrap();
+        assert!(back.runs[1].tolerated.is_empty());
+    }
 }

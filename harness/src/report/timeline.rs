@@ -326,7 +326,12 @@ pub fn draw(h: &History, events: &[usize], story: &[String], title: &str) -> Str
         };
         match &r.ev {
             Ev::Pool { event } => match event {
-                Event::Read { op, hash, outcome } => {
+                Event::Read {
+                    op,
+                    hash,
+                    outcome,
+                    file,
+                } => {
                     let bad = !matches!(outcome, ReadOutcome::Parsed);
                     let c = if bad { "#d62728" } else { "#555" };
                     m.svg = format!(
@@ -343,7 +348,8 @@ pub fn draw(h: &History, events: &[usize], story: &[String], title: &str) -> Str
                     if bad {
                         m.label_colour = "#d62728";
                     }
-                    m.title = format!("{at} {who} op {op}: read store {what}");
+                    let of = file.as_deref().unwrap_or("store");
+                    m.title = format!("{at} {who} op {op}: read {of} {what}");
                 }
                 Event::Write {
                     op, hash, entries, ..

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pool_core::digest::tag;
 use pool_core::external::{ExternalCreds, ExternalFormat};
@@ -16,7 +16,7 @@ use pool_core::world::{Clock, Event, Issuer, Os, Pause};
 use pool_core::{Pool, Strategy};
 
 use super::facade::Facade;
-use super::issuer::{LogicalClock, RecorderSink, SimIssuer};
+use super::issuer::{LogicalClock, RecorderSink, SharedIssuer, SimIssuer};
 use super::kernel::{KernelState, Proc};
 use super::os::{Recorder, SharedKernel, SimOs};
 use crate::drive::roles::{external_format, external_path, play_role, pool_config, WorkerPlan};
@@ -60,13 +60,14 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
         .expect("the simulated world cannot fail to build");
     for (source, bytes) in externals {
         kernel.install(&external_path(&dir, &source), &bytes);
+        rec.push(0, setup::external_write(&source, &bytes).1);
     }
     let bytes = store.to_bytes();
     kernel.install(&store_path, &bytes);
     rec.push(0, setup::initial_write(sc, &store, &bytes));
 
     let kernel = SharedKernel::<F>::new(kernel);
-    let issuer = Arc::new(Mutex::new(issuer));
+    let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
     let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
     let mut proc: Proc = 0;
     for role in &sc.roles {
@@ -119,6 +120,7 @@ pub fn normalize_ops(records: &mut [Record]) {
             Event::OpBegin { op, .. }
             | Event::OpEnd { op, .. }
             | Event::Read { op, .. }
+            | Event::WriteBegin { op, .. }
             | Event::Write { op, .. }
             | Event::Refresh { op, .. } => op,
         };
@@ -137,7 +139,7 @@ struct Process<F: Facade> {
     scenario: Scenario,
     kernel: Arc<SharedKernel<F>>,
     rec: Arc<Recorder>,
-    issuer: Arc<Mutex<IssuerState>>,
+    issuer: SharedIssuer<F>,
 }
 
 impl<F: Facade> Process<F> {
@@ -164,7 +166,7 @@ impl<F: Facade> Process<F> {
         SimOs::new(self.plan.proc, self.kernel.clone(), self.rec.clone())
     }
 
-    fn issuer(&self) -> SimIssuer {
+    fn issuer(&self) -> SimIssuer<F> {
         SimIssuer {
             proc: self.plan.proc,
             state: self.issuer.clone(),
@@ -227,12 +229,15 @@ impl<F: Facade> Process<F> {
         let Ok((mut f, tmp)) = os.create_temp(path) else {
             return;
         };
+        let (begin, end) = setup::external_write(format.source(), &bytes);
+        self.rec.push(self.plan.proc, begin);
         let written = os
             .write(&mut f, &bytes)
             .and_then(|()| os.sync(&mut f))
             .and_then(|()| os.close(f))
             .and_then(|()| os.rename(&tmp, path));
         if written.is_ok() {
+            self.rec.push(self.plan.proc, end);
             self.rec.push(
                 self.plan.proc,
                 Ev::ExternalWrite {

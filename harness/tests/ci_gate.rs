@@ -1,0 +1,161 @@
+//! `ci/gate.sh` adopted by another repository, end to end and offline: a fresh git repository
+//! holding only the small pool of docs/subjects.md, its adapter, the expectations file (all
+//! three taken from the doc's code blocks, so the doc's example is what is tested), the Python
+//! protocol helper and the script. The gate passes for the fixed pool and fails, with the
+//! witness, once a commit removes the pool's lock. The script is told to use this build's
+//! binary (`POOLCHECK_BIN`), so nothing is compiled here.
+//!
+//! Needs `python3`, `git` and `bash`; without them it prints why and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: {tool} is not on PATH");
+    }
+    ok
+}
+
+/// The code blocks of a Markdown file whose fence names a file: "```python tinypool.py".
+fn named_blocks(md: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in md.lines() {
+        match &mut current {
+            Some((name, text)) => {
+                if line.starts_with("```") {
+                    out.push((std::mem::take(name), std::mem::take(text)));
+                    current = None;
+                } else {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+            None => {
+                if let Some(info) = line.strip_prefix("```") {
+                    let mut words = info.split_whitespace();
+                    if let (Some(_lang), Some(name)) = (words.next(), words.next()) {
+                        current = Some((name.to_string(), String::new()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=ci", "-c", "user.email=ci@example.invalid"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn gate(dir: &Path) -> (Output, String) {
+    let out = Command::new("bash")
+        .current_dir(dir)
+        .env("POOLCHECK_BIN", env!("CARGO_BIN_EXE_poolcheck"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("POOLCHECK_SRC")
+        .env_remove("POOLCHECK_GIT")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .args(["ci/gate.sh", "--quick"])
+        .output()
+        .expect("bash runs");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+#[test]
+fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
+    if !(have("python3") && have("git") && have("bash")) {
+        return;
+    }
+    let doc = std::fs::read_to_string(root().join("docs/subjects.md")).unwrap();
+    let blocks = named_blocks(&doc);
+    let names: Vec<&str> = blocks.iter().map(|(n, _)| n.as_str()).collect();
+    for want in ["tinypool.py", "tinypool_adapter.py", "poolcheck.toml"] {
+        assert!(
+            names.contains(&want),
+            "docs/subjects.md has no ```... {want} block: {names:?}"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    for (name, text) in &blocks {
+        std::fs::write(repo.join(name), text).unwrap();
+    }
+    std::fs::copy(
+        root().join("subjects/python/poolcheck_adapter.py"),
+        repo.join("poolcheck_adapter.py"),
+    )
+    .unwrap();
+    std::fs::create_dir(repo.join("ci")).unwrap();
+    std::fs::copy(root().join("ci/gate.sh"), repo.join("ci/gate.sh")).unwrap();
+    git(repo, &["init", "-q"]);
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-qm", "our pool, its adapter, its gate"]);
+
+    // The fixed pool: every expectation holds (the unlocked mode is found double-redeeming).
+    let (out, text) = gate(repo);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("using poolcheck {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let junit = std::fs::read_to_string(repo.join("poolcheck-out/junit.xml")).unwrap();
+    assert!(junit.contains("tests=\"2\" failures=\"0\""), "{junit}");
+    for f in ["report.json", "summary.md"] {
+        assert!(
+            repo.join("poolcheck-out").join(f).is_file(),
+            "no {f}: {text}"
+        );
+    }
+
+    // A commit drops the lock: the gate fails with the double spend's witness.
+    let pool = repo.join("tinypool.py");
+    let src = std::fs::read_to_string(&pool).unwrap();
+    assert!(src.contains("LOCKED = True"), "{src}");
+    std::fs::write(&pool, src.replace("LOCKED = True", "LOCKED = False")).unwrap();
+    git(repo, &["commit", "-qam", "a regression: no lock"]);
+    let (out, text) = gate(repo);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAILED: tinypool in refresh-race: safe"),
+        "{text}"
+    );
+    assert!(text.contains("first witness ("), "no witness story: {text}");
+    assert!(
+        text.contains("replay: `poolcheck run --scenario refresh-race --subject 'tinypool="),
+        "{text}"
+    );
+    let junit = std::fs::read_to_string(repo.join("poolcheck-out/junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\""), "{junit}");
+    assert!(
+        junit.contains("first witness") && junit.contains("redeemed t:"),
+        "{junit}"
+    );
+}
