@@ -363,10 +363,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             format,
         } => {
             let sc = Scenario::find(&scenario).map_err(|e| BadInput(e.to_string()))?;
-            let names = if strategies.is_empty() && subject.is_empty() {
-                vec!["flock-txn".to_string(), "none".to_string()]
-            } else {
-                strategy_list(&strategies)?
+            let names = match (strategies.is_empty(), subject.is_empty()) {
+                (true, true) => vec!["flock-txn".to_string(), "none".to_string()],
+                (true, false) => Vec::new(),
+                (false, _) => strategy_list(&strategies)?,
             };
             let targets = targets(&names, &subject_timeout.parse(&subject)?)?;
             let progress = std::io::stderr().is_terminal();

@@ -158,9 +158,11 @@ fn each_kind_of_broken_store_is_refused_clearly_and_kept() {
             "is JSON but not a credential store",
         ),
         (
-            "missing-fields",
-            br#"{"version": 1, "credential_pool": {"anthropic": [{"id": "x"}]}}"#.to_vec(),
-            "missing field",
+            // Fields upstream defaults (label, auth_type, priority, source) may be absent; an
+            // entry without an id is not a pool entry.
+            "entry-without-id",
+            br#"{"version": 1, "credential_pool": {"anthropic": [{"label": "x"}]}}"#.to_vec(),
+            "an entry has no `id`",
         ),
     ];
     for (name, bytes, want) in cases {

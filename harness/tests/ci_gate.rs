@@ -147,7 +147,11 @@ fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
         text.contains("FAILED: tinypool in refresh-race: safe"),
         "{text}"
     );
-    assert!(text.contains("redeemed t:"), "no witness story: {text}");
+    assert!(text.contains("first witness ("), "no witness story: {text}");
+    assert!(
+        text.contains("replay: `poolcheck run --scenario refresh-race --subject 'tinypool="),
+        "{text}"
+    );
     let junit = std::fs::read_to_string(repo.join("poolcheck-out/junit.xml")).unwrap();
     assert!(junit.contains("failures=\"1\""), "{junit}");
     assert!(

@@ -1,10 +1,10 @@
 //! Single-process behaviour must not depend on the strategy: random sequences of operations
-//! run on all eight presets at once (each in its own directory, one shared manual clock) and
+//! run on all nine presets at once (each in its own directory, one shared manual clock) and
 //! are checked after every step against a small reference model: the same selection result,
 //! the same entry ids (in order), labels, priorities and statuses in each snapshot and on disk.
 //!
 //! Cases: `POOLCORE_SM_CASES` (default 128) sequences of up to `POOLCORE_SM_STEPS` (default 30)
-//! steps; every case runs all eight presets.
+//! steps; every case runs all nine presets.
 
 mod common;
 

@@ -176,10 +176,14 @@ class CredentialPool:
                     doc.setdefault("credential_pool", {})[self.provider] = self.entries
             doc["updated_at"] = rfc3339(now_ms())
             data = (json.dumps(doc, indent=2) + "\n").encode()
-            self._put(self.store, data, pauses=True)
             h = content_hash(data)
-            self.hooks.wrote(data, base,
-                             [summary(e) for e in doc["credential_pool"][self.provider]])
+            # Reported as it happens: write_begin right before the bytes can land, write right
+            # after they have (before the after_rename pause), so a kill in between leaves
+            # no unexplained bytes in the history.
+            entries = [summary(e) for e in doc["credential_pool"][self.provider]]
+            self._put(self.store, data, pauses=True,
+                      written=(lambda: self.hooks.writing(data),
+                               lambda: self.hooks.wrote(data, base, entries)))
             if self.merge:
                 self.doc = doc
             self.seen = h
@@ -207,25 +211,30 @@ class CredentialPool:
         self.doc.setdefault("credential_pool", {})[self.provider] = out
         return out
 
-    def _put(self, path, data, pauses):
-        """Write a whole file: in place as of #8040, temp + fsync + rename with the fixes."""
+    def _put(self, path, data, pauses, written=None):
+        """Write a whole file: in place as of #8040, temp + fsync + rename with the fixes.
+        ``written``: for a store write, the (begin, done) reports, called right before the
+        bytes can first be visible and the moment they all are."""
         pause = self.hooks.pause if pauses else (lambda point: None)
+        begin, done = written or ((lambda: None), (lambda: None))
         if self.flock:
-            self._write_rename(path, data, pause)
+            self._write_rename(path, data, pause, begin, done)
         else:
-            self._write_in_place(path, data, pause)
+            self._write_in_place(path, data, pause, begin, done)
 
-    def _write_in_place(self, path, data, pause):
+    def _write_in_place(self, path, data, pause, begin, done):
+        begin()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             for i in range(0, len(data), self.chunk):
                 if i > 0:
                     pause("mid_write")
                 os.write(fd, data[i:i + self.chunk])
+            done()
         finally:
             os.close(fd)
 
-    def _write_rename(self, path, data, pause):
+    def _write_rename(self, path, data, pause, begin, done):
         d = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".auth.", dir=d)  # mode 0600
         try:
@@ -234,7 +243,9 @@ class CredentialPool:
         finally:
             os.close(fd)
         pause("before_rename")
+        begin()
         os.rename(tmp, path)
+        done()
         pause("after_rename")
         dfd = os.open(d, os.O_RDONLY)
         try:

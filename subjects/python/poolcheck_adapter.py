@@ -72,7 +72,7 @@ class Hooks:
     and ``pause`` only."""
 
     def event(self, ev):
-        """One event in pool-core's shape (``read``, ``write`` or ``refresh``)."""
+        """One event in pool-core's shape (``read``, ``write_begin``, ``write`` or ``refresh``)."""
 
     def pause(self, point):
         """A pause point (op_start, after_load, between_persists, before_redeem, after_redeem,
@@ -89,9 +89,15 @@ class Hooks:
         else:
             self.event({"ev": "read", "hash": content_hash(data), "outcome": {"kind": "parsed"}})
 
+    def writing(self, data):
+        """The store is about to hold ``data``: send it right before rename(2) (after any
+        ``before_rename`` pause), or before the truncating open of an in-place write. A process
+        killed between its rename and ``wrote`` then leaves no unexplained bytes."""
+        self.event({"ev": "write_begin", "hash": content_hash(data)})
+
     def wrote(self, data, base, entries):
-        """The store now holds ``data`` (send it right after rename(2), or after the last
-        chunk of an in-place write). ``base``: the hash (``content_hash``) of the newest store
+        """The store now holds ``data`` (send it right after rename(2), before any
+        ``after_rename`` pause, or after the last chunk of an in-place write). ``base``: the hash (``content_hash``) of the newest store
         version the written snapshot had absorbed, or None. ``entries``: this provider's list
         as written, as ``entry_summary`` dicts."""
         self.event({"ev": "write", "hash": content_hash(data), "base": base,

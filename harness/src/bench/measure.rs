@@ -102,7 +102,8 @@ impl<O: Os> Os for TimedOs<O> {
 /// What one worker measured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Samples {
-    /// Operations completed (one latency each).
+    /// Operations that succeeded (one latency each). Failed ones are only in `errors`: a
+    /// failure is often fast, and counted as throughput it would make a broken subject win.
     pub ops: u64,
     /// Nanoseconds spent waiting for the lock.
     pub lock_wait_ns: u64,
@@ -121,12 +122,18 @@ pub struct Samples {
 const MAGIC: &[u8; 8] = b"PCBENCH1";
 
 impl Samples {
-    /// Time one operation.
-    pub fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
+    /// Time one operation: a success adds one to `ops` and its latency, a failure one to
+    /// `errors` (and no latency).
+    pub fn time<T, E>(&mut self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         let t = Instant::now();
         let r = f();
-        self.latencies_ns.push(t.elapsed().as_nanos() as u64);
-        self.ops += 1;
+        match r {
+            Ok(_) => {
+                self.latencies_ns.push(t.elapsed().as_nanos() as u64);
+                self.ops += 1;
+            }
+            Err(_) => self.errors += 1,
+        }
         r
     }
 

@@ -21,7 +21,7 @@ use pool_core::{Strategy, PRESETS};
 
 use measure::BenchError;
 use refs::Reference;
-use report::{BenchReport, Cell};
+use report::{BenchReport, Cell, RepRun};
 use workload::Mix;
 
 /// No lock, every change written at once, but by temp file + rename (the `none` preset
@@ -97,9 +97,16 @@ pub struct BenchOptions {
     pub seconds: f64,
     pub mix: Mix,
     pub quick: bool,
+    /// Repetitions per cell (each a fresh directory and fresh processes): the cell reports
+    /// the median and the spread.
+    pub reps: u32,
     /// Print progress on stderr.
     pub progress: bool,
 }
+
+/// Repetitions per cell unless `--reps` says otherwise; also the least allowed: a median and
+/// a spread need three.
+pub const MIN_REPS: u32 = 3;
 
 impl BenchOptions {
     /// The defaults: every preset, 1..16 processes, both file systems, 1.5 s per cell; with
@@ -129,6 +136,7 @@ impl BenchOptions {
             seconds: if quick { 0.4 } else { 1.5 },
             mix: Mix::default(),
             quick,
+            reps: MIN_REPS,
             progress: false,
         }
     }
@@ -172,13 +180,26 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     Ok(BenchReport::new(opts, cells))
 }
 
-/// One cell in a fresh directory under the file system's root (removed afterwards).
+/// One cell: `opts.reps` repetitions, each in a fresh directory.
 pub fn run_cell(
     subject: Subject,
     procs: u32,
     fs: &FsTarget,
     opts: &BenchOptions,
 ) -> Result<Cell, BenchError> {
+    let runs = (0..opts.reps.max(1))
+        .map(|_| run_rep(subject, procs, fs, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Cell::new(subject, procs, fs, &runs))
+}
+
+/// One repetition in a fresh directory under the file system's root (removed afterwards).
+fn run_rep(
+    subject: Subject,
+    procs: u32,
+    fs: &FsTarget,
+    opts: &BenchOptions,
+) -> Result<RepRun, BenchError> {
     let tmp = tempfile::Builder::new()
         .prefix("poolcheck-bench.")
         .tempdir_in(&fs.root)
@@ -200,17 +221,17 @@ pub fn run_cell(
         Subject::Pool(strategy) => {
             let c = workload::run_pool_cell(strategy, procs, opts.seconds, dir, &opts.mix)
                 .map_err(fail)?;
-            Ok(Cell::new(
-                subject,
-                procs,
-                fs,
-                &c.samples,
-                Some(c.verdict.counts),
-            ))
+            Ok(RepRun {
+                samples: c.samples,
+                anomalies: Some(c.verdict.counts),
+            })
         }
         Subject::Ref(r) => {
             let s = refs::run_ref_cell(r, procs, opts.seconds, dir, &opts.mix).map_err(fail)?;
-            Ok(Cell::new(subject, procs, fs, &s, None))
+            Ok(RepRun {
+                samples: s,
+                anomalies: None,
+            })
         }
     }
 }
@@ -243,6 +264,13 @@ pub struct BenchArgs {
     /// Seconds per cell (default 1.5; quick: 0.4).
     #[arg(long)]
     pub seconds: Option<f64>,
+    /// Repetitions per cell, 3 to 50 (default 3): each cell reports the median and the spread.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(i64::from(MIN_REPS)..=50))]
+    pub reps: Option<u32>,
+    /// An earlier `bench.json` (or `--format json` output): show each cell's change against it
+    /// and flag the changes beyond the measured noise (the repetitions' ranges do not overlap).
+    #[arg(long, value_name = "OLD.json")]
+    pub baseline: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Also write bench.json, bench.md and the SVG plots into DIR.
@@ -283,6 +311,9 @@ impl BenchArgs {
             }
             o.seconds = s;
         }
+        if let Some(n) = self.reps {
+            o.reps = n;
+        }
         o.progress = std::io::stderr().is_terminal();
         Ok(o)
     }
@@ -295,7 +326,24 @@ pub fn main(args: &BenchArgs) -> Result<(), String> {
         std::fs::create_dir_all(out)
             .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     }
-    let rep = run(&opts).map_err(|e| e.to_string())?;
+    let old = match &args.baseline {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("--baseline: cannot read {}: {e}", p.display()))?;
+            let old: BenchReport = serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "--baseline: {} is not a bench report ({e}): pass a bench.json written by `poolcheck bench --out DIR` or `--format json`",
+                    p.display()
+                )
+            })?;
+            Some((p.display().to_string(), old))
+        }
+    };
+    let mut rep = run(&opts).map_err(|e| e.to_string())?;
+    if let Some((file, old)) = &old {
+        rep.bench.baseline = Some(report::compare(old, &rep, file));
+    }
     match args.format {
         Format::Table => print!("{}", report::table(&rep)),
         Format::Json => println!("{}", report::json(&rep)),

@@ -11,7 +11,7 @@ use pool_core::Strategy;
 use serde::{Deserialize, Serialize};
 
 use super::measure::{figures, Figures, Samples};
-use super::svg::{line_chart, Chart, Series};
+use super::svg::{line_chart, Chart, Series, Style};
 use super::workload::Mix;
 use super::{BenchOptions, FsTarget, Subject};
 use crate::report::SCHEMA;
@@ -30,6 +30,142 @@ pub struct BenchSection {
     pub config: Config,
     pub cells: Vec<Cell>,
     pub targets: Vec<Target>,
+    /// The change of every cell against `bench --baseline FILE` (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// This run against an earlier report of the same grid.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The earlier report's file.
+    pub file: String,
+    /// How a change is judged: beyond the noise when the repetitions' ranges do not overlap.
+    pub noise: String,
+    pub changes: Vec<Change>,
+}
+
+/// One cell of both reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Change {
+    pub subject: String,
+    pub fs: String,
+    pub procs: u32,
+    pub old_ops_per_s: f64,
+    pub new_ops_per_s: f64,
+    /// new / old - 1 (0.1 = 10 % faster).
+    pub change: f64,
+    /// The repetitions' [lowest, highest] ops/s in each report: the measured noise.
+    pub old_range: (f64, f64),
+    pub new_range: (f64, f64),
+    /// `faster` or `slower` when the ranges do not overlap, `within noise` when they do.
+    pub verdict: String,
+    /// False when either cell had failed operations or anomalies.
+    pub valid: bool,
+}
+
+/// How `--baseline` separates a change from noise.
+pub const NOISE_RULE: &str = "a change is flagged when the ranges (lowest to highest ops/s) of the two cells' repetitions do not overlap; otherwise it is within noise";
+
+/// Compare `new` with `old` cell by cell (subject, file system, process count); cells in only
+/// one of them are left out.
+pub fn compare(old: &BenchReport, new: &BenchReport, file: &str) -> Baseline {
+    let changes = new
+        .bench
+        .cells
+        .iter()
+        .filter_map(|n| {
+            let o = find(&old.bench.cells, &n.subject, &n.fs, n.procs)?;
+            let (old_range, new_range) = (o.range(), n.range());
+            let verdict = if new_range.0 > old_range.1 {
+                "faster"
+            } else if new_range.1 < old_range.0 {
+                "slower"
+            } else {
+                "within noise"
+            };
+            Some(Change {
+                subject: n.subject.clone(),
+                fs: n.fs.clone(),
+                procs: n.procs,
+                old_ops_per_s: o.figures.ops_per_s,
+                new_ops_per_s: n.figures.ops_per_s,
+                change: if o.figures.ops_per_s > 0.0 {
+                    n.figures.ops_per_s / o.figures.ops_per_s - 1.0
+                } else {
+                    f64::INFINITY
+                },
+                old_range,
+                new_range,
+                verdict: verdict.into(),
+                valid: o.valid && n.valid,
+            })
+        })
+        .collect();
+    Baseline {
+        file: file.into(),
+        noise: NOISE_RULE.into(),
+        changes,
+    }
+}
+
+fn baseline_text(r: &BenchReport, md: bool) -> String {
+    let Some(b) = &r.bench.baseline else {
+        return String::new();
+    };
+    let mut out = String::new();
+    if md {
+        let _ = writeln!(
+            out,
+            "### Change against {}\n\nNoise: {}.\n",
+            b.file, b.noise
+        );
+        out.push_str("| subject | fs | procs | old ops/s | new ops/s | change | old range | new range | verdict |\n|---|---|---:|---:|---:|---:|---|---|---|\n");
+    } else {
+        let _ = writeln!(out, "change against {} (noise: {}):", b.file, b.noise);
+    }
+    for c in &b.changes {
+        let mark = if c.valid { "" } else { INVALID_MARK };
+        let range = |(lo, hi): (f64, f64)| format!("{lo:.0}..{hi:.0}");
+        if md {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {:.0}{mark} | {:+.1}% | {} | {} | {} |",
+                c.subject,
+                c.fs,
+                c.procs,
+                c.old_ops_per_s,
+                c.new_ops_per_s,
+                c.change * 100.0,
+                range(c.old_range),
+                range(c.new_range),
+                c.verdict
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<5} {:>3} procs  {:>9.0} -> {:>9.0}{mark:<1}  {:>+7.1}%  {}{}",
+                short(&c.subject),
+                c.fs,
+                c.procs,
+                c.old_ops_per_s,
+                c.new_ops_per_s,
+                c.change * 100.0,
+                if c.verdict == "within noise" {
+                    ""
+                } else {
+                    "** "
+                },
+                c.verdict
+            );
+        }
+    }
+    out.push('\n');
+    out
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,13 +180,33 @@ pub struct Machine {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
     pub seconds_per_cell: f64,
+    /// Repetitions per cell.
+    #[serde(default = "one")]
+    pub reps: u32,
     pub procs: Vec<u32>,
     pub quick: bool,
     pub selection: String,
     pub mix: Mix,
 }
 
-/// One measured cell.
+/// One repetition of a cell, as measured.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Rep {
+    /// Successful operations per second (all processes).
+    pub ops_per_s: f64,
+    /// Failed operations.
+    pub errors: u64,
+}
+
+/// What one repetition of a cell produced: the workers' samples and, for pool cells, the
+/// anomaly counts of the same run.
+pub struct RepRun {
+    pub samples: Vec<Samples>,
+    pub anomalies: Option<BTreeMap<String, u64>>,
+}
+
+/// One measured cell: the figures of its median repetition (by ops/s), the spread of all of
+/// them, failed operations and anomalies summed over all of them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Cell {
     /// Preset name or spec, `floor` or `sqlite`.
@@ -61,22 +217,46 @@ pub struct Cell {
     pub spec: Option<String>,
     pub fs: String,
     pub procs: u32,
+    /// Figures of the median repetition: `ops` and `ops_per_s` count successful operations
+    /// only, `errors` the failed ones.
     #[serde(flatten)]
     pub figures: Figures,
-    /// The eight anomaly counts of the same run (pool cells; `null` for the references).
+    /// Every repetition's ops/s and errors, in the order run.
+    #[serde(default)]
+    pub reps: Vec<Rep>,
+    /// Failed operations over all repetitions.
+    #[serde(default)]
+    pub errors_all_reps: u64,
+    /// The eight anomaly counts summed over the repetitions (pool cells; `null` for the
+    /// references).
     pub anomalies: Option<BTreeMap<String, u64>>,
     /// `clean` or `anomalous` (pool cells), `reference` otherwise.
     pub verdict: String,
+    /// False when any repetition had failed operations or anomalies: its speed is no result
+    /// to compare (marked in every rendering).
+    #[serde(default = "yes")]
+    pub valid: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Cell {
-    pub fn new(
-        subject: Subject,
-        procs: u32,
-        fs: &FsTarget,
-        samples: &[Samples],
-        anomalies: Option<BTreeMap<String, u64>>,
-    ) -> Cell {
+    /// A cell from its repetitions (at least one).
+    pub fn new(subject: Subject, procs: u32, fs: &FsTarget, runs: &[RepRun]) -> Cell {
+        assert!(!runs.is_empty(), "a cell has at least one repetition");
+        let figs: Vec<Figures> = runs.iter().map(|r| figures(&r.samples)).collect();
+        let mut order: Vec<usize> = (0..figs.len()).collect();
+        order.sort_by(|&a, &b| figs[a].ops_per_s.total_cmp(&figs[b].ops_per_s));
+        let median = order[(order.len() - 1) / 2];
+        let mut anomalies: Option<BTreeMap<String, u64>> = None;
+        for a in runs.iter().filter_map(|r| r.anomalies.as_ref()) {
+            let sum = anomalies.get_or_insert_with(BTreeMap::new);
+            for (k, n) in a {
+                *sum.entry(k.clone()).or_default() += n;
+            }
+        }
         let (kind, spec) = match subject {
             Subject::Pool(s) => ("pool".to_string(), Some(s.spec())),
             Subject::Ref(r) => (r.name().to_string(), None),
@@ -87,15 +267,46 @@ impl Cell {
             Some(_) => "anomalous",
         }
         .to_string();
+        let errors_all_reps = figs.iter().map(|f| f.errors).sum::<u64>();
         Cell {
             subject: subject.name(),
             kind,
             spec,
             fs: fs.label.clone(),
             procs,
-            figures: figures(samples),
+            reps: figs
+                .iter()
+                .map(|f| Rep {
+                    ops_per_s: f.ops_per_s,
+                    errors: f.errors,
+                })
+                .collect(),
+            figures: figs[median].clone(),
+            errors_all_reps,
+            valid: errors_all_reps == 0 && verdict != "anomalous",
             anomalies,
             verdict,
+        }
+    }
+
+    /// The lowest and highest ops/s of the repetitions (the median's alone for a report
+    /// without repetitions).
+    pub fn range(&self) -> (f64, f64) {
+        let v = self.reps.iter().map(|r| r.ops_per_s);
+        match (v.clone().reduce(f64::min), v.reduce(f64::max)) {
+            (Some(lo), Some(hi)) => (lo, hi),
+            _ => (self.figures.ops_per_s, self.figures.ops_per_s),
+        }
+    }
+
+    /// Half the range of the repetitions over the median: the cell's measured noise, e.g.
+    /// 0.04 for +-4 %.
+    pub fn spread(&self) -> f64 {
+        let (lo, hi) = self.range();
+        if self.figures.ops_per_s > 0.0 {
+            (hi - lo) / 2.0 / self.figures.ops_per_s
+        } else {
+            0.0
         }
     }
 }
@@ -149,6 +360,7 @@ impl BenchReport {
                 machine: machine(&opts.fs),
                 config: Config {
                     seconds_per_cell: opts.seconds,
+                    reps: opts.reps,
                     procs: opts.procs.clone(),
                     quick: opts.quick,
                     selection: "round_robin".into(),
@@ -156,6 +368,7 @@ impl BenchReport {
                 },
                 cells,
                 targets,
+                baseline: None,
             },
         }
     }
@@ -267,12 +480,21 @@ fn anomalies_text(c: &Cell) -> String {
     }
 }
 
-fn row(c: &Cell) -> [String; 9] {
+/// The mark on the ops/s of a cell that is no result to compare.
+pub const INVALID_MARK: &str = "!";
+
+fn row(c: &Cell) -> [String; COLS] {
     let f = &c.figures;
     [
         c.subject.clone(),
         c.procs.to_string(),
-        format!("{:.0}", f.ops_per_s),
+        format!(
+            "{:.0}{}",
+            f.ops_per_s,
+            if c.valid { "" } else { INVALID_MARK }
+        ),
+        format!("±{:.0}%", c.spread() * 100.0),
+        c.errors_all_reps.to_string(),
         format!("{:.0}", f.latency_us.p50),
         format!("{:.0}", f.latency_us.p99),
         format!("{:.0}", f.latency_us.p999),
@@ -282,10 +504,14 @@ fn row(c: &Cell) -> [String; 9] {
     ]
 }
 
-const HEAD: [&str; 9] = [
+const COLS: usize = 11;
+
+const HEAD: [&str; COLS] = [
     "subject",
     "procs",
     "ops/s",
+    "spread",
+    "errors",
     "p50 us",
     "p99 us",
     "p99.9 us",
@@ -304,7 +530,7 @@ fn fs_list(r: &BenchReport) -> Vec<String> {
 pub fn table(r: &BenchReport) -> String {
     let mut out = String::new();
     for fs in fs_list(r) {
-        let rows: Vec<[String; 9]> = r
+        let rows: Vec<[String; COLS]> = r
             .bench
             .cells
             .iter()
@@ -330,7 +556,7 @@ pub fn table(r: &BenchReport) -> String {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    if i == 0 || i == 8 {
+                    if i == 0 || i == COLS - 1 {
                         format!("{v:<w$}", w = w[i])
                     } else {
                         format!("{v:>w$}", w = w[i])
@@ -346,8 +572,18 @@ pub fn table(r: &BenchReport) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&legend(r));
+    out.push_str(&baseline_text(r, false));
     out.push_str(&targets_text(r, false));
     out
+}
+
+/// What the columns mean, under the tables.
+fn legend(r: &BenchReport) -> String {
+    format!(
+        "ops/s: successful operations per second, median of {} repetitions; spread: half their range over the median; errors: failed operations over all repetitions (never in ops/s).\n{INVALID_MARK}: failed operations or anomalies: no result to compare, however fast.\n\n",
+        r.bench.config.reps
+    )
 }
 
 fn targets_text(r: &BenchReport, md: bool) -> String {
@@ -395,12 +631,17 @@ pub fn markdown(r: &BenchReport) -> String {
             m.file_systems.get(&fs).cloned().unwrap_or_default()
         );
         let _ = writeln!(out, "| {} |", HEAD.join(" | "));
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
         for c in r.bench.cells.iter().filter(|c| c.fs == fs) {
             let _ = writeln!(out, "| {} |", row(c).join(" | "));
         }
         out.push('\n');
     }
+    out.push_str(&legend(r));
+    out.push_str(&baseline_text(r, true));
     out.push_str("### Targets\n\n");
     out.push_str(&targets_text(r, true));
     out
@@ -416,17 +657,32 @@ pub fn throughput_svg(r: &BenchReport, fs: &str) -> String {
     }
     let series: Vec<Series> = subjects
         .iter()
-        .map(|s| Series {
-            name: short(s),
-            points: r
+        .map(|s| {
+            let cells: Vec<&Cell> = r
                 .bench
                 .cells
                 .iter()
                 .filter(|c| c.fs == fs && c.subject == *s)
-                .map(|c| (f64::from(c.procs), c.figures.ops_per_s))
-                .collect(),
+                .collect();
+            Series {
+                name: short(s),
+                points: cells
+                    .iter()
+                    .map(|c| (f64::from(c.procs), c.figures.ops_per_s))
+                    .collect(),
+                style: style_of(&cells),
+            }
         })
         .collect();
+    let mut ticks: Vec<f64> = r
+        .bench
+        .cells
+        .iter()
+        .filter(|c| c.fs == fs)
+        .map(|c| f64::from(c.procs))
+        .collect();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
     line_chart(
         &Chart {
             title: &format!("Throughput vs processes ({fs})"),
@@ -435,6 +691,7 @@ pub fn throughput_svg(r: &BenchReport, fs: &str) -> String {
             log_x: true,
             log_y: true,
             y_from_zero: false,
+            x_ticks: Some(ticks),
         },
         &series,
     )
@@ -450,6 +707,7 @@ pub fn cdf_svg(r: &BenchReport, fs: &str, procs: u32) -> String {
         .map(|c| Series {
             name: short(&c.subject),
             points: c.figures.cdf.clone(),
+            style: style_of(&[c]),
         })
         .collect();
     line_chart(
@@ -460,9 +718,21 @@ pub fn cdf_svg(r: &BenchReport, fs: &str, procs: u32) -> String {
             log_x: true,
             log_y: false,
             y_from_zero: true,
+            x_ticks: None,
         },
         &series,
     )
+}
+
+/// References in their own style; a series with any invalid cell marked invalid.
+fn style_of(cells: &[&Cell]) -> Style {
+    if cells.iter().any(|c| c.kind != "pool") {
+        Style::Reference
+    } else if cells.iter().any(|c| !c.valid) {
+        Style::Invalid
+    } else {
+        Style::Measured
+    }
 }
 
 /// A legend name: presets as they are, specs shortened to the dimensions that are not the
@@ -526,7 +796,122 @@ mod tests {
                 .map(|a| (a.to_string(), 0))
                 .collect()
         });
-        Cell::new(subject, procs, &f, &[s], anomalies)
+        Cell::new(
+            subject,
+            procs,
+            &f,
+            &[RepRun {
+                samples: vec![s],
+                anomalies,
+            }],
+        )
+    }
+
+    fn fs() -> FsTarget {
+        FsTarget {
+            label: "shm".into(),
+            root: "/".into(),
+        }
+    }
+
+    fn clean() -> Option<BTreeMap<String, u64>> {
+        Some(
+            crate::check::ANOMALIES
+                .iter()
+                .map(|a| (a.to_string(), 0))
+                .collect(),
+        )
+    }
+
+    /// A worker whose `ok` first operations succeed and whose `failed` next ones fail.
+    fn worker(ok: u64, failed: u64) -> Samples {
+        let mut s = Samples::default();
+        for i in 0..ok + failed {
+            let _ = s.time(|| if i < ok { Ok(()) } else { Err("refused") });
+        }
+        s.elapsed_ns = 1_000_000_000;
+        s
+    }
+
+    #[test]
+    fn a_cell_whose_operations_all_fail_shows_0_ops_and_its_errors_and_is_marked() {
+        let none = Subject::Pool(Strategy::parse("none").unwrap());
+        let runs: Vec<RepRun> = (0..3)
+            .map(|_| RepRun {
+                samples: vec![worker(0, 500), worker(0, 400)],
+                anomalies: clean(),
+            })
+            .collect();
+        let c = Cell::new(none, 8, &fs(), &runs);
+        assert_eq!(c.figures.ops, 0);
+        assert_eq!(c.figures.ops_per_s, 0.0);
+        assert_eq!(c.figures.errors, 900);
+        assert_eq!(c.errors_all_reps, 2700);
+        assert_eq!(c.figures.latency_us.p50, 0.0, "failures have no latency");
+        assert!(!c.valid);
+        let opts = BenchOptions {
+            fs: vec![],
+            ..BenchOptions::defaults(true)
+        };
+        let r = BenchReport::new(&opts, vec![c]);
+        let t = table(&r);
+        let line = t.lines().find(|l| l.starts_with("none ")).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cols[..5], ["none", "8", "0!", "±0%", "2700"], "{t}");
+        assert!(markdown(&r).contains("| none | 8 | 0! |"));
+        assert!(throughput_svg(&r, "shm").contains("none (invalid)"));
+    }
+
+    #[test]
+    fn failed_operations_never_count_as_throughput() {
+        let txn = Subject::Pool(Strategy::parse("flock-txn").unwrap());
+        let runs: Vec<RepRun> = [(100, 0), (300, 0), (200, 50)]
+            .iter()
+            .map(|&(ok, failed)| RepRun {
+                samples: vec![worker(ok, failed)],
+                anomalies: clean(),
+            })
+            .collect();
+        let c = Cell::new(txn, 1, &fs(), &runs);
+        // The median repetition by successful ops/s is the 200 one; its 50 failures stay out.
+        assert_eq!((c.figures.ops, c.figures.errors), (200, 50));
+        assert_eq!(c.range(), (100.0, 300.0));
+        assert!((c.spread() - 0.5).abs() < 1e-9);
+        assert!(!c.valid, "a repetition had failures");
+        let ok = Cell::new(txn, 1, &fs(), &runs[..2]);
+        assert!(ok.valid && ok.errors_all_reps == 0);
+    }
+
+    #[test]
+    fn baseline_flags_only_changes_beyond_the_repetitions_ranges() {
+        let txn = Subject::Pool(Strategy::parse("flock-txn").unwrap());
+        let cell_of = |ops: &[u64]| {
+            let runs: Vec<RepRun> = ops
+                .iter()
+                .map(|&n| RepRun {
+                    samples: vec![worker(n, 0)],
+                    anomalies: clean(),
+                })
+                .collect();
+            Cell::new(txn, 8, &fs(), &runs)
+        };
+        let opts = BenchOptions {
+            fs: vec![],
+            ..BenchOptions::defaults(true)
+        };
+        let old = BenchReport::new(&opts, vec![cell_of(&[100, 110, 120])]);
+        for (new, verdict) in [
+            (&[115, 125, 130][..], "within noise"),
+            (&[121, 130, 140][..], "faster"),
+            (&[50, 60, 99][..], "slower"),
+        ] {
+            let mut r = BenchReport::new(&opts, vec![cell_of(new)]);
+            let b = compare(&old, &r, "old.json");
+            assert_eq!(b.changes.len(), 1);
+            assert_eq!(b.changes[0].verdict, verdict, "{new:?}");
+            r.bench.baseline = Some(b);
+            assert!(table(&r).contains(verdict));
+        }
     }
 
     #[test]

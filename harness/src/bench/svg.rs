@@ -1,5 +1,8 @@
 //! A small hand-written SVG line chart (no font or bitmap dependencies): axes with ticks, one
-//! polyline with markers per series, a legend. Axes may be logarithmic.
+//! polyline with markers per series, a legend. Axes may be logarithmic. A series is drawn in
+//! one of three styles: measured (solid, coloured), reference (grey, dotted, no markers: the
+//! floor and SQLite) or invalid (faded and dashed, "(invalid)" in the legend: failed
+//! operations or anomalies, so it cannot read as a winner).
 
 use std::fmt::Write;
 
@@ -7,6 +10,15 @@ use std::fmt::Write;
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    pub style: Style,
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Measured,
+    Reference,
+    Invalid,
 }
 
 /// How to draw a chart.
@@ -18,6 +30,9 @@ pub struct Chart<'a> {
     pub log_y: bool,
     /// Put the y axis at 0 (linear axes only).
     pub y_from_zero: bool,
+    /// Ticks on the x axis at exactly these values (e.g. the measured process counts) instead
+    /// of round ones.
+    pub x_ticks: Option<Vec<f64>>,
 }
 
 const W: f64 = 760.0;
@@ -45,7 +60,7 @@ fn fmt_tick(v: f64) -> String {
         format!("{:.0}M", v / 1e6)
     } else if v.abs() >= 1e4 {
         format!("{:.0}k", v / 1e3)
-    } else if v.abs() >= 10.0 {
+    } else if v.abs() >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.1}")
@@ -93,7 +108,14 @@ pub fn line_chart(c: &Chart<'_>, series: &[Series]) -> String {
     if x0 > x1 {
         (x0, x1, y0, y1) = (1.0, 2.0, 1.0, 2.0);
     }
-    let (xa, xb, xt) = axis(x0, x1, c.log_x, false);
+    let (xa, xb, mut xt) = axis(x0, x1, c.log_x, false);
+    if let Some(ticks) = &c.x_ticks {
+        xt = ticks
+            .iter()
+            .copied()
+            .filter(|t| (xa..=xb).contains(t))
+            .collect();
+    }
     let (ya, yb, yt) = axis(y0, y1, c.log_y, c.y_from_zero);
     let map = |v: f64, a: f64, b: f64, log: bool| {
         if log {
@@ -158,7 +180,16 @@ pub fn line_chart(c: &Chart<'_>, series: &[Series]) -> String {
         esc(c.y_label)
     );
     for (i, se) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let (color, dash, opacity, name) = match se.style {
+            Style::Measured => (COLORS[i % COLORS.len()], "", 1.0, se.name.clone()),
+            Style::Reference => ("#555", r#" stroke-dasharray="2 4""#, 1.0, se.name.clone()),
+            Style::Invalid => (
+                COLORS[i % COLORS.len()],
+                r#" stroke-dasharray="8 5""#,
+                0.45,
+                format!("{} (invalid)", se.name),
+            ),
+        };
         let p: Vec<String> = se
             .points
             .iter()
@@ -167,10 +198,10 @@ pub fn line_chart(c: &Chart<'_>, series: &[Series]) -> String {
             .collect();
         let _ = write!(
             s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" stroke-opacity="{opacity}"{dash} points="{}"/>"#,
             p.join(" ")
         );
-        if se.points.len() <= 12 {
+        if se.points.len() <= 12 && se.style != Style::Reference {
             for xy in &p {
                 let (x, y) = xy.split_once(',').unwrap_or(("0", "0"));
                 let _ = write!(s, r#"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"#);
@@ -180,11 +211,11 @@ pub fn line_chart(c: &Chart<'_>, series: &[Series]) -> String {
         let lx = W - R + 12.0;
         let _ = write!(
             s,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3" stroke-opacity="{opacity}"{dash}/><text x="{}" y="{}">{}</text>"#,
             lx + 22.0,
             lx + 28.0,
             ly + 4.0,
-            esc(&se.name)
+            esc(&name)
         );
     }
     s.push_str("</svg>\n");
@@ -204,6 +235,7 @@ mod tests {
             log_x: true,
             log_y: false,
             y_from_zero: true,
+            x_ticks: Some(vec![1.0, 2.0, 8.0]),
         };
         let svg = line_chart(
             &c,
@@ -211,13 +243,20 @@ mod tests {
                 Series {
                     name: "a<b".into(),
                     points: vec![(1.0, 10.0), (2.0, 20.0), (8.0, 5.0)],
+                    style: Style::Measured,
                 },
                 Series {
                     name: "c".into(),
                     points: vec![(1.0, 1.0), (0.0, 3.0)],
+                    style: Style::Invalid,
                 },
             ],
         );
+        assert!(svg.contains("c (invalid)") && svg.contains("stroke-dasharray"));
+        // Ticks at the measured x values, not at powers of ten only.
+        for t in ["1", "2", "8"] {
+            assert!(svg.contains(&format!(">{t}</text>")), "no tick {t}");
+        }
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("a&lt;b") && !svg.contains("a<b"));

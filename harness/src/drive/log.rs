@@ -39,11 +39,24 @@ impl EventLog {
     /// Append one record stamped now, attributed to another process (the harness records
     /// workers' exits).
     pub fn push_for(&self, proc: ProcId, ev: Ev) {
-        let rec = Record {
+        self.push_record(Record {
             t_ns: now_ns(),
             proc,
             ev,
-        };
+        })
+    }
+
+    /// Append one record stamped at an earlier time `t_ns` (a bound the caller knows, such as
+    /// the moment a subject was last sent a line, for an event it reported since).
+    pub fn push_at(&self, t_ns: u64, ev: Ev) {
+        self.push_record(Record {
+            t_ns,
+            proc: self.proc,
+            ev,
+        })
+    }
+
+    fn push_record(&self, rec: Record) {
         let mut line = serde_json::to_vec(&rec).expect("records serialize");
         line.push(b'\n');
         // A failed log write must not change what the worker does; the run's history will

@@ -462,13 +462,15 @@ impl ModelRun {
             for (k, n) in v.counts {
                 *verdict.counts.entry(k).or_insert(0) += n;
             }
+            for (k, n) in v.tolerated {
+                *verdict.tolerated.entry(k).or_insert(0) += n;
+            }
             for w in v.witnesses {
                 if !verdict.witnesses.iter().any(|x| x.anomaly == w.anomaly) {
                     verdict.witnesses.push(w);
                 }
             }
         }
-
         let mut expectations: Vec<report::Expectation> = Expect::from_scenario(&self.scenario)
             .iter()
             .filter(|e| e.strategy == self.strategy)

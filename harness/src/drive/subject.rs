@@ -16,7 +16,9 @@
 //!   [`Ev::ProcExit`] whose status starts with `subject ` and names the command, the process,
 //!   the line number of the subject's stdout and the problem, kills the subject's process
 //!   group and exits 5. The other processes' histories, the ledger and the final store are
-//!   judged as usual.
+//!   judged as usual, and the run's verdict is `error` (`report::judge`).
+//! - Each life of a process (the nemesis restarts killed ones) numbers its operations in its
+//!   own range (`fork::first_op_id`), as pool-core workers do, so two lives never merge.
 //! - Time spent in a pause (a rendezvous) does not count against the subject's timeout.
 //!
 //! Not guaranteed: the exact time of a streamed event (it is stamped when the worker reads
@@ -94,6 +96,9 @@ struct Conn<'h, 'a> {
     next_op: u64,
     /// Read or write events this operation (to know whether the subject reports them).
     io_events: u32,
+    /// When the subject was last sent a line: everything it reports after that happened after
+    /// it (a `write_begin` is stamped here, a sound lower bound of its rename).
+    last_sent_ns: u64,
     last_line: usize,
     /// Kills the subject's process group if this worker dies (dropped with the connection).
     _guard: crate::lifeline::GroupGuard,
@@ -225,6 +230,7 @@ impl<'h, 'a> Conn<'h, 'a> {
             // A restarted process must not reuse the dead one's operation ids.
             next_op: super::fork::first_op_id(plan.incarnation),
             io_events: 0,
+            last_sent_ns: crate::history::now_ns(),
             last_line: 0,
             _guard: guard,
         };
@@ -398,7 +404,14 @@ impl<'h, 'a> Conn<'h, 'a> {
             };
             if let Some(ev) = msg.get("event") {
                 let ev = self.event(ev, n)?;
-                self.hooks.record(ev);
+                if let Event::WriteBegin { .. } = ev {
+                    // The line arrived after the subject sent it, maybe after its rename: the
+                    // moment the subject was last sent a line is the bound that holds.
+                    let at = self.last_sent_ns;
+                    self.hooks.log().push_at(at, Ev::Pool { event: ev });
+                } else {
+                    self.hooks.record(ev);
+                }
             } else if let Some(p) = msg.get("pause") {
                 let point = p.as_str().and_then(Pause::from_name).ok_or_else(|| {
                     self.fail(format!(
@@ -426,9 +439,9 @@ impl<'h, 'a> Conn<'h, 'a> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        if !matches!(kind.as_str(), "read" | "write" | "refresh") {
+        if !matches!(kind.as_str(), "read" | "write_begin" | "write" | "refresh") {
             return Err(self.fail(format!(
-                "line {n} of its stdout: event kind must be read, write or refresh (op_begin and op_end are the harness's), not {}",
+                "line {n} of its stdout: event kind must be read, write_begin, write or refresh (op_begin and op_end are the harness's), not {}",
                 clip(&ev.to_string())
             )));
         }
@@ -449,6 +462,7 @@ impl<'h, 'a> Conn<'h, 'a> {
     fn send(&mut self, msg: &Value, what: &str) -> Result<(), SubjectError> {
         let mut line = msg.to_string();
         line.push('\n');
+        self.last_sent_ns = crate::history::now_ns();
         let sent = match self.stdin.as_mut() {
             Some(w) => w.write_all(line.as_bytes()).and_then(|()| w.flush()),
             None => Err(std::io::Error::other("stdin already closed")),

@@ -44,9 +44,16 @@ pub struct ExploreArgs {
     /// Only this anomaly counts (default: the first one found).
     #[arg(long)]
     pub anomaly: Option<String>,
-    /// Where the minimal witness scenario is written.
+    /// Where the minimal witness scenario is written (an existing file only with --force).
     #[arg(long, default_value = "explore-witness.toml")]
     pub out: PathBuf,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// table (text), json (the poolcheck.report.v1 envelope with an `explore` section) or
+    /// markdown.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::bench::Format,
 }
 
 /// The scenario file of a found case: the replay command and the search in the header.
@@ -83,7 +90,61 @@ pub fn run(a: &ExploreArgs) -> Result<bool, String> {
             ));
         }
     }
-    match search(st, a.cases, a.seed, a.anomaly.as_deref())? {
+    if a.out.exists() && !a.force {
+        return Err(format!(
+            "{} exists: pass --force to overwrite it, or --out another file",
+            a.out.display()
+        ));
+    }
+    let outcome = search(st, a.cases, a.seed, a.anomaly.as_deref())?;
+    let section = match &outcome {
+        Outcome::Clean { cases, seconds } => serde_json::json!({
+            "strategy": st.label(),
+            "spec": st.spec(),
+            "seed": a.seed,
+            "cases": cases,
+            "seconds": seconds,
+            "found": null,
+        }),
+        Outcome::Found(f) => {
+            let w = f.witness();
+            serde_json::json!({
+                "strategy": st.label(),
+                "spec": st.spec(),
+                "seed": a.seed,
+                "cases": f.cases,
+                "seconds": f.seconds,
+                "found": {
+                    "anomaly": f.anomaly,
+                    "shrink_runs": f.shrink_runs,
+                    "workload": f.workload.describe(),
+                    "events": w.events.len(),
+                    "story": w.story,
+                    "written": a.out.display().to_string(),
+                    "replay": replay_command(st, &a.out.display().to_string(), &f.handle),
+                },
+            })
+        }
+    };
+    if !matches!(a.format, crate::bench::Format::Table) {
+        if let Outcome::Found(f) = &outcome {
+            write_witness(a, st, f)?;
+        }
+        match a.format {
+            crate::bench::Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "schema": crate::report::SCHEMA,
+                    "runs": [],
+                    "explore": section,
+                }))
+                .expect("serializes")
+            ),
+            _ => print!("{}", markdown(&section)),
+        }
+        return Ok(matches!(outcome, Outcome::Found(_)));
+    }
+    match outcome {
         Outcome::Clean { cases, seconds } => {
             println!(
                 "explore {}: {cases} cases (one workload and one schedule each) clean in {seconds:.2} s (seed {})",
@@ -94,18 +155,7 @@ pub fn run(a: &ExploreArgs) -> Result<bool, String> {
         }
         Outcome::Found(f) => {
             let out = a.out.display().to_string();
-            let cmd = format!(
-                "poolcheck explore --strategy '{}' --cases {} --seed {}{}",
-                a.strategy,
-                a.cases,
-                a.seed,
-                a.anomaly
-                    .as_ref()
-                    .map(|x| format!(" --anomaly {x}"))
-                    .unwrap_or_default()
-            );
-            let text = witness_file(&f, &st, &out, &cmd);
-            std::fs::write(&a.out, &text).map_err(|e| format!("cannot write {out}: {e}"))?;
+            write_witness(a, st, &f)?;
             let w = f.witness();
             println!(
                 "explore {}: {} after {} cases; shrunk in {} runs ({:.2} s in all)",
@@ -124,12 +174,66 @@ pub fn run(a: &ExploreArgs) -> Result<bool, String> {
                 println!("  {s}");
             }
             println!("written: {out}");
-            println!(
-                "replay: poolcheck model --checker shuttle-pct --strategy '{}' --scenario {out} --replay {}",
-                st.spec(),
-                f.handle
-            );
+            println!("replay: {}", replay_command(st, &out, &f.handle));
             Ok(true)
         }
     }
+}
+
+/// The command that replays a found case from its written file.
+pub fn replay_command(st: Strategy, out: &str, handle: &str) -> String {
+    format!(
+        "poolcheck model --checker shuttle-pct --strategy '{}' --scenario {out} --replay {handle}",
+        st.spec()
+    )
+}
+
+fn write_witness(a: &ExploreArgs, st: Strategy, f: &Found) -> Result<(), String> {
+    let out = a.out.display().to_string();
+    let cmd = format!(
+        "poolcheck explore --strategy '{}' --cases {} --seed {}{}",
+        a.strategy,
+        a.cases,
+        a.seed,
+        a.anomaly
+            .as_ref()
+            .map(|x| format!(" --anomaly {x}"))
+            .unwrap_or_default()
+    );
+    let text = witness_file(f, &st, &out, &cmd);
+    std::fs::write(&a.out, &text).map_err(|e| format!("cannot write {out}: {e}"))
+}
+
+/// The `explore` section as Markdown.
+fn markdown(s: &serde_json::Value) -> String {
+    let mut out = format!(
+        "### explore {}\n\n{} cases, seed {}, {:.2} s.\n\n",
+        s["strategy"].as_str().unwrap_or(""),
+        s["cases"],
+        s["seed"],
+        s["seconds"].as_f64().unwrap_or(0.0)
+    );
+    let f = &s["found"];
+    if f.is_null() {
+        out.push_str("No anomaly found.\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "**{}** (shrunk in {} runs).\n\nMinimal workload:\n\n",
+        f["anomaly"].as_str().unwrap_or(""),
+        f["shrink_runs"]
+    ));
+    for l in f["workload"].as_array().into_iter().flatten() {
+        out.push_str(&format!("- {}\n", l.as_str().unwrap_or("")));
+    }
+    out.push_str(&format!("\nWitness ({} events):\n\n", f["events"]));
+    for l in f["story"].as_array().into_iter().flatten() {
+        out.push_str(&format!("1. {}\n", l.as_str().unwrap_or("")));
+    }
+    out.push_str(&format!(
+        "\nWritten: `{}`. Replay: `{}`\n",
+        f["written"].as_str().unwrap_or(""),
+        f["replay"].as_str().unwrap_or("")
+    ));
+    out
 }

@@ -502,13 +502,16 @@ mod tests {
                 anomalies: Vec::new(),
                 runs: 1,
                 counts: ANOMALIES.iter().map(|a| (a.to_string(), 0)).collect(),
-                tolerated: BTreeMap::new(),
+                tolerated: TOLERATED.iter().map(|a| (a.to_string(), 0)).collect(),
                 held: true,
                 replay: Vec::new(),
                 witness: None,
                 errors: 0,
                 error: None,
                 seconds: 0.0,
+                tolerated: Default::default(),
+                errors: 0,
+                error: None,
             })
             .collect();
         let mut r = Report::new(Vec::new());

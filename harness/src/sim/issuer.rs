@@ -2,14 +2,15 @@
 //! very rules the loopback server runs), whose ledger goes into the execution's [`Recorder`]
 //! stamped by the logical clock; and a logical [`Clock`].
 //!
-//! A token request is one atomic step, as in the server (which applies the rules under one
-//! mutex); the race window around it is the pool's `before_redeem` / `after_redeem` pauses,
-//! where the model yields.
+//! A token request (and a credential use) is one atomic step under the scheduler's mutex, as
+//! in the server (which applies the rules under one mutex): a scheduling point, so the checker
+//! orders every request against every kernel call and every other request.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pool_core::world::{Clock, Grant, Issuer, RedeemError, UseOutcome};
 
+use super::facade::Facade;
 use super::kernel::Proc;
 use super::os::Recorder;
 use crate::history::{Record, UseVerdict};
@@ -38,23 +39,27 @@ impl Clock for LogicalClock {
     }
 }
 
+/// The issuer's state behind the scheduler's mutex.
+pub type SharedIssuer<F> = Arc<<F as Facade>::Mutex<IssuerState>>;
+
 /// One simulated process's connection to the shared issuer.
-#[derive(Clone)]
-pub struct SimIssuer {
+pub struct SimIssuer<F: Facade> {
     pub proc: Proc,
-    pub state: Arc<Mutex<IssuerState>>,
+    pub state: SharedIssuer<F>,
     pub clock: LogicalClock,
 }
 
-impl SimIssuer {
+impl<F: Facade> SimIssuer<F> {
+    /// One request: a scheduling point (the mutex), then the rules, atomically.
     fn with<R>(&self, f: impl FnOnce(&mut IssuerState, u64) -> R) -> R {
-        let now = self.clock.now_ms();
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut st, now)
+        F::with(&self.state, |st| {
+            let now = self.clock.now_ms();
+            f(st, now)
+        })
     }
 }
 
-impl Issuer for SimIssuer {
+impl<F: Facade> Issuer for SimIssuer<F> {
     fn redeem(&self, refresh_token: &str) -> Result<Grant, RedeemError> {
         self.with(|st, now| match st.redeem(self.proc, refresh_token, now) {
             Ok(pair) => Ok(Grant {

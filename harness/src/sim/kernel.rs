@@ -34,6 +34,8 @@ struct Inode {
     /// What survives a crash: the content at the last `fsync`.
     durable: Vec<u8>,
     mode: u32,
+    /// A temp file its creator has not renamed yet: only its creator can name it.
+    private: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +82,7 @@ impl KernelState {
             data: bytes.to_vec(),
             durable: bytes.to_vec(),
             mode: 0o600,
+            private: false,
         });
         self.dir.insert(path.to_path_buf(), ino);
         self.durable_dir.insert(path.to_path_buf(), ino);
@@ -134,6 +137,7 @@ impl KernelState {
         if trunc {
             self.inodes[ino].data.clear();
         }
+        self.inodes[ino].private = false;
         Ok(self.new_ofd(proc, ino))
     }
 
@@ -149,6 +153,7 @@ impl KernelState {
             .unwrap_or(Path::new("."))
             .join(format!(".{name}.{}.tmp", self.next_tmp));
         let ino = self.new_inode();
+        self.inodes[ino].private = true;
         self.dir.insert(path.clone(), ino);
         (self.new_ofd(proc, ino), path)
     }
@@ -234,8 +239,17 @@ impl KernelState {
     /// replaced inode keep it (and any lock on it).
     pub fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
         let ino = self.dir.remove(from).ok_or_else(|| not_found(from))?;
+        self.inodes[ino].private = false;
         self.dir.insert(to.to_path_buf(), ino);
         Ok(())
+    }
+
+    /// Whether `ofd`'s file is a temp file not renamed yet (and opened by no other path): no
+    /// other process can observe or change what a step on it does.
+    pub fn is_private(&self, ofd: OfdId) -> bool {
+        self.ofds
+            .get(&ofd)
+            .is_some_and(|o| self.inodes[o.ino].private)
     }
 
     /// `unlink(2)`.

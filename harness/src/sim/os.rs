@@ -2,8 +2,10 @@
 //! own process-local mutex and descriptors) sharing one [`SharedKernel`] and one [`Recorder`].
 //!
 //! Scheduling points: every kernel call takes the scheduler's mutex once (a blocking lock also
-//! waits on its condition variable), and [`Os::pause`] yields. Recording is not a scheduling
-//! point: it is an observation, stamped with the shared logical clock.
+//! waits on its condition variable); so does every issuer request ([`super::issuer`]).
+//! Nothing else is one: [`Os::pause`] touches no shared state, and recording is an
+//! observation stamped with the shared logical clock. Why dropping the pause points hides no
+//! interleaving: docs/model.md, "Scheduling points".
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -58,28 +60,58 @@ impl Recorder {
     }
 }
 
-/// The kernel state behind the scheduler's mutex, with a condition variable for blocked locks.
+/// The kernel state and the scheduler's mutex, with a condition variable for blocked locks.
+///
+/// A *shared* step (one another process can observe, or whose outcome another process can
+/// change) takes the scheduler's mutex first: that is its scheduling point. A *private* step
+/// ([`SharedKernel::private`]) touches only what no other process can reach and is not a
+/// scheduling point. The state itself sits in a plain mutex that is never contended: the
+/// model runs one thread at a time and no guard of it is held across a scheduling point.
 pub struct SharedKernel<F: Facade> {
-    state: F::Mutex<KernelState>,
+    sched: F::Mutex<()>,
     changed: F::Condvar,
+    state: Mutex<KernelState>,
 }
 
 impl<F: Facade> SharedKernel<F> {
     pub fn new(state: KernelState) -> Arc<SharedKernel<F>> {
         Arc::new(SharedKernel {
-            state: F::mutex(state),
+            sched: F::mutex(()),
             changed: F::condvar(),
+            state: Mutex::new(state),
         })
     }
 
-    /// One system call.
-    pub fn call<R>(&self, f: impl FnOnce(&mut KernelState) -> R) -> R {
-        F::with(&self.state, f)
+    fn state(&self) -> std::sync::MutexGuard<'_, KernelState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One system call that may release a lock: wakes the waiters if it did.
+    /// One shared system call (a scheduling point).
+    pub fn call<R>(&self, f: impl FnOnce(&mut KernelState) -> R) -> R {
+        F::with(&self.sched, |()| f(&mut self.state()))
+    }
+
+    /// One private step: no scheduling point. Only for steps no other process can observe
+    /// and whose outcome no other process can change (see docs/model.md, "Scheduling
+    /// points"): such a step commutes with every step of every other process.
+    pub fn private<R>(&self, f: impl FnOnce(&mut KernelState) -> R) -> R {
+        f(&mut self.state())
+    }
+
+    /// A system call on an open description: private while the description's file is a temp
+    /// file its creator has not renamed yet (no other process can name it), shared otherwise.
+    fn on_file<R>(&self, ofd: OfdId, f: impl FnOnce(&mut KernelState) -> R) -> R {
+        let private = self.state().is_private(ofd);
+        if private {
+            self.private(f)
+        } else {
+            self.call(f)
+        }
+    }
+
+    /// One shared system call that may release a lock: wakes the waiters if it did.
     fn call_releasing<R>(&self, f: impl FnOnce(&mut KernelState) -> (R, bool)) -> R {
-        let (r, released) = F::with(&self.state, f);
+        let (r, released) = self.call(f);
         if released {
             F::notify_all(&self.changed);
         }
@@ -96,11 +128,15 @@ impl<F: Facade> SharedKernel<F> {
         &self,
         mut f: impl FnMut(&mut KernelState) -> io::Result<bool>,
     ) -> io::Result<()> {
-        F::wait_until(&self.state, &self.changed, |k| match f(k) {
-            Ok(true) => Some(Ok(())),
-            Ok(false) => None,
-            Err(e) => Some(Err(e)),
-        })
+        F::wait_until(
+            &self.sched,
+            &self.changed,
+            |()| match f(&mut self.state()) {
+                Ok(true) => Some(Ok(())),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            },
+        )
     }
 }
 
@@ -174,6 +210,31 @@ impl<F: Facade> SimOs<F> {
     }
 }
 
+impl<F: Facade> SimOs<F> {
+    /// open(2) (create if missing, no truncation) and the lock call `lock`, as one shared step
+    /// retried while the lock is taken: the open happens once, at the first attempt. Sound
+    /// because the open changes nothing another process can observe unless it creates the
+    /// file (then the lock attempt that follows it changes nothing a reader observes either),
+    /// and the only steps its outcome depends on (a rename or unlink of the path) commute
+    /// with the lock attempt (they do not read locks): docs/model.md, "Scheduling points".
+    fn open_and_lock(
+        &self,
+        path: &Path,
+        lock: fn(&mut KernelState, OfdId) -> io::Result<bool>,
+    ) -> io::Result<OfdId> {
+        let proc = self.proc;
+        let mut opened: Option<OfdId> = None;
+        self.kernel.block_until(|k| {
+            let ofd = match opened {
+                Some(o) => o,
+                None => *opened.insert(k.open(proc, path, true, false)?),
+            };
+            lock(k, ofd)
+        })?;
+        Ok(opened.expect("the lock was granted through an open description"))
+    }
+}
+
 impl<F: Facade> Os for SimOs<F> {
     type File = SimFile;
     type Held = SimHeld;
@@ -192,19 +253,24 @@ impl<F: Facade> Os for SimOs<F> {
 
     fn create_temp(&self, beside: &Path) -> io::Result<(SimFile, PathBuf)> {
         let proc = self.proc;
-        let (ofd, path) = self.kernel.call(|k| k.create_temp(proc, beside));
+        // Private: a new, uniquely named file nobody else can name until it is renamed.
+        let (ofd, path) = self.kernel.private(|k| k.create_temp(proc, beside));
         Ok((SimFile(ofd), path))
     }
 
     fn write(&self, file: &mut SimFile, bytes: &[u8]) -> io::Result<()> {
-        self.kernel.call(|k| k.write(file.0, bytes))
+        self.kernel.on_file(file.0, |k| k.write(file.0, bytes))
     }
 
     fn sync(&self, file: &mut SimFile) -> io::Result<()> {
-        self.kernel.call(|k| k.fsync(file.0))
+        self.kernel.on_file(file.0, |k| k.fsync(file.0))
     }
 
     fn close(&self, file: SimFile) -> io::Result<()> {
+        if self.kernel.private(|k| k.is_private(file.0)) {
+            // A temp file holds no lock: nobody can be waiting on its close.
+            return self.kernel.private(|k| k.close(file.0).map(|_| ()));
+        }
         self.kernel.call_releasing(|k| match k.close(file.0) {
             Ok(released) => (Ok(()), released),
             Err(e) => (Err(e), false),
@@ -215,8 +281,10 @@ impl<F: Facade> Os for SimOs<F> {
         self.kernel.call(|k| k.rename(from, to))
     }
 
+    /// Private while no execution crashes: what a directory fsync changes (the durable
+    /// entries) only a crash can observe.
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.kernel.call(|k| k.fsync_dir(dir));
+        self.kernel.private(|k| k.fsync_dir(dir));
         Ok(())
     }
 
@@ -225,7 +293,6 @@ impl<F: Facade> Os for SimOs<F> {
     }
 
     fn lock(&self, kind: LockKind, path: &Path) -> io::Result<SimHeld> {
-        let proc = self.proc;
         match kind {
             LockKind::ProcessMutex => {
                 F::wait_until(&self.mutex.held, &self.mutex.freed, |held| {
@@ -233,17 +300,14 @@ impl<F: Facade> Os for SimOs<F> {
                 });
                 Ok(SimHeld::Mutex)
             }
-            // Two system calls, as in real life: open (0600, no truncation), then lock.
-            LockKind::Flock => {
-                let ofd = self.kernel.call(|k| k.open(proc, path, true, false))?;
-                self.kernel.block_until(|k| k.try_flock(ofd))?;
-                Ok(SimHeld::Flock(ofd))
-            }
-            LockKind::Fcntl => {
-                let ofd = self.kernel.call(|k| k.open(proc, path, true, false))?;
-                self.kernel.block_until(|k| k.try_posix_lock(ofd))?;
-                Ok(SimHeld::Fcntl(ofd))
-            }
+            // Two system calls in real life (open 0600 without truncation, then lock); one
+            // step here (see `open_and_lock`).
+            LockKind::Flock => Ok(SimHeld::Flock(
+                self.open_and_lock(path, KernelState::try_flock)?,
+            )),
+            LockKind::Fcntl => Ok(SimHeld::Fcntl(
+                self.open_and_lock(path, KernelState::try_posix_lock)?,
+            )),
         }
     }
 
@@ -266,6 +330,9 @@ impl<F: Facade> Os for SimOs<F> {
         }
     }
 
+    /// A yield: the pool's pause points are where its race windows are, and a yield there
+    /// lets the scheduler switch for free (loom does not count it as a preemption), so a
+    /// bounded search reaches those windows first.
     fn pause(&self, _point: Pause) {
         F::yield_now()
     }

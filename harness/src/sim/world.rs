@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pool_core::digest::tag;
 use pool_core::external::{ExternalCreds, ExternalFormat};
@@ -16,7 +16,7 @@ use pool_core::world::{Clock, Event, Issuer, Os, Pause};
 use pool_core::{Pool, Strategy};
 
 use super::facade::Facade;
-use super::issuer::{LogicalClock, RecorderSink, SimIssuer};
+use super::issuer::{LogicalClock, RecorderSink, SharedIssuer, SimIssuer};
 use super::kernel::{KernelState, Proc};
 use super::os::{Recorder, SharedKernel, SimOs};
 use crate::drive::roles::{external_format, external_path, play_role, pool_config, WorkerPlan};
@@ -67,7 +67,7 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
     rec.push(0, setup::initial_write(sc, &store, &bytes));
 
     let kernel = SharedKernel::<F>::new(kernel);
-    let issuer = Arc::new(Mutex::new(issuer));
+    let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
     let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
     let mut proc: Proc = 0;
     for role in &sc.roles {
@@ -139,7 +139,7 @@ struct Process<F: Facade> {
     scenario: Scenario,
     kernel: Arc<SharedKernel<F>>,
     rec: Arc<Recorder>,
-    issuer: Arc<Mutex<IssuerState>>,
+    issuer: SharedIssuer<F>,
 }
 
 impl<F: Facade> Process<F> {
@@ -166,7 +166,7 @@ impl<F: Facade> Process<F> {
         SimOs::new(self.plan.proc, self.kernel.clone(), self.rec.clone())
     }
 
-    fn issuer(&self) -> SimIssuer {
+    fn issuer(&self) -> SimIssuer<F> {
         SimIssuer {
             proc: self.plan.proc,
             state: self.issuer.clone(),

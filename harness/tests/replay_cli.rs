@@ -1,0 +1,150 @@
+//! The replay commands poolcheck prints tell the same witness story when run, and `explore`
+//! speaks the report contract (`--format json|markdown`) and never overwrites a file unasked.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn poolcheck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+        .args(args)
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .expect("poolcheck runs")
+}
+
+/// Run a printed `poolcheck ...` command line (single-quoted arguments allowed) with
+/// `extra` arguments appended.
+fn run_printed(cmd: &str, extra: &[&str]) -> Output {
+    let rest = cmd.strip_prefix("poolcheck ").expect("a poolcheck command");
+    let mut args: Vec<String> = Vec::new();
+    let mut quoted = false;
+    let mut cur = String::new();
+    for ch in rest.chars() {
+        match ch {
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !cur.is_empty() {
+                    args.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        args.push(cur);
+    }
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend_from_slice(extra);
+    poolcheck(&all)
+}
+
+/// The story of the witness of `anomaly` in a report's runs.
+fn story(report: &Value, anomaly: &str) -> Option<Vec<Value>> {
+    report["runs"].as_array()?.iter().find_map(|r| {
+        r["witnesses"]
+            .as_array()?
+            .iter()
+            .find(|w| w["anomaly"] == anomaly)
+            .map(|w| w["story"].as_array().unwrap().clone())
+    })
+}
+
+#[test]
+fn explore_json_its_replay_tells_the_same_story_and_existing_files_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.toml");
+    let out_s = out.to_str().unwrap();
+    let args = [
+        "explore",
+        "--strategy",
+        "thread-lock",
+        "--cases",
+        "200",
+        "--out",
+        out_s,
+        "--format",
+        "json",
+    ];
+    let o = poolcheck(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["schema"], "poolcheck.report.v1");
+    let found = &v["explore"]["found"];
+    let anomaly = found["anomaly"].as_str().unwrap();
+    let replay = found["replay"].as_str().unwrap();
+    // The printed replay command, run, tells the same story.
+    let r = run_printed(replay, &["--format", "json"]);
+    let rv: Value = serde_json::from_slice(&r.stdout).unwrap_or_else(|_| {
+        panic!("{replay}: {}", String::from_utf8_lossy(&r.stderr));
+    });
+    assert_eq!(
+        story(&rv, anomaly).as_ref(),
+        found["story"].as_array(),
+        "{replay}"
+    );
+    // The file is there now: a second explore refuses to overwrite it, and leaves it whole.
+    let before = std::fs::read(&out).unwrap();
+    let o = poolcheck(&args);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(out_s) && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    // --force overwrites; Markdown carries the story and the replay command.
+    let mut forced = args[..args.len() - 2].to_vec();
+    forced.extend(["--force", "--format", "markdown"]);
+    let o = poolcheck(&forced);
+    assert_eq!(o.status.code(), Some(1));
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        md.contains("Replay: `poolcheck model") && md.contains("Witness ("),
+        "{md}"
+    );
+}
+
+#[test]
+fn the_gate_replay_command_finds_the_same_anomaly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.toml");
+    std::fs::write(
+        &file,
+        "[[expect]]\nstrategy = \"none\"\nscenarios = [\"lost-update\"]\nsafe = true\n",
+    )
+    .unwrap();
+    let o = poolcheck(&[
+        "gate",
+        "--quick",
+        "--expect",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &v["gate"]["expectations"][0];
+    let anomaly = e["witness"]["anomaly"].as_str().unwrap();
+    let replay = e["replay"][0].as_str().unwrap();
+    let r = run_printed(replay, &["--format", "json"]);
+    let rv: Value = serde_json::from_slice(&r.stdout).unwrap();
+    // Real processes: the times differ from run to run, the anomaly and its steps do not.
+    let steps = |s: &[Value]| -> Vec<String> {
+        s.iter()
+            .map(|l| {
+                let l = l.as_str().unwrap();
+                // "N. +T ms who ...": drop the time.
+                l.split_once("ms ").map_or(l, |(_, rest)| rest).to_string()
+            })
+            .collect()
+    };
+    let got = story(&rv, anomaly).unwrap_or_else(|| panic!("{replay} did not find {anomaly}"));
+    assert_eq!(
+        steps(&got).len(),
+        steps(e["witness"]["story"].as_array().unwrap()).len(),
+        "{replay}"
+    );
+}
