@@ -77,6 +77,7 @@ fn spawn_process_round_trip() {
         })
         .collect();
     let expect = [
+        (0, "IssuerRules { grace_ms: 0 }"),
         (0, "issued f0g0"),
         (0, "issued f1g0"),
         (5, "Rotated"),

@@ -290,7 +290,8 @@ fn matrix_html_links_each_anomalous_cell_to_its_timelines() {
             .descendants()
             .filter_map(|n| n.attribute("href"))
             .collect();
-        if text == "clean" {
+        // A pinned cell carries its mark: `clean (expected)` is still clean.
+        if text == "clean" || text.starts_with("clean (") {
             assert!(links.is_empty(), "{text}: {links:?}");
         } else {
             assert_eq!(links.len(), 1, "{text}");
