@@ -79,6 +79,15 @@ pub fn guard_group(pgid: Pid) -> std::io::Result<GroupGuard> {
     // caller has other threads.
     match unsafe { fork() }.map_err(std::io::Error::from)? {
         ForkResult::Child => {
+            // Hold none of the caller's files: a copy of the subject's stdin pipe here would
+            // keep it from ever seeing EOF.
+            // SAFETY: close_range on every descriptor of this (child) process.
+            if unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) } != 0 {
+                for fd in 0..4096 {
+                    // SAFETY: closing descriptors of this child only.
+                    unsafe { libc::close(fd) };
+                }
+            }
             let _ = term.thread_block();
             if bind(parent, Signal::SIGTERM) {
                 let _ = term.wait();
