@@ -509,9 +509,6 @@ mod tests {
                 errors: 0,
                 error: None,
                 seconds: 0.0,
-                tolerated: Default::default(),
-                errors: 0,
-                error: None,
             })
             .collect();
         let mut r = Report::new(Vec::new());
