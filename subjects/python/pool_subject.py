@@ -253,6 +253,16 @@ class CredentialPool:
         finally:
             os.close(dfd)
 
+    def _sync_source(self, e):
+        """The other CLI's file this pool syncs entry `e` from, as upstream does: the Codex CLI's
+        file for every `openai-codex` entry holding a refresh token, Claude Code's file for the
+        `anthropic` pool's `claude_code` entry; no file for any other pool."""
+        if self.provider == "openai-codex":
+            return "codex" if e.get("refresh_token") else None
+        if self.provider == "anthropic" and e.get("source") == "claude_code":
+            return "claude_code"
+        return None
+
     def _read_external(self, source):
         """(access, refresh, expires_at_ms) from another CLI's file, or None."""
         path = self.external.get(source)
@@ -391,7 +401,7 @@ class CredentialPool:
                 continue
             # 1. An exhausted entry whose other CLI's file holds another token: re-sync, write.
             if e.get("last_status") == "exhausted":
-                c = self._read_external(e.get("source"))
+                c = self._read_external(self._sync_source(e))
                 if c is not None and c[1] != e.get("refresh_token"):
                     self._set_tokens(e, *c)
                     cleared = True
@@ -443,7 +453,7 @@ class CredentialPool:
         """A successful POST: the entry takes the new pair, and so does the other CLI's file."""
         self._set_tokens(e, grant["access_token"], grant["refresh_token"],
                          now_ms() + int(grant["expires_in"]) * 1000)
-        self._write_external(e.get("source"), e["access_token"], e["refresh_token"],
+        self._write_external(self._sync_source(e), e["access_token"], e["refresh_token"],
                              e["expires_at_ms"])
 
     def _refresh_blind(self, e):
@@ -470,7 +480,7 @@ class CredentialPool:
             if d and d.get("access_token") and d.get("refresh_token") \
                     and d["refresh_token"] != e.get("refresh_token"):
                 return d["access_token"], d["refresh_token"], d.get("expires_at_ms")
-        c = self._read_external(e.get("source"))
+        c = self._read_external(self._sync_source(e))
         if c is not None and c[1] != e.get("refresh_token"):
             return c
         return None
