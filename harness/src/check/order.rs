@@ -3,7 +3,9 @@
 //! Each completed write has two stamps: `begin_ns` (recorded before its content could land)
 //! and `t_ns` (recorded after it had). Write A certainly landed before write B when A's
 //! completion precedes B's beginning, or when one process made both (a process does one thing
-//! at a time). Writes whose intervals overlap are unordered: either may have landed first, and
+//! at a time), or when a read after A had completed found B's content and no other write
+//! (completed or begun) produced that content: B's bytes replaced A's. Writes whose intervals
+//! overlap and that no such read separates are unordered: either may have landed first, and
 //! their record order says nothing. The checkers that compare a write with "the version on
 //! disk before it" (`lost_update`, `token_rollback`) use [`Index::predecessors`]: every write
 //! that may have been that version. A claim must hold for all of them; a begun write that was
@@ -22,7 +24,17 @@ impl Index<'_> {
             return false;
         }
         let (wa, wb) = (&self.writes[a], &self.writes[b]);
-        (wa.proc == wb.proc && a < b) || wa.t_ns < wb.begin_ns
+        (wa.proc == wb.proc && a < b) || wa.t_ns < wb.begin_ns || self.read_over(a, b)
+    }
+
+    /// Whether a read after write `a` completed found write `b`'s content, which no other
+    /// write produced: then `b`'s bytes landed over `a`'s.
+    fn read_over(&self, a: usize, b: usize) -> bool {
+        let (wa, wb) = (&self.writes[a], &self.writes[b]);
+        wa.hash != wb.hash
+            && self.last_read_ns.get(wb.hash).is_some_and(|&r| r > wa.t_ns)
+            && self.by_hash.get(wb.hash).is_some_and(|ws| ws.len() == 1)
+            && !self.pending.iter().any(|p| p.hash == wb.hash)
     }
 
     /// Every completed write that may have been on disk right before write `k` landed: it may
