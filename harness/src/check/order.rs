@@ -114,4 +114,34 @@ mod tests {
         let ix = Index::new(&h);
         assert_eq!(ix.predecessors(1), None);
     }
+
+    /// Overlapping writes h1 and h2; a read after both completed found h2: h2's bytes replaced
+    /// h1's. Not when another write also produced h2's content, nor without the read.
+    #[test]
+    fn a_later_read_of_a_unique_content_orders_the_write_it_replaced() {
+        let overlapping = |then: fn(HistoryBuilder) -> HistoryBuilder| {
+            then(
+                HistoryBuilder::new()
+                    .init(&[e("aaaaaa")])
+                    .write_begin(2, 1, "h2")
+                    .write(1, 1, "h1", Some("h0"), &[e("aaaaaa")])
+                    .write_done(2, 1, "h2", Some("h0"), &[e("bbbbbb")]),
+            )
+            .build()
+        };
+        let h = overlapping(|b| b.read(3, 1, "h2"));
+        let ix = Index::new(&h);
+        let pos = |hash: &str| ix.writes.iter().position(|w| w.hash == hash).unwrap();
+        assert!(ix.before(pos("h1"), pos("h2")) && !ix.before(pos("h2"), pos("h1")));
+        assert_eq!(ix.predecessors(pos("h2")), Some(vec![pos("h1")]));
+        let h = overlapping(|b| b);
+        let ix = Index::new(&h);
+        assert!(!ix.before(1, 2) && !ix.before(2, 1));
+        let h = overlapping(|b| {
+            b.write(3, 1, "h2", Some("h0"), &[e("bbbbbb")])
+                .read(3, 2, "h2")
+        });
+        let ix = Index::new(&h);
+        assert!(!ix.before(1, 2) && !ix.before(2, 1));
+    }
 }

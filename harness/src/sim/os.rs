@@ -378,3 +378,35 @@ impl<F: Facade> Os for SimOs<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::facade::Loom;
+
+    /// The intent is stamped by the truncating open itself, not where the pool reports it:
+    /// the scheduling point in between belongs before the stamp.
+    #[test]
+    fn a_write_intent_is_stamped_by_the_step_that_makes_it_visible() {
+        loom::model(|| {
+            let rec = Recorder::new();
+            let os: SimOs<Loom> = SimOs::new(1, SharedKernel::new(KernelState::new()), rec.clone());
+            os.record(Event::WriteBegin {
+                op: 1,
+                hash: "h1".into(),
+                file: None,
+            });
+            assert!(rec.records().is_empty(), "stamped before its step");
+            let f = os.create(Path::new("/sim/auth.json")).expect("create");
+            let recs = rec.records();
+            assert_eq!(recs.len(), 1);
+            assert!(matches!(
+                recs[0].ev,
+                Ev::Pool {
+                    event: Event::WriteBegin { .. }
+                }
+            ));
+            os.close(f).expect("close");
+        });
+    }
+}
