@@ -671,4 +671,43 @@ mod tests {
         let w = f.witness.unwrap();
         assert!(w.iter().any(|s| s.contains("p2 op 1: wrote store h2 (based on h1), entry cccccc is in it")), "{w:?}");
     }
+
+    /// The shape loom finds under `lock=none`: P's write (A exhausted) lands inside Q's longer
+    /// in-place write (C added), both from h0. The stamps overlap, but Q then reads its own
+    /// h2 back: h2 replaced h1, and A's cooldown is lost. Without that read nothing is claimed.
+    #[test]
+    fn a_read_that_shows_which_overlapping_write_landed_last_proves_the_loss() {
+        let h = |read_back: bool| {
+            let b = HistoryBuilder::new()
+                .init(&[e("aaaaaa"), e("bbbbbb")])
+                .read(1, 1, "h0")
+                .read(2, 1, "h0")
+                .write_begin(2, 1, "h2")
+                .write(
+                    1,
+                    1,
+                    "h1",
+                    Some("h0"),
+                    &[exhausted("aaaaaa", 50), e("bbbbbb")],
+                )
+                .write_done(
+                    2,
+                    1,
+                    "h2",
+                    Some("h0"),
+                    &[e("aaaaaa"), e("bbbbbb"), e("cccccc")],
+                );
+            if read_back { b.read(2, 2, "h2") } else { b }.build()
+        };
+        let f = check(&h(true));
+        assert_eq!(f.count, 1, "{f:?}");
+        let w = f.witness.unwrap();
+        assert!(
+            w.last()
+                .unwrap()
+                .contains("entry aaaaaa's exhausted status (status_at 50) is erased"),
+            "{w:?}"
+        );
+        assert_eq!(check(&h(false)), Finding::none());
+    }
 }

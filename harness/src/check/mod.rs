@@ -210,6 +210,8 @@ pub struct Index<'h> {
     /// Per process, the store versions it read (parsed) or wrote: (record index, hash), in
     /// time order. What a process observed, to check the `base` its writes claim.
     pub observed: HashMap<ProcId, Vec<(usize, &'h str)>>,
+    /// Per store content hash, the time of the latest read that parsed it (any process).
+    pub last_read_ns: HashMap<&'h str, u64>,
     /// Write positions (into `writes`) by content hash, in time order.
     pub by_hash: HashMap<&'h str, Vec<usize>>,
     /// The kind of each operation, by (process, op id).
@@ -235,6 +237,7 @@ impl<'h> Index<'h> {
         let mut redeems: Vec<(usize, &str)> = Vec::new();
         let mut produced = HashSet::new();
         let mut observed: HashMap<ProcId, Vec<(usize, &str)>> = HashMap::new();
+        let mut last_read_ns: HashMap<&str, u64> = HashMap::new();
         // Latest beginning of each (process, op), and begun-not-completed store writes.
         let mut op_began: HashMap<(ProcId, u64), u64> = HashMap::new();
         let mut begun: HashMap<(ProcId, u64, &str), usize> = HashMap::new();
@@ -298,6 +301,8 @@ impl<'h> Index<'h> {
                         },
                 } => {
                     observed.entry(r.proc).or_default().push((i, hash.as_str()));
+                    let t = last_read_ns.entry(hash.as_str()).or_default();
+                    *t = (*t).max(r.t_ns);
                 }
                 Ev::Pool {
                     event: Event::OpBegin { op, kind },
@@ -371,6 +376,7 @@ impl<'h> Index<'h> {
             pending,
             produced,
             observed,
+            last_read_ns,
             by_hash,
             op_kinds,
             issued_refresh,

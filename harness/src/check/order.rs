@@ -3,7 +3,9 @@
 //! Each completed write has two stamps: `begin_ns` (recorded before its content could land)
 //! and `t_ns` (recorded after it had). Write A certainly landed before write B when A's
 //! completion precedes B's beginning, or when one process made both (a process does one thing
-//! at a time). Writes whose intervals overlap are unordered: either may have landed first, and
+//! at a time), or when a read after A had completed found B's content and no other write
+//! (completed or begun) produced that content: B's bytes replaced A's. Writes whose intervals
+//! overlap and that no such read separates are unordered: either may have landed first, and
 //! their record order says nothing. The checkers that compare a write with "the version on
 //! disk before it" (`lost_update`, `token_rollback`) use [`Index::predecessors`]: every write
 //! that may have been that version. A claim must hold for all of them; a begun write that was
@@ -22,7 +24,17 @@ impl Index<'_> {
             return false;
         }
         let (wa, wb) = (&self.writes[a], &self.writes[b]);
-        (wa.proc == wb.proc && a < b) || wa.t_ns < wb.begin_ns
+        (wa.proc == wb.proc && a < b) || wa.t_ns < wb.begin_ns || self.read_over(a, b)
+    }
+
+    /// Whether a read after write `a` completed found write `b`'s content, which no other
+    /// write produced: then `b`'s bytes landed over `a`'s.
+    fn read_over(&self, a: usize, b: usize) -> bool {
+        let (wa, wb) = (&self.writes[a], &self.writes[b]);
+        wa.hash != wb.hash
+            && self.last_read_ns.get(wb.hash).is_some_and(|&r| r > wa.t_ns)
+            && self.by_hash.get(wb.hash).is_some_and(|ws| ws.len() == 1)
+            && !self.pending.iter().any(|p| p.hash == wb.hash)
     }
 
     /// Every completed write that may have been on disk right before write `k` landed: it may
@@ -101,5 +113,35 @@ mod tests {
             .build();
         let ix = Index::new(&h);
         assert_eq!(ix.predecessors(1), None);
+    }
+
+    /// Overlapping writes h1 and h2; a read after both completed found h2: h2's bytes replaced
+    /// h1's. Not when another write also produced h2's content, nor without the read.
+    #[test]
+    fn a_later_read_of_a_unique_content_orders_the_write_it_replaced() {
+        let overlapping = |then: fn(HistoryBuilder) -> HistoryBuilder| {
+            then(
+                HistoryBuilder::new()
+                    .init(&[e("aaaaaa")])
+                    .write_begin(2, 1, "h2")
+                    .write(1, 1, "h1", Some("h0"), &[e("aaaaaa")])
+                    .write_done(2, 1, "h2", Some("h0"), &[e("bbbbbb")]),
+            )
+            .build()
+        };
+        let h = overlapping(|b| b.read(3, 1, "h2"));
+        let ix = Index::new(&h);
+        let pos = |hash: &str| ix.writes.iter().position(|w| w.hash == hash).unwrap();
+        assert!(ix.before(pos("h1"), pos("h2")) && !ix.before(pos("h2"), pos("h1")));
+        assert_eq!(ix.predecessors(pos("h2")), Some(vec![pos("h1")]));
+        let h = overlapping(|b| b);
+        let ix = Index::new(&h);
+        assert!(!ix.before(1, 2) && !ix.before(2, 1));
+        let h = overlapping(|b| {
+            b.write(3, 1, "h2", Some("h0"), &[e("bbbbbb")])
+                .read(3, 2, "h2")
+        });
+        let ix = Index::new(&h);
+        assert!(!ix.before(1, 2) && !ix.before(2, 1));
     }
 }

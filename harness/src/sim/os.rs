@@ -6,6 +6,13 @@
 //! Nothing else is one: [`Os::pause`] touches no shared state, and recording is an
 //! observation stamped with the shared logical clock. Why dropping the pause points hides no
 //! interleaving: docs/model.md, "Scheduling points".
+//!
+//! A write's intent ([`Event::WriteBegin`]) is stamped inside the step that can first make its
+//! bytes visible (the truncating open, the rename), not when the pool reports it: the pool
+//! reports it just before that step, and the scheduling point in between is where another
+//! process's whole write can run. Stamped early, every such write would overlap this one and
+//! the judge could order neither (a lost update under `lock=none` was never provable). Still
+//! a lower bound of the moment the bytes land: nothing runs between the stamp and the step.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -179,6 +186,8 @@ pub struct SimOs<F: Facade> {
     kernel: Arc<SharedKernel<F>>,
     mutex: Arc<ProcMutex<F>>,
     rec: Arc<Recorder>,
+    /// A reported [`Event::WriteBegin`] not stamped yet (see the module's first lines).
+    intent: Arc<Mutex<Option<Event>>>,
 }
 
 impl<F: Facade> SimOs<F> {
@@ -188,6 +197,7 @@ impl<F: Facade> SimOs<F> {
             kernel,
             mutex: Arc::new(ProcMutex::new()),
             rec,
+            intent: Arc::default(),
         }
     }
 
@@ -198,6 +208,7 @@ impl<F: Facade> SimOs<F> {
             kernel: self.kernel.clone(),
             mutex: self.mutex.clone(),
             rec: self.rec.clone(),
+            intent: self.intent.clone(),
         }
     }
 
@@ -211,6 +222,16 @@ impl<F: Facade> SimOs<F> {
 }
 
 impl<F: Facade> SimOs<F> {
+    /// Stamp the pending write intent, if any: inside the step that makes the write visible,
+    /// or at the process's next other step or record, whichever comes first (each is no later
+    /// than the moment the bytes can land, and keeps the process's own events in order).
+    fn stamp_intent(&self) {
+        let pending = self.intent.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(event) = pending {
+            self.rec.push(self.proc, Ev::Pool { event });
+        }
+    }
+
     /// open(2) (create if missing, no truncation) and the lock call `lock`, as one shared step
     /// retried while the lock is taken: the open happens once, at the first attempt. Sound
     /// because the open changes nothing another process can observe unless it creates the
@@ -240,6 +261,7 @@ impl<F: Facade> Os for SimOs<F> {
     type Held = SimHeld;
 
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        self.stamp_intent();
         let proc = self.proc;
         Ok(self.kernel.call_releasing(|k| k.read_file(proc, path)))
     }
@@ -247,7 +269,10 @@ impl<F: Facade> Os for SimOs<F> {
     fn create(&self, path: &Path) -> io::Result<SimFile> {
         let proc = self.proc;
         self.kernel
-            .call(|k| k.open(proc, path, true, true))
+            .call(|k| {
+                self.stamp_intent();
+                k.open(proc, path, true, true)
+            })
             .map(SimFile)
     }
 
@@ -259,6 +284,7 @@ impl<F: Facade> Os for SimOs<F> {
     }
 
     fn write(&self, file: &mut SimFile, bytes: &[u8]) -> io::Result<()> {
+        self.stamp_intent();
         self.kernel.on_file(file.0, |k| k.write(file.0, bytes))
     }
 
@@ -267,6 +293,7 @@ impl<F: Facade> Os for SimOs<F> {
     }
 
     fn close(&self, file: SimFile) -> io::Result<()> {
+        self.stamp_intent();
         if self.kernel.private(|k| k.is_private(file.0)) {
             // A temp file holds no lock: nobody can be waiting on its close.
             return self.kernel.private(|k| k.close(file.0).map(|_| ()));
@@ -278,7 +305,10 @@ impl<F: Facade> Os for SimOs<F> {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.kernel.call(|k| k.rename(from, to))
+        self.kernel.call(|k| {
+            self.stamp_intent();
+            k.rename(from, to)
+        })
     }
 
     /// Private while no execution crashes: what a directory fsync changes (the durable
@@ -289,10 +319,12 @@ impl<F: Facade> Os for SimOs<F> {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
+        self.stamp_intent();
         self.kernel.call(|k| k.unlink(path))
     }
 
     fn lock(&self, kind: LockKind, path: &Path) -> io::Result<SimHeld> {
+        self.stamp_intent();
         match kind {
             LockKind::ProcessMutex => {
                 F::wait_until(&self.mutex.held, &self.mutex.freed, |held| {
@@ -338,6 +370,43 @@ impl<F: Facade> Os for SimOs<F> {
     }
 
     fn record(&self, event: Event) {
-        self.rec.push(self.proc, Ev::Pool { event });
+        self.stamp_intent();
+        if matches!(event, Event::WriteBegin { .. }) {
+            *self.intent.lock().unwrap_or_else(|p| p.into_inner()) = Some(event);
+        } else {
+            self.rec.push(self.proc, Ev::Pool { event });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::facade::Loom;
+
+    /// The intent is stamped by the truncating open itself, not where the pool reports it:
+    /// the scheduling point in between belongs before the stamp.
+    #[test]
+    fn a_write_intent_is_stamped_by_the_step_that_makes_it_visible() {
+        loom::model(|| {
+            let rec = Recorder::new();
+            let os: SimOs<Loom> = SimOs::new(1, SharedKernel::new(KernelState::new()), rec.clone());
+            os.record(Event::WriteBegin {
+                op: 1,
+                hash: "h1".into(),
+                file: None,
+            });
+            assert!(rec.records().is_empty(), "stamped before its step");
+            let f = os.create(Path::new("/sim/auth.json")).expect("create");
+            let recs = rec.records();
+            assert_eq!(recs.len(), 1);
+            assert!(matches!(
+                recs[0].ev,
+                Ev::Pool {
+                    event: Event::WriteBegin { .. }
+                }
+            ));
+            os.close(f).expect("close");
+        });
     }
 }
