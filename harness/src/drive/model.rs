@@ -91,6 +91,11 @@ pub struct ModelArgs {
     /// anomalies do not end the search (default: stop at the first anomaly of any kind).
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     pub anomaly: Vec<String>,
+    /// Let the machine crash once per execution, at any step (power loss: unsynced data and
+    /// directory entries lost; the running processes restart). On by default for a scenario
+    /// with a [nemesis].
+    #[arg(long)]
+    pub crash: bool,
 }
 
 /// The model verdicts.
@@ -323,6 +328,9 @@ impl ModelRun {
         let sc = Scenario::find(&a.scenario).map_err(|e| DriveError(e.to_string()))?;
         let st = Strategy::parse(&a.strategy).map_err(|e| DriveError(e.to_string()))?;
         let mut run = ModelRun::new(a.checker, sc, st, a.seed, a.procs, a.ops);
+        if a.crash {
+            run.crash_machine();
+        }
         run.preemption_bound = a.preemption_bound;
         run.depth = a.depth;
         run.iterations = a.iterations;
@@ -357,6 +365,7 @@ impl ModelRun {
         ModelRun {
             checker,
             plan: Arc::new(ModelPlan {
+                crash: modelled.nemesis.is_some(),
                 scenario: modelled,
                 strategy,
                 seed,
@@ -372,16 +381,25 @@ impl ModelRun {
         }
     }
 
-    /// Why this run cannot be modelled, if it cannot: the model drivers do not crash
-    /// executions, so a scenario with a `[nemesis]` would run without its crashes and look
-    /// safer than it is; loom models at most [`loom::max_processes`] processes.
-    pub fn unsupported(&self) -> Option<String> {
-        if self.scenario.nemesis.is_some() {
-            return Some(format!(
-                "scenario '{}' has a [nemesis] (processes killed and restarted), which the model drivers do not simulate yet: run it with the fork driver (`poolcheck run`)",
-                self.scenario.name
-            ));
+    /// Let every execution crash the machine once (a scenario with a `[nemesis]` does).
+    pub fn crash_machine(&mut self) {
+        let mut plan = (*self.plan).clone();
+        plan.crash = true;
+        self.plan = Arc::new(plan);
+    }
+
+    /// The search's bound in words, with the crash if executions crash.
+    fn stated(&self, bound: String) -> String {
+        if self.plan.crash {
+            format!("{bound}; the machine crashes once at any scheduling point (or not at all), the killed processes restart")
+        } else {
+            bound
         }
+    }
+
+    /// Why this run cannot be modelled, if it cannot: loom models at most
+    /// [`loom::max_processes`] processes.
+    pub fn unsupported(&self) -> Option<String> {
         let n = self.plan.processes();
         if self.checker == Checker::Loom && n > loom::max_processes() {
             return Some(format!(
@@ -423,7 +441,7 @@ impl ModelRun {
             });
         }
         let goal = self.goal.clone();
-        Ok(match self.checker {
+        let mut ex = match self.checker {
             Checker::Loom => loom::explore(plan, self.preemption_bound, self.iterations, goal)?,
             Checker::ShuttlePct => shuttle::explore(
                 plan,
@@ -449,7 +467,9 @@ impl ModelRun {
                 },
                 goal,
             ),
-        })
+        };
+        ex.bound = self.stated(ex.bound);
+        Ok(ex)
     }
 
     /// Judge an exploration in the report contract.

@@ -25,9 +25,10 @@ pub trait Facade: Send + Sync + 'static {
     fn notify_all(cv: &Self::Condvar);
     /// Let the scheduler run someone else.
     fn yield_now();
-    /// Run every body on its own model thread and wait for all of them. A panic in a body
-    /// propagates.
-    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>);
+    /// Run every body on its own model thread, then `here` on the calling thread (a model
+    /// thread too, so its steps interleave with theirs at no thread's cost), and wait for
+    /// all of them. A panic in a body propagates.
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>, here: impl FnOnce());
 }
 
 /// Stack of a loom model thread: loom's default coroutine stack is too small for serde and the
@@ -71,7 +72,7 @@ impl Facade for Loom {
     fn yield_now() {
         loom::thread::yield_now()
     }
-    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>, here: impl FnOnce()) {
         let handles: Vec<_> = bodies
             .into_iter()
             .map(|b| {
@@ -81,6 +82,7 @@ impl Facade for Loom {
                     .expect("loom thread")
             })
             .collect();
+        here();
         for h in handles {
             if let Err(p) = h.join() {
                 std::panic::resume_unwind(p);
@@ -126,8 +128,9 @@ impl Facade for Shuttle {
     fn yield_now() {
         shuttle::thread::yield_now()
     }
-    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>, here: impl FnOnce()) {
         let handles: Vec<_> = bodies.into_iter().map(shuttle::thread::spawn).collect();
+        here();
         for h in handles {
             if let Err(p) = h.join() {
                 std::panic::resume_unwind(p);

@@ -2,11 +2,21 @@
 //! external files and token families as a fork run, from the same seed), one model thread per
 //! simulated process playing its role with its own [`pool_core::Pool`], and the history.
 //!
+//! With [`ModelPlan::crash`], one more step runs beside the processes (on the thread that
+//! built the world, so it costs no model thread): the machine crashes there
+//! ([`SharedKernel::crash`]) unless every process has exited by then. The checker places that
+//! step like any other, so the crash points are the scheduling points of the execution (loom:
+//! every one, within its preemption bound; shuttle: sampled), and the executions where it runs
+//! last have no crash. Every process the crash killed starts again, as a supervisor restarts
+//! it: a new life of the same process plays its role from the beginning, loading the store as
+//! the crash left it. One crash per execution.
+//!
 //! Only the kernel, the issuer and the recorder are shared between processes. Pause rules of
 //! the scenario (sleep, jitter, rendezvous) are not used: every pause point yields to the
 //! scheduler, which explores the interleavings itself. `think_ms` is ignored for the same reason.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +47,8 @@ pub struct ModelPlan {
     pub scenario: Scenario,
     pub strategy: Strategy,
     pub seed: u64,
+    /// The machine may crash once, at any scheduling point (see the module's first lines).
+    pub crash: bool,
 }
 
 impl ModelPlan {
@@ -66,7 +78,8 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
     kernel.install(&store_path, &bytes);
     rec.push(0, setup::initial_write(sc, &store, &bytes));
 
-    let kernel = SharedKernel::<F>::new(kernel);
+    let procs: BTreeSet<Proc> = (1..=plan.processes()).collect();
+    let kernel = SharedKernel::<F>::with_crashes(kernel, procs, plan.crash);
     let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
     let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
     let mut proc: Proc = 0;
@@ -74,6 +87,7 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
         for _ in 0..role.count {
             proc += 1;
             let p = Process {
+                life: Cell::new(0),
                 plan: WorkerPlan {
                     proc,
                     role: role.clone(),
@@ -91,7 +105,22 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
             bodies.push(Box::new(move || p.run()));
         }
     }
-    F::run_threads(bodies);
+    F::run_threads(bodies, || {
+        if plan.crash {
+            kernel.crash(
+                &issuer,
+                |p| {
+                    rec.push(
+                        p,
+                        Ev::Killed {
+                            point: "machine_crash".into(),
+                        },
+                    )
+                },
+                |k| rec.push(0, Ev::crash(k.contents(&store_path).as_deref(), &sc.pool.provider)),
+            );
+        }
+    });
 
     let final_bytes = kernel.call(|k| k.contents(&store_path));
     rec.push(
@@ -135,6 +164,8 @@ pub fn normalize_ops(records: &mut [Record]) {
 
 /// One simulated process.
 struct Process<F: Facade> {
+    /// The machine's life its current start belongs to.
+    life: Cell<u64>,
     plan: WorkerPlan,
     scenario: Scenario,
     kernel: Arc<SharedKernel<F>>,
@@ -143,32 +174,48 @@ struct Process<F: Facade> {
 }
 
 impl<F: Facade> Process<F> {
-    fn run(self) {
+    /// Play the role; if a crash killed this life, start again in the machine's new life.
+    fn run(mut self) {
         let proc = self.plan.proc;
-        self.rec.push(
-            proc,
-            Ev::ProcStart {
+        loop {
+            self.push(Ev::ProcStart {
                 role: self.plan.role.label(),
-            },
-        );
-        self.play();
-        self.kernel.exit(proc);
-        self.rec.push(
-            proc,
-            Ev::ProcExit {
-                status: "exit 0".into(),
-                crashed: false,
-            },
-        );
+            });
+            self.play();
+            if self.kernel.exit(proc, self.life.get()) {
+                self.push(Ev::ProcExit {
+                    status: "exit 0".into(),
+                    crashed: false,
+                });
+                return;
+            }
+            // Killed by the crash (the only one of the execution): a supervisor restarts it.
+            self.life.set(self.kernel.life());
+            self.plan.incarnation += 1;
+        }
+    }
+
+    /// Append to the history, unless this life of the process is over.
+    fn push(&self, ev: Ev) {
+        if self.kernel.alive(self.life.get()) {
+            self.rec.push(self.plan.proc, ev);
+        }
     }
 
     fn os(&self) -> SimOs<F> {
-        SimOs::new(self.plan.proc, self.kernel.clone(), self.rec.clone())
+        SimOs::new(
+            self.plan.proc,
+            self.life.get(),
+            self.kernel.clone(),
+            self.rec.clone(),
+        )
     }
 
     fn issuer(&self) -> SimIssuer<F> {
         SimIssuer {
             proc: self.plan.proc,
+            life: self.life.get(),
+            kernel: self.kernel.clone(),
             state: self.issuer.clone(),
             clock: self.clock(),
         }
@@ -230,21 +277,18 @@ impl<F: Facade> Process<F> {
             return;
         };
         let (begin, end) = setup::external_write(format.source(), &bytes);
-        self.rec.push(self.plan.proc, begin);
+        self.push(begin);
         let written = os
             .write(&mut f, &bytes)
             .and_then(|()| os.sync(&mut f))
             .and_then(|()| os.close(f))
             .and_then(|()| os.rename(&tmp, path));
         if written.is_ok() {
-            self.rec.push(self.plan.proc, end);
-            self.rec.push(
-                self.plan.proc,
-                Ev::ExternalWrite {
-                    path: path.display().to_string(),
-                    refresh: tag(&new.refresh_token),
-                },
-            );
+            self.push(end);
+            self.push(Ev::ExternalWrite {
+                path: path.display().to_string(),
+                refresh: tag(&new.refresh_token),
+            });
         }
     }
 }
