@@ -6,6 +6,8 @@
 //! restarted processes did next: a crash-safe store never needs repairing). A history without
 //! a `FinalStore` and without a crash (the harness never got to look) is not judged: 0.
 
+use pool_core::world::Event;
+
 use super::{scrub, short, Finding, Index};
 use crate::history::{Ev, FinalStore, History};
 
@@ -39,8 +41,25 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         }
         let t = ix.h.records[i].t_ns;
         let mut s = ix.story();
-        if let Some(last) = ix.writes.iter().rposition(|w| w.t_ns <= t) {
+        let last = ix.writes.iter().rposition(|w| w.t_ns <= t);
+        if let Some(last) = last {
             ix.write_step(&mut s, last, "the last completed write");
+        }
+        // A write under way after it (begun, never completed: its writer died).
+        let since = last.map_or(0, |l| ix.writes[l].t_ns);
+        if let Some(p) = ix
+            .pending
+            .iter()
+            .filter(|p| p.begin_ns > since && p.begin_ns < t)
+            .last()
+        {
+            if let Ev::Pool {
+                event: Event::WriteBegin { op, .. },
+            } = &ix.h.records[p.rec].ev
+            {
+                let text = format!("began writing store {} (never completed)", short(p.hash));
+                ix.pool_step(&mut s, p.rec, *op, &text);
+            }
         }
         let when = match ix.h.records[i].ev {
             Ev::Crash { .. } => "machine crash: after it",

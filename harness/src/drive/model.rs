@@ -19,7 +19,7 @@ use crate::expect::{Expect, Want};
 use crate::history::History;
 use crate::report::{self, ModelStats, RunReport, Stats};
 use crate::scenario::Scenario;
-use crate::sim::ModelPlan;
+use crate::sim::{CrashPlan, ModelPlan};
 
 /// Which model checker, and how it searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -365,7 +365,11 @@ impl ModelRun {
         ModelRun {
             checker,
             plan: Arc::new(ModelPlan {
-                crash: modelled.nemesis.is_some(),
+                crash: if modelled.nemesis.is_some() {
+                    CrashPlan::Anywhere
+                } else {
+                    CrashPlan::Never
+                },
                 scenario: modelled,
                 strategy,
                 seed,
@@ -384,14 +388,14 @@ impl ModelRun {
     /// Let every execution crash the machine once (a scenario with a `[nemesis]` does).
     pub fn crash_machine(&mut self) {
         let mut plan = (*self.plan).clone();
-        plan.crash = true;
+        plan.crash = CrashPlan::Anywhere;
         self.plan = Arc::new(plan);
     }
 
     /// The search's bound in words, with the crash if executions crash.
     fn stated(&self, bound: String) -> String {
-        if self.plan.crash {
-            format!("{bound}; the machine crashes once at any scheduling point (or not at all), the killed processes restart")
+        if self.plan.crash != CrashPlan::Never {
+            format!("{bound}; one machine crash at any scheduling point (or none), the killed processes restarted")
         } else {
             bound
         }

@@ -159,7 +159,7 @@ impl Workload {
             scenario: self.scenario(),
             strategy,
             seed: WORLD_SEED,
-            crash: false,
+            crash: crate::sim::CrashPlan::Never,
         }
     }
 }

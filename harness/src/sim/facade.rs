@@ -25,10 +25,9 @@ pub trait Facade: Send + Sync + 'static {
     fn notify_all(cv: &Self::Condvar);
     /// Let the scheduler run someone else.
     fn yield_now();
-    /// Run every body on its own model thread, then `here` on the calling thread (a model
-    /// thread too, so its steps interleave with theirs at no thread's cost), and wait for
-    /// all of them. A panic in a body propagates.
-    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>, here: impl FnOnce());
+    /// Run every body on its own model thread and wait for all of them. A panic in a body
+    /// propagates.
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>);
 }
 
 /// Stack of a loom model thread: loom's default coroutine stack is too small for serde and the
@@ -72,7 +71,7 @@ impl Facade for Loom {
     fn yield_now() {
         loom::thread::yield_now()
     }
-    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>, here: impl FnOnce()) {
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
         let handles: Vec<_> = bodies
             .into_iter()
             .map(|b| {
@@ -82,7 +81,6 @@ impl Facade for Loom {
                     .expect("loom thread")
             })
             .collect();
-        here();
         for h in handles {
             if let Err(p) = h.join() {
                 std::panic::resume_unwind(p);
@@ -128,9 +126,8 @@ impl Facade for Shuttle {
     fn yield_now() {
         shuttle::thread::yield_now()
     }
-    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>, here: impl FnOnce()) {
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
         let handles: Vec<_> = bodies.into_iter().map(shuttle::thread::spawn).collect();
-        here();
         for h in handles {
             if let Err(p) = h.join() {
                 std::panic::resume_unwind(p);

@@ -66,7 +66,7 @@ impl<F: Facade> SimIssuer<F> {
             return None;
         }
         F::with(&self.state, |st| {
-            self.kernel.alive(self.life).then(|| {
+            self.kernel.enter_step(self.life).then(|| {
                 let now = self.clock.now_ms();
                 f(st, now)
             })

@@ -7,7 +7,7 @@
 //! observation stamped with the shared logical clock. Why dropping the pause points hides no
 //! interleaving: docs/model.md, "Scheduling points".
 //!
-//! Machine crashes ([`SharedKernel::crash`]): the kernel is replaced by its crash state, and
+//! Machine crashes ([`CrashPlan`]): the kernel is replaced by its crash state, and
 //! every process running then is dead: each system call, issuer request or record of a dead
 //! process fails at once, with no scheduling point, until its role loop returns and the world
 //! restarts it ([`super::world`]). A process learns of the crash inside its next shared step
@@ -87,13 +87,30 @@ pub struct SharedKernel<F: Facade> {
     changed: F::Condvar,
     state: Mutex<KernelState>,
     /// The machine's life: each crash starts a new one. A process of an earlier life is dead.
-    /// Written only inside a shared step (the crash), so a read is never stale by more than
-    /// the steps of the reading process itself.
+    /// Written only inside a step (the crash), so a read is never stale by more than the
+    /// steps of the reading process itself.
     epoch: AtomicU64,
     /// Processes started and not exited: the ones a crash kills (and the world restarts).
     running: Mutex<BTreeSet<Proc>>,
-    /// Executions may crash: a directory fsync is then a shared step (a crash observes it).
-    crashes: bool,
+    /// Whether and where the machine may crash.
+    plan: CrashPlan,
+    /// Shared steps taken so far (kernel calls and issuer requests of live processes).
+    steps: AtomicU64,
+    /// Records a crash: the processes it killed, and the kernel as the machine came back.
+    report: Box<dyn Fn(&BTreeSet<Proc>, &KernelState) + Send + Sync>,
+}
+
+/// Whether and where an execution's machine crashes (once at most).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPlan {
+    /// Never.
+    Never,
+    /// Somewhere: the driver picks a crash point per execution (loom: each in turn; shuttle:
+    /// at random), as [`CrashPlan::AtStep`]. A kernel given this plan never crashes.
+    Anywhere,
+    /// Right before shared step number N + 1 (after N steps; N = every step taken: at the
+    /// end, when every process has exited).
+    AtStep(u64),
 }
 
 /// The error a dead process's system calls fail with.
@@ -103,14 +120,16 @@ pub fn crashed() -> io::Error {
 
 impl<F: Facade> SharedKernel<F> {
     pub fn new(state: KernelState) -> Arc<SharedKernel<F>> {
-        SharedKernel::with_crashes(state, BTreeSet::new(), false)
+        SharedKernel::with_crashes(state, BTreeSet::new(), CrashPlan::Never, |_, _| {})
     }
 
-    /// A kernel whose `running` processes a [`SharedKernel::crash`] may kill.
+    /// A kernel whose `running` processes a crash may kill, as `plan` says; `report` records
+    /// each crash.
     pub fn with_crashes(
         state: KernelState,
         running: BTreeSet<Proc>,
-        crashes: bool,
+        plan: CrashPlan,
+        report: impl Fn(&BTreeSet<Proc>, &KernelState) + Send + Sync + 'static,
     ) -> Arc<SharedKernel<F>> {
         Arc::new(SharedKernel {
             sched: F::mutex(()),
@@ -118,8 +137,47 @@ impl<F: Facade> SharedKernel<F> {
             state: Mutex::new(state),
             epoch: AtomicU64::new(0),
             running: Mutex::new(running),
-            crashes,
+            plan,
+            steps: AtomicU64::new(0),
+            report: Box::new(report),
         })
+    }
+
+    /// Shared steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps.load(Ordering::SeqCst)
+    }
+
+    /// Whether executions may crash.
+    pub fn may_crash(&self) -> bool {
+        self.plan != CrashPlan::Never
+    }
+
+    /// Count one shared step of a live process, crashing the machine first if the plan puts
+    /// the crash right before it. Called inside the step (its lock held).
+    fn tick(&self) {
+        let n = self.steps.fetch_add(1, Ordering::SeqCst);
+        if self.plan == CrashPlan::AtStep(n) {
+            self.crash_here();
+        }
+    }
+
+    /// The crash itself, inside a step: every running process dies, the kernel becomes its
+    /// crash state, and the crash is recorded. Waiters are woken by the caller's step.
+    fn crash_here(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut k = self.state();
+        *k = k.crash();
+        (self.report)(&running, &k);
+    }
+
+    /// The end of an execution with [`CrashPlan::AtStep`] N where exactly N steps were taken:
+    /// the crash comes after the last one (no process left to kill).
+    pub fn crash_at_end(&self) {
+        if self.plan == CrashPlan::AtStep(self.steps()) {
+            F::with(&self.sched, |()| self.crash_here());
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, KernelState> {
@@ -151,46 +209,30 @@ impl<F: Facade> SharedKernel<F> {
         if !self.alive(life) {
             return Err(crashed());
         }
-        F::with(&self.sched, |()| {
+        let r = F::with(&self.sched, |()| {
+            self.tick();
             if self.alive(life) {
                 f(&mut self.state())
             } else {
                 Err(crashed())
             }
-        })
-    }
-
-    /// The machine crashes (one shared step, also holding `issuer`, so no token request is
-    /// half-done): unless no process is running any more, every running process dies, each
-    /// gets `killed` recorded, the kernel becomes its crash state, and `after` records what
-    /// the harness finds on restart. Waiters on locks wake and learn they are dead. Returns
-    /// whether it crashed.
-    pub fn crash<T: Send + 'static>(
-        &self,
-        issuer: &F::Mutex<T>,
-        killed: impl Fn(Proc),
-        after: impl FnOnce(&KernelState),
-    ) -> bool {
-        let crashed = F::with(issuer, |_| {
-            F::with(&self.sched, |()| {
-                let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-                if running.is_empty() {
-                    return false;
-                }
-                self.epoch.fetch_add(1, Ordering::SeqCst);
-                for &p in running.iter() {
-                    killed(p);
-                }
-                let mut k = self.state();
-                *k = k.crash();
-                after(&k);
-                true
-            })
         });
-        if crashed {
+        if !self.alive(life) {
             F::notify_all(&self.changed);
         }
-        crashed
+        r
+    }
+
+    /// Count one shared step a process of `life` takes under another lock (an issuer
+    /// request), crashing the machine first if the plan puts the crash there: whether the
+    /// process is still alive to take it.
+    pub fn enter_step(&self, life: u64) -> bool {
+        self.tick();
+        let alive = self.alive(life);
+        if !alive {
+            F::notify_all(&self.changed);
+        }
+        alive
     }
 
     /// One private step of a process of `life`: no scheduling point. Only for steps no other
@@ -275,7 +317,9 @@ impl<F: Facade> SharedKernel<F> {
             return Err(crashed());
         }
         F::wait_until(&self.sched, &self.changed, |()| {
+            self.tick();
             if !self.alive(life) {
+                F::notify_all(&self.changed);
                 return Some(Err(crashed()));
             }
             match f(&mut self.state()) {
@@ -490,7 +534,7 @@ impl<F: Facade> Os for SimOs<F> {
             k.fsync_dir(dir);
             Ok(())
         };
-        if self.kernel.crashes {
+        if self.kernel.may_crash() {
             self.kernel.call_in(self.life, sync)
         } else {
             self.kernel.private(self.life, sync)

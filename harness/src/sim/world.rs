@@ -2,14 +2,13 @@
 //! external files and token families as a fork run, from the same seed), one model thread per
 //! simulated process playing its role with its own [`pool_core::Pool`], and the history.
 //!
-//! With [`ModelPlan::crash`], one more step runs beside the processes (on the thread that
-//! built the world, so it costs no model thread): the machine crashes there
-//! ([`SharedKernel::crash`]) unless every process has exited by then. The checker places that
-//! step like any other, so the crash points are the scheduling points of the execution (loom:
-//! every one, within its preemption bound; shuttle: sampled), and the executions where it runs
-//! last have no crash. Every process the crash killed starts again, as a supervisor restarts
+//! Machine crashes ([`ModelPlan::crash`], at most one per execution): with
+//! [`CrashPlan::AtStep`] N the machine crashes right before the execution's shared step N + 1
+//! (a kernel call or issuer request; the step's process and every other running one die), or
+//! after its last step if it took exactly N (the loom driver explores every N, shuttle draws
+//! one per execution). Every process the crash killed starts again, as a supervisor restarts
 //! it: a new life of the same process plays its role from the beginning, loading the store as
-//! the crash left it. One crash per execution.
+//! the crash left it.
 //!
 //! Only the kernel, the issuer and the recorder are shared between processes. Pause rules of
 //! the scenario (sleep, jitter, rendezvous) are not used: every pause point yields to the
@@ -28,7 +27,7 @@ use pool_core::{Pool, Strategy};
 use super::facade::Facade;
 use super::issuer::{LogicalClock, RecorderSink, SharedIssuer, SimIssuer};
 use super::kernel::{KernelState, Proc};
-use super::os::{Recorder, SharedKernel, SimOs};
+use super::os::{CrashPlan, Recorder, SharedKernel, SimOs};
 use crate::drive::roles::{external_format, external_path, play_role, pool_config, WorkerPlan};
 use crate::drive::setup;
 use crate::history::{Ev, History, Record};
@@ -47,8 +46,8 @@ pub struct ModelPlan {
     pub scenario: Scenario,
     pub strategy: Strategy,
     pub seed: u64,
-    /// The machine may crash once, at any scheduling point (see the module's first lines).
-    pub crash: bool,
+    /// Whether and where the machine crashes (see the module's first lines).
+    pub crash: CrashPlan,
 }
 
 impl ModelPlan {
@@ -60,6 +59,12 @@ impl ModelPlan {
 
 /// Run one execution under scheduler `F` (call it inside `F`'s model) and return its history.
 pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
+    execute_counting::<F>(plan).0
+}
+
+/// [`execute`], and the number of shared steps the execution took (the crash points of
+/// [`CrashPlan::AtStep`] are 0 to that number).
+pub fn execute_counting<F: Facade>(plan: &ModelPlan) -> (History, u64) {
     let sc = &plan.scenario;
     let rec = Recorder::new();
     let keys = setup::keys(sc, plan.seed);
@@ -79,7 +84,14 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
     rec.push(0, setup::initial_write(sc, &store, &bytes));
 
     let procs: BTreeSet<Proc> = (1..=plan.processes()).collect();
-    let kernel = SharedKernel::<F>::with_crashes(kernel, procs, plan.crash);
+    let (r, provider, store) = (rec.clone(), sc.pool.provider.clone(), store_path.clone());
+    let kernel = SharedKernel::<F>::with_crashes(kernel, procs, plan.crash, move |killed, k| {
+        for &p in killed {
+            let point = "machine_crash".to_string();
+            r.push(p, Ev::Killed { point });
+        }
+        r.push(0, Ev::crash(k.contents(&store).as_deref(), &provider));
+    });
     let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
     let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
     let mut proc: Proc = 0;
@@ -105,31 +117,18 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
             bodies.push(Box::new(move || p.run()));
         }
     }
-    F::run_threads(bodies, || {
-        if plan.crash {
-            kernel.crash(
-                &issuer,
-                |p| {
-                    rec.push(
-                        p,
-                        Ev::Killed {
-                            point: "machine_crash".into(),
-                        },
-                    )
-                },
-                |k| rec.push(0, Ev::crash(k.contents(&store_path).as_deref(), &sc.pool.provider)),
-            );
-        }
-    });
+    F::run_threads(bodies);
+    kernel.crash_at_end();
 
     let final_bytes = kernel.call(|k| k.contents(&store_path));
     rec.push(
         0,
         Ev::final_store(final_bytes.as_deref(), &sc.pool.provider),
     );
+    let steps = kernel.steps();
     let mut records = rec.records();
     normalize_ops(&mut records);
-    History::from_records(records)
+    (History::from_records(records), steps)
 }
 
 /// Operation ids come from a process-wide counter, which keeps counting across executions;
