@@ -557,6 +557,12 @@ pub struct MatrixProfile {
     /// every role keeps one); never more than [`loom::max_processes`]. Each process multiplies
     /// loom's interleavings; shuttle samples, so its cost grows only with the steps.
     pub loom_processes: u32,
+    /// loom with machine crashes (a `[nemesis]` scenario): processes in all at most, and
+    /// iterations per process at most. loom explores every interleaving once per crash
+    /// point, so a crash cell costs about the steps of an execution times a crash-free one.
+    /// A scenario with more roles than this many processes is `n/a` for loom.
+    pub loom_crash_processes: u32,
+    pub loom_crash_ops: u32,
     pub preemption_bound: usize,
     /// loom's execution budget.
     pub loom_executions: usize,
@@ -568,12 +574,15 @@ pub struct MatrixProfile {
 
 impl Default for MatrixProfile {
     /// The `matrix` profile: every role at most 2 processes and 2 iterations; loom with
-    /// preemption bound 2 and at most 5000 executions; shuttle-pct depth 3, 2000 schedules.
+    /// preemption bound 2 and at most 5000 executions (with crashes: at most 2 processes x 1
+    /// iteration); shuttle-pct depth 3, 2000 schedules.
     fn default() -> Self {
         MatrixProfile {
             max_count: 2,
             max_ops: 2,
             loom_processes: u32::MAX,
+            loom_crash_processes: 2,
+            loom_crash_ops: 1,
             preemption_bound: DEFAULT_PREEMPTION_BOUND,
             loom_executions: 5000,
             shuttle_schedules: 2000,
@@ -625,8 +634,17 @@ pub fn matrix_run_with(
         r.count = r.count.min(profile.max_count);
         r.ops = r.ops.min(profile.max_ops);
     }
+    let loom_crashes = checker == Checker::Loom && sc.nemesis.is_some();
+    if loom_crashes {
+        for r in &mut small.roles {
+            r.ops = r.ops.min(profile.loom_crash_ops);
+        }
+    }
     if checker == Checker::Loom {
-        let cap = profile.loom_processes.min(loom::max_processes());
+        let mut cap = profile.loom_processes.min(loom::max_processes());
+        if loom_crashes {
+            cap = cap.min(profile.loom_crash_processes);
+        }
         while small.processes() > cap {
             let Some(r) = small
                 .roles
@@ -661,6 +679,14 @@ pub fn matrix_run_with(
         }
     }
     run.goal = Goal::named(&wanted)?;
+    if loom_crashes && run.plan.processes() > profile.loom_crash_processes {
+        return Ok(run.not_applicable(format!(
+            "loom explores every interleaving once per crash point, which the matrix profile affords for at most {} processes; '{}' has {} roles (each keeps one process): use shuttle, or `poolcheck model --checker loom` on a smaller scenario file",
+            profile.loom_crash_processes,
+            sc.name,
+            sc.roles.len()
+        )));
+    }
     if let Some(why) = run.unsupported() {
         return Ok(run.not_applicable(why));
     }
