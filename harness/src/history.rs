@@ -131,24 +131,24 @@ impl Ev {
 
 /// The content hash and the judged state of store bytes (`None`: no file).
 fn store_state(bytes: Option<&[u8]>, provider: &str) -> (String, FinalStore) {
-        match bytes {
-            None => (String::new(), FinalStore::Missing),
-            Some(b) => (
-                pool_core::digest::content_hash(b),
-                match serde_json::from_slice::<pool_core::Store>(b) {
-                    Ok(s) => FinalStore::Parsed {
-                        entries: s
-                            .entries(provider)
-                            .iter()
-                            .map(pool_core::pool::summary)
-                            .collect(),
-                    },
-                    Err(e) => FinalStore::Corrupt {
-                        detail: e.to_string(),
-                    },
+    match bytes {
+        None => (String::new(), FinalStore::Missing),
+        Some(b) => (
+            pool_core::digest::content_hash(b),
+            match serde_json::from_slice::<pool_core::Store>(b) {
+                Ok(s) => FinalStore::Parsed {
+                    entries: s
+                        .entries(provider)
+                        .iter()
+                        .map(pool_core::pool::summary)
+                        .collect(),
                 },
-            ),
-        }
+                Err(e) => FinalStore::Corrupt {
+                    detail: e.to_string(),
+                },
+            },
+        ),
+    }
 }
 
 /// A whole run's history, sorted by time, with the role of each process.

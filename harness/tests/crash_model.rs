@@ -41,7 +41,14 @@ fn run(checker: Checker, strategy: Strategy) -> ModelRun {
 }
 
 /// The anomalies of the counterexample, and its witness stories in one string.
-fn found(r: &ModelRun) -> (ModelVerdict, std::collections::BTreeMap<String, u64>, String, String) {
+fn found(
+    r: &ModelRun,
+) -> (
+    ModelVerdict,
+    std::collections::BTreeMap<String, u64>,
+    String,
+    String,
+) {
     let ex = r.explore(None).expect("runs");
     let rep = r.judge(&ex);
     let stories = rep
@@ -88,20 +95,29 @@ fn an_in_place_write_path_crashes_into_a_corrupt_store() {
     let (verdict, counts, stories, handle) = found(&r);
     assert_eq!(verdict, ModelVerdict::Counterexample);
     assert!(counts["corrupt_store"] > 0, "{counts:?}");
-    assert!(stories.contains("machine crash: after it store"), "{stories}");
+    assert!(
+        stories.contains("machine crash: after it store"),
+        "{stories}"
+    );
     assert!(stories.contains("began writing store"), "{stories}");
     assert!(handle.contains(",crash="), "{handle}");
     // The handle replays the same history.
     let again = loom::replay(r.plan.clone(), &handle).expect("replays");
     assert!(check::check(&again).counts["corrupt_store"] > 0);
-    assert!(again.records.iter().any(|x| matches!(x.ev, Ev::Crash { .. })));
+    assert!(again
+        .records
+        .iter()
+        .any(|x| matches!(x.ev, Ev::Crash { .. })));
 
     let mut calm = run(Checker::Loom, with_write("in-place"));
     calm.plan = std::sync::Arc::new(harness::sim::ModelPlan {
         crash: harness::sim::CrashPlan::Never,
         ..(*calm.plan).clone()
     });
-    assert_eq!(calm.explore(None).expect("runs").verdict, ModelVerdict::Verified);
+    assert_eq!(
+        calm.explore(None).expect("runs").verdict,
+        ModelVerdict::Verified
+    );
 }
 
 /// Temp + rename without the temp file's fsync: the rename can reach the disk before the data.
@@ -118,13 +134,15 @@ fn a_rename_without_the_file_fsync_crashes_into_a_corrupt_store() {
 /// crash brings the old store back: an acknowledged write lost (a `lost_update`).
 #[test]
 fn a_rename_without_the_directory_fsync_loses_an_acknowledged_write() {
-    let (verdict, counts, stories, _) =
-        found(&run(Checker::Loom, with_write("rename-nodirsync")));
+    let (verdict, counts, stories, _) = found(&run(Checker::Loom, with_write("rename-nodirsync")));
     assert_eq!(verdict, ModelVerdict::Counterexample);
     assert!(counts["lost_update"] > 0, "{counts:?}");
     assert_eq!(counts["corrupt_store"], 0, "{counts:?}");
     assert!(stories.contains("acknowledged"), "{stories}");
-    assert!(stories.contains("machine crash: the store came back as"), "{stories}");
+    assert!(
+        stories.contains("machine crash: the store came back as"),
+        "{stories}"
+    );
 }
 
 /// shuttle samples crash points: it meets the same counterexamples, its handle carries the

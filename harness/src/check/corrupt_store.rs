@@ -50,8 +50,8 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         if let Some(p) = ix
             .pending
             .iter()
-            .filter(|p| p.begin_ns > since && p.begin_ns < t)
-            .last()
+            .rev()
+            .find(|p| p.begin_ns > since && p.begin_ns < t)
         {
             if let Ev::Pool {
                 event: Event::WriteBegin { op, .. },

@@ -84,8 +84,7 @@ fn story(ix: &Index<'_>, w: usize, c: usize, left: &str, by: Option<usize>) -> T
             let b = &ix.writes[j];
             format!(
                 "the version {} wrote, before it",
-                ix.h.who(b.proc)
-                    .replace("harness", "the harness's setup")
+                ix.h.who(b.proc).replace("harness", "the harness's setup")
             )
         }
         None => "an older version".to_string(),
@@ -108,7 +107,11 @@ mod tests {
     use crate::history::History;
     use pool_core::world::{Event, OpKind};
 
-    fn crash(b: HistoryBuilder, back_to: &str, entries: &[pool_core::world::EntrySummary]) -> History {
+    fn crash(
+        b: HistoryBuilder,
+        back_to: &str,
+        entries: &[pool_core::world::EntrySummary],
+    ) -> History {
         b.at(
             0,
             Ev::Crash {
@@ -148,8 +151,14 @@ mod tests {
         assert_eq!(f.count, 1, "{f:?}");
         let w = f.witness.unwrap();
         assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w[1].contains("returned success: store h1 acknowledged"), "{w:?}");
-        assert!(w[2].contains("machine crash: the store came back as h0"), "{w:?}");
+        assert!(
+            w[1].contains("returned success: store h1 acknowledged"),
+            "{w:?}"
+        );
+        assert!(
+            w[2].contains("machine crash: the store came back as h0"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -299,8 +299,7 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search, goal: Goal) -> Exploration 
     let catch = std::mem::take(&mut *shared.catch.lock().unwrap_or_else(|p| p.into_inner()));
     // DFS stopped before its budget: it ran out of schedules, i.e. it saw them all. PCT /
     // random: every sampled schedule was judged (see the bound's wording).
-    let complete =
-        !exhaustive || ((schedules as usize) < budget && plan.crash == CrashPlan::Never);
+    let complete = !exhaustive || ((schedules as usize) < budget && plan.crash == CrashPlan::Never);
     catch.conclude(
         schedules,
         complete,
@@ -328,9 +327,9 @@ pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError>
         (Some(n), CrashPlan::Anywhere) => plan.crash = CrashPlan::AtStep(n),
         (None, CrashPlan::Anywhere) => plan.crash = CrashPlan::Never,
         (Some(_), _) => {
-            return Err(DriveError(format!(
-                "--replay: the handle has a crash point, and this run does not crash the machine (replay with the same arguments that found it, --crash included)"
-            )))
+            return Err(DriveError(
+                "--replay: the handle has a crash point, and this run does not crash the machine (replay with the same arguments that found it, --crash included)".to_string(),
+            ))
         }
         (None, _) => {}
     }

@@ -97,8 +97,11 @@ pub struct SharedKernel<F: Facade> {
     /// Shared steps taken so far (kernel calls and issuer requests of live processes).
     steps: AtomicU64,
     /// Records a crash: the processes it killed, and the kernel as the machine came back.
-    report: Box<dyn Fn(&BTreeSet<Proc>, &KernelState) + Send + Sync>,
+    report: Box<CrashReport>,
 }
+
+/// What records a crash: the processes it killed, and the kernel as the machine came back.
+pub type CrashReport = dyn Fn(&BTreeSet<Proc>, &KernelState) + Send + Sync;
 
 /// Whether and where an execution's machine crashes (once at most).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
