@@ -1,6 +1,5 @@
 //! `poolcheck`: the command line. Each subcommand is a thin layer over the library.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -8,6 +7,7 @@ use harness::drive::fork::RunOptions;
 use harness::drive::subject::SubjectSpec;
 use harness::expect::Expect;
 use harness::gate::{self, GateOptions};
+use harness::progress::{Progress, Style};
 use harness::report::{self, render, Report};
 use harness::scenario::Scenario;
 use harness::target::{self, Target};
@@ -29,6 +29,10 @@ use std::path::PathBuf;
         Exit codes: 0 every expectation met; 1 an expectation failed; 2 bad usage or bad input."
 )]
 struct Cli {
+    /// No progress on stderr (by default: a bar on a terminal, one line per finished cell
+    /// otherwise). Reports on stdout are the same either way.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -282,7 +286,7 @@ fn parse_cli() -> Cli {
 fn main() -> ExitCode {
     harness::lifeline::default_sigpipe();
     let cli = parse_cli();
-    match dispatch(cli.cmd) {
+    match dispatch(cli.cmd, Style::detect(cli.quiet)) {
         Ok(code) => code,
         Err(BadInput(msg)) => {
             eprintln!("poolcheck: {msg}");
@@ -291,7 +295,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
+fn dispatch(cmd: Cmd, progress: Style) -> Result<ExitCode, BadInput> {
     match cmd {
         Cmd::Strategies => {
             print!("{}", strategies_table());
@@ -369,20 +373,26 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 (false, _) => strategy_list(&strategies)?,
             };
             let targets = targets(&names, &subject_timeout.parse(&subject)?)?;
-            let progress = std::io::stderr().is_terminal();
             let mut rows = Vec::new();
+            let mut p = Progress::new(progress, "crash", targets.len() as u64);
             for t in &targets {
+                p.start(&format!("{} x {}", t.label(), sc.name));
                 let s = harness::campaign::crash(&sc, t, kills, seed, max_runs, |k, r| {
-                    if progress {
-                        eprint!("\r\x1b[2K{}: {k}/{kills} kills in {r} runs ...", t.label());
-                    }
+                    p.advance(&format!("{k}/{kills} kills in {r} runs"));
                 })
                 .map_err(|e| BadInput(e.to_string()))?;
+                p.done(&format!(
+                    "{} kills in {} runs; corrupt {}, dead {}, rollback {}, lost {}",
+                    s.kills,
+                    s.runs,
+                    s.corrupt_stores,
+                    s.dead_credentials,
+                    s.rollbacks,
+                    s.lost_updates
+                ));
                 rows.push(s);
             }
-            if progress {
-                eprint!("\r\x1b[2K");
-            }
+            p.finish();
             match format {
                 Format::Json => println!(
                     "{}",
@@ -479,6 +489,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 subject_timeout.subject_timeout_ms,
                 opts,
                 out,
+                progress,
             )
         }
         Cmd::Merge {
@@ -506,7 +517,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 "bench",
                 "it measures pool-core's strategies against SQLite and the syscall floor",
             )?;
-            harness::bench::main(&args)
+            harness::bench::main(&args, progress)
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(BadInput)
         }
@@ -547,8 +558,16 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             if quick {
                 scs.iter_mut().for_each(Scenario::make_quick);
             }
-            let total = strategies.len() * scs.len() * drivers.len();
-            let progress = std::io::stderr().is_terminal();
+            // The cells: a subject has its fork row only (whatever --drivers says).
+            let total: usize = strategies
+                .iter()
+                .map(|st| match st.strategy() {
+                    Some(_) => drivers.len(),
+                    None => 1,
+                })
+                .sum::<usize>()
+                * scs.len();
+            let mut p = Progress::new(progress, "matrix", total as u64);
             let mut runs = Vec::with_capacity(total);
             let mut pages = match &html {
                 Some(dir) => Some(report::html::HtmlReport::create(dir).map_err(BadInput)?),
@@ -559,8 +578,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                     // The model checkers run pool-core only: a subject gets its fork row.
                     for d in drivers.iter().filter(|d| d.as_str() != "fork") {
                         let Some(model) = st.strategy() else { continue };
-                        let run = harness::drive::model::matrix_run(d, sc, model, seed);
-                        runs.push(run.map_err(|e| BadInput(e.to_string()))?);
+                        p.start(&format!("{} x {} ({d})", st.label(), sc.name));
+                        let run = harness::drive::model::matrix_run(d, sc, model, seed)
+                            .map_err(|e| BadInput(e.to_string()))?;
+                        p.done(&render::cell(&run));
+                        runs.push(run);
                     }
                     if !drivers.iter().any(|d| d == "fork") && st.strategy().is_some() {
                         continue;
@@ -569,26 +591,18 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         seed,
                         ..RunOptions::default()
                     };
-                    if progress {
-                        eprint!(
-                            "\r\x1b[2K[{}/{total}] {} x {} ...",
-                            runs.len() + 1,
-                            st.label(),
-                            sc.name
-                        );
-                    }
+                    p.start(&format!("{} x {}", st.label(), sc.name));
                     let (run, rec) =
                         target::run_and_judge(sc, st, &opts, &Expect::from_scenario(sc))
                             .map_err(|e| BadInput(e.to_string()))?;
+                    p.done(&render::cell(&run));
                     if let Some(p) = &mut pages {
                         p.add(&run, &rec.history).map_err(BadInput)?;
                     }
                     runs.push(run);
                 }
             }
-            if progress {
-                eprint!("\r\x1b[2K");
-            }
+            p.finish();
             let report = Report::new(runs);
             if let Some(p) = pages {
                 let page = p.finish(&report).map_err(BadInput)?;
@@ -613,7 +627,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 "explore",
                 "it generates workloads for pool-core on a simulated kernel",
             )?;
-            Ok(match harness::explore::run(&args).map_err(BadInput)? {
+            Ok(match harness::explore::run(&args, progress).map_err(BadInput)? {
                 true => ExitCode::from(1),
                 false => ExitCode::SUCCESS,
             })
@@ -670,6 +684,7 @@ fn gate_dispatch(
     timeout_ms: u64,
     opts: GateOptions,
     out: GateOutputs,
+    progress: Style,
 ) -> Result<ExitCode, BadInput> {
     let timeout = std::time::Duration::from_millis(timeout_ms.clamp(1, 3_600_000));
     let (expects, scenarios) = match &expect {
@@ -682,22 +697,8 @@ fn gate_dispatch(
         ),
     }
     .map_err(BadInput)?;
-    let progress = std::io::stderr().is_terminal();
-    let report = gate::run(&expects, &scenarios, &opts, |i, n, u| {
-        if progress {
-            eprint!(
-                "\r\x1b[2K[{}/{n}] {} x {} seed {} ...",
-                i + 1,
-                u.strategy.label(),
-                u.scenario,
-                u.seed
-            );
-        }
-    })
-    .map_err(|e| BadInput(e.to_string()))?;
-    if progress {
-        eprint!("\r\x1b[2K");
-    }
+    let report = gate::run(&expects, &scenarios, &opts, progress)
+        .map_err(|e| BadInput(e.to_string()))?;
     emit_gate(&report, &out)
 }
 
