@@ -190,7 +190,11 @@ mod tests {
         p.start("none x refresh-race");
         p.done("double:1");
         p.done += 2;
-        let l = p.line("none x refresh-race", "double:1", Duration::from_millis(1200));
+        let l = p.line(
+            "none x refresh-race",
+            "double:1",
+            Duration::from_millis(1200),
+        );
         assert!(
             l.starts_with("matrix [3/12] none x refresh-race: double:1 (1.20 s; "),
             "{l}"

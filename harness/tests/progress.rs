@@ -58,7 +58,10 @@ fn matrix_prints_one_line_per_finished_cell_and_quiet_none() {
     .enumerate()
     {
         let l = &got[i];
-        assert!(l.starts_with(&format!("matrix [{}/4] {cell}", i + 1)), "{l}");
+        assert!(
+            l.starts_with(&format!("matrix [{}/4] {cell}", i + 1)),
+            "{l}"
+        );
         assert!(l.ends_with(" s elapsed)"), "{l}");
     }
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -68,7 +71,11 @@ fn matrix_prints_one_line_per_finished_cell_and_quiet_none() {
     quiet.extend(args);
     let q = poolcheck(&quiet);
     assert_eq!(q.status.code(), Some(0));
-    assert!(q.stderr.is_empty(), "{}", String::from_utf8_lossy(&q.stderr));
+    assert!(
+        q.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&q.stderr)
+    );
     assert_eq!(shape(&q), shape(&o), "-q changed the report");
 }
 
@@ -121,10 +128,17 @@ fn gate_crash_and_explore_report_progress_in_lines_too() {
     let got = lines(&o, "explore [");
     assert_eq!(got.len(), 2, "{got:#?}");
     assert!(got[0].starts_with("explore [1/2] search: "), "{got:#?}");
-    assert!(got[1].starts_with("explore [2/2] shrink: shrunk in "), "{got:#?}");
+    assert!(
+        got[1].starts_with("explore [2/2] shrink: shrunk in "),
+        "{got:#?}"
+    );
     let mut quiet = vec!["--quiet"];
     quiet.extend(args);
     let q = poolcheck(&quiet);
-    assert!(q.stderr.is_empty(), "{}", String::from_utf8_lossy(&q.stderr));
+    assert!(
+        q.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&q.stderr)
+    );
     assert_eq!(shape(&q), shape(&o), "--quiet changed the report");
 }

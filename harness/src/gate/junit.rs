@@ -32,7 +32,11 @@ pub fn render(g: &GateSection) -> String {
 }
 
 fn duration(seconds: f64) -> Duration {
-    Duration::from_secs_f64(if seconds.is_finite() { seconds.max(0.0) } else { 0.0 })
+    Duration::from_secs_f64(if seconds.is_finite() {
+        seconds.max(0.0)
+    } else {
+        0.0
+    })
 }
 
 /// One expectation as a test case.

@@ -208,6 +208,7 @@ pub fn run(
         .map(|e| judge(e, &runs, opts.quick))
         .collect();
     let mut report = Report::new(runs);
+    report.invocation = crate::report::replay::Invocation::quick(opts.quick);
     report.gate = Some(GateSection {
         budget: if opts.quick { "quick" } else { "deep" }.into(),
         seed: opts.seed,
@@ -220,13 +221,8 @@ pub fn run(
 }
 
 fn replay_command(r: &RunReport, quick: bool) -> String {
-    format!(
-        "poolcheck run --scenario {} {} --seed {}{}",
-        r.scenario,
-        crate::target::of_report(r).run_option(),
-        r.stats.seed,
-        if quick { " --quick" } else { "" }
-    )
+    crate::report::replay::command(r, &crate::report::replay::Invocation::quick(quick))
+        .expect("fork and subject runs always have one")
 }
 
 /// Judge one expectation over the runs of its cell.
