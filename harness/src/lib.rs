@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod campaign;
 pub mod check;
+pub mod cli;
 pub mod drive;
 pub mod expect;
 pub mod explore;
@@ -14,6 +15,7 @@ pub mod gate;
 pub mod history;
 pub mod issuer;
 pub mod lifeline;
+pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod sim;
