@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::GateSection;
+use crate::report::GateSection;
 
 use crate::report::xml::escape as esc;
 
@@ -86,7 +86,7 @@ pub fn render(g: &GateSection) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::GateResult;
+    use crate::report::GateResult;
     use std::collections::BTreeMap;
 
     #[test]
