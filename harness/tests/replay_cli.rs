@@ -160,7 +160,9 @@ fn a_failed_matrix_cell_shows_its_replay_command_in_markdown_and_html() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lost-update.toml"),
     )
     .unwrap();
-    let start = catalog.find("\n[expect]").expect("the catalog file has [expect]");
+    let start = catalog
+        .find("\n[expect]")
+        .expect("the catalog file has [expect]");
     let end = catalog[start + 1..]
         .find("\n[")
         .map_or(catalog.len(), |i| start + 1 + i);
@@ -244,7 +246,10 @@ fn a_model_counterexample_shows_a_replay_command_that_tells_the_same_story() {
         .find_map(|l| l.strip_prefix("Replay: `"))
         .and_then(|l| l.strip_suffix('`'))
         .unwrap_or_else(|| panic!("no replay line: {md}"));
-    assert!(replay.contains(" --procs 2 ") && replay.contains(" --replay "), "{replay}");
+    assert!(
+        replay.contains(" --procs 2 ") && replay.contains(" --replay "),
+        "{replay}"
+    );
     let mut json_args = args.to_vec();
     json_args.extend(["--format", "json"]);
     let found: Value = serde_json::from_slice(&poolcheck(&json_args).stdout).unwrap();
