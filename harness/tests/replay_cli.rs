@@ -261,3 +261,33 @@ fn a_model_counterexample_shows_a_replay_command_that_tells_the_same_story() {
         "{replay}"
     );
 }
+
+/// A `matrix` model cell (resized by the matrix profile and `--quick`) is replayed at the
+/// matrix's sizes: the printed command tells the cell's story.
+#[test]
+fn a_matrix_model_cell_replays_at_the_matrix_sizes() {
+    let args = [
+        "-q",
+        "matrix",
+        "--quick",
+        "--drivers",
+        "shuttle",
+        "--strategies",
+        "none",
+        "--scenarios",
+        "refresh-race",
+    ];
+    let table = String::from_utf8_lossy(&poolcheck(&args).stdout).into_owned();
+    let replay = table
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replay: "))
+        .unwrap_or_else(|| panic!("no replay line: {table}"));
+    assert!(replay.contains(" --matrix-sizes "), "{replay}");
+    let mut json = args.to_vec();
+    json.extend(["--format", "json"]);
+    let cell: Value = serde_json::from_slice(&poolcheck(&json).stdout).unwrap();
+    let replayed: Value =
+        serde_json::from_slice(&run_printed(replay, &["--format", "json"]).stdout).unwrap();
+    let anomaly = cell["runs"][0]["witnesses"][0]["anomaly"].as_str().unwrap();
+    assert_eq!(story(&replayed, anomaly), story(&cell, anomaly), "{replay}");
+}
