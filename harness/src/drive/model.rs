@@ -87,6 +87,11 @@ pub struct ModelArgs {
     /// Re-run one schedule: a shuttle schedule string, or a loom `pb=B,iteration=N`.
     #[arg(long, value_name = "HANDLE")]
     pub replay: Option<String>,
+    /// Model the scenario at the sizes `matrix --drivers` models it (every role at most 2
+    /// processes and 2 iterations; loom at most 3 processes in all): what a matrix model
+    /// cell's replay command passes (instead of --procs/--ops).
+    #[arg(long, conflicts_with_all = ["procs", "ops"])]
+    pub matrix_sizes: bool,
     /// Search for these anomalies (comma-separated): executions that show only other
     /// anomalies do not end the search (default: stop at the first anomaly of any kind).
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
@@ -327,7 +332,11 @@ impl ModelRun {
     pub fn from_args(a: &ModelArgs) -> Result<ModelRun, DriveError> {
         let sc = Scenario::find(&a.scenario).map_err(|e| DriveError(e.to_string()))?;
         let st = Strategy::parse(&a.strategy).map_err(|e| DriveError(e.to_string()))?;
-        let mut run = ModelRun::new(a.checker, sc, st, a.seed, a.procs, a.ops);
+        let mut run = if a.matrix_sizes {
+            MatrixProfile::default().run(a.checker, &sc, st, a.seed)
+        } else {
+            ModelRun::new(a.checker, sc, st, a.seed, a.procs, a.ops)
+        };
         if a.crash {
             run.crash_machine();
         }
@@ -629,43 +638,8 @@ pub fn matrix_run_with(
     seed: Option<u64>,
 ) -> Result<RunReport, DriveError> {
     let checker = matrix_checker(driver)?;
-    let mut small = sc.clone();
-    for r in &mut small.roles {
-        r.count = r.count.min(profile.max_count);
-        r.ops = r.ops.min(profile.max_ops);
-    }
     let loom_crashes = checker == Checker::Loom && sc.nemesis.is_some();
-    if loom_crashes {
-        for r in &mut small.roles {
-            r.ops = r.ops.min(profile.loom_crash_ops);
-        }
-    }
-    if checker == Checker::Loom {
-        let mut cap = profile.loom_processes.min(loom::max_processes());
-        if loom_crashes {
-            cap = cap.min(profile.loom_crash_processes);
-        }
-        while small.processes() > cap {
-            let Some(r) = small
-                .roles
-                .iter_mut()
-                .filter(|r| r.count > 1)
-                .max_by_key(|r| r.count)
-            else {
-                break;
-            };
-            r.count -= 1;
-        }
-    }
-    let mut run = ModelRun::new(checker, small, strategy, seed, None, None);
-    run.scenario = sc.clone();
-    run.note = (sizes(&run.plan.scenario) != sizes(sc)).then(|| {
-        format!(
-            "matrix model profile: modelled {} (the scenario file says {})",
-            sizes(&run.plan.scenario),
-            sizes(sc)
-        )
-    });
+    let mut run = profile.run(checker, sc, strategy, seed);
     run.preemption_bound = profile.preemption_bound;
     run.iterations = Some(match checker {
         Checker::Loom => profile.loom_executions,
@@ -692,6 +666,59 @@ pub fn matrix_run_with(
     }
     let ex = run.explore(None)?;
     Ok(run.judge(&ex))
+}
+
+impl MatrixProfile {
+    /// A run of `sc` at this profile's sizes (`poolcheck model --matrix-sizes` and every
+    /// matrix model cell), the difference stated in its note.
+    pub fn run(
+        &self,
+        checker: Checker,
+        sc: &Scenario,
+        strategy: Strategy,
+        seed: Option<u64>,
+    ) -> ModelRun {
+        let mut small = sc.clone();
+        for r in &mut small.roles {
+            r.count = r.count.min(self.max_count);
+            r.ops = r.ops.min(self.max_ops);
+        }
+        // loom explores every interleaving once per crash point: a `[nemesis]` scenario is
+        // modelled smaller still.
+        let loom_crashes = checker == Checker::Loom && sc.nemesis.is_some();
+        if loom_crashes {
+            for r in &mut small.roles {
+                r.ops = r.ops.min(self.loom_crash_ops);
+            }
+        }
+        if checker == Checker::Loom {
+            let mut cap = self.loom_processes.min(loom::max_processes());
+            if loom_crashes {
+                cap = cap.min(self.loom_crash_processes);
+            }
+            while small.processes() > cap {
+                let Some(r) = small
+                    .roles
+                    .iter_mut()
+                    .filter(|r| r.count > 1)
+                    .max_by_key(|r| r.count)
+                else {
+                    break;
+                };
+                r.count -= 1;
+            }
+        }
+        let mut run = ModelRun::new(checker, small, strategy, seed, None, None);
+        run.scenario = sc.clone();
+        run.note = (sizes(&run.plan.scenario) != sizes(sc)).then(|| {
+            format!(
+                "matrix model profile: modelled {} (the scenario file says {})",
+                sizes(&run.plan.scenario),
+                sizes(sc)
+            )
+        });
+        run
+    }
 }
 
 impl ModelRun {
