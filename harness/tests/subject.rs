@@ -394,7 +394,10 @@ fn a_subject_that_exits_at_hello_is_an_error_in_every_command() {
         .find(|n| n.has_tag_name("error"))
         .unwrap_or_else(|| panic!("no <error>: {x}"));
     assert!(
-        error.text().unwrap_or("").contains("did not run to the end"),
+        error
+            .text()
+            .unwrap_or("")
+            .contains("did not run to the end"),
         "{x}"
     );
     // merge keeps it an error.
