@@ -19,7 +19,7 @@ use crate::expect::{Expect, Want};
 use crate::history::History;
 use crate::report::{self, ModelStats, RunReport, Stats};
 use crate::scenario::Scenario;
-use crate::sim::ModelPlan;
+use crate::sim::{CrashPlan, ModelPlan};
 
 /// Which model checker, and how it searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -96,6 +96,11 @@ pub struct ModelArgs {
     /// anomalies do not end the search (default: stop at the first anomaly of any kind).
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     pub anomaly: Vec<String>,
+    /// Let the machine crash once per execution, at any step (power loss: unsynced data and
+    /// directory entries lost; the running processes restart). On by default for a scenario
+    /// with a [nemesis].
+    #[arg(long)]
+    pub crash: bool,
 }
 
 /// The model verdicts.
@@ -332,6 +337,9 @@ impl ModelRun {
         } else {
             ModelRun::new(a.checker, sc, st, a.seed, a.procs, a.ops)
         };
+        if a.crash {
+            run.crash_machine();
+        }
         run.preemption_bound = a.preemption_bound;
         run.depth = a.depth;
         run.iterations = a.iterations;
@@ -366,6 +374,11 @@ impl ModelRun {
         ModelRun {
             checker,
             plan: Arc::new(ModelPlan {
+                crash: if modelled.nemesis.is_some() {
+                    CrashPlan::Anywhere
+                } else {
+                    CrashPlan::Never
+                },
                 scenario: modelled,
                 strategy,
                 seed,
@@ -381,16 +394,25 @@ impl ModelRun {
         }
     }
 
-    /// Why this run cannot be modelled, if it cannot: the model drivers do not crash
-    /// executions, so a scenario with a `[nemesis]` would run without its crashes and look
-    /// safer than it is; loom models at most [`loom::max_processes`] processes.
-    pub fn unsupported(&self) -> Option<String> {
-        if self.scenario.nemesis.is_some() {
-            return Some(format!(
-                "scenario '{}' has a [nemesis] (processes killed and restarted), which the model drivers do not simulate yet: run it with the fork driver (`poolcheck run`)",
-                self.scenario.name
-            ));
+    /// Let every execution crash the machine once (a scenario with a `[nemesis]` does).
+    pub fn crash_machine(&mut self) {
+        let mut plan = (*self.plan).clone();
+        plan.crash = CrashPlan::Anywhere;
+        self.plan = Arc::new(plan);
+    }
+
+    /// The search's bound in words, with the crash if executions crash.
+    fn stated(&self, bound: String) -> String {
+        if self.plan.crash != CrashPlan::Never {
+            format!("{bound}; one machine crash at any scheduling point (or none), the killed processes restarted")
+        } else {
+            bound
         }
+    }
+
+    /// Why this run cannot be modelled, if it cannot: loom models at most
+    /// [`loom::max_processes`] processes.
+    pub fn unsupported(&self) -> Option<String> {
         let n = self.plan.processes();
         if self.checker == Checker::Loom && n > loom::max_processes() {
             return Some(format!(
@@ -432,7 +454,7 @@ impl ModelRun {
             });
         }
         let goal = self.goal.clone();
-        Ok(match self.checker {
+        let mut ex = match self.checker {
             Checker::Loom => loom::explore(plan, self.preemption_bound, self.iterations, goal)?,
             Checker::ShuttlePct => shuttle::explore(
                 plan,
@@ -458,7 +480,9 @@ impl ModelRun {
                 },
                 goal,
             ),
-        })
+        };
+        ex.bound = self.stated(ex.bound);
+        Ok(ex)
     }
 
     /// Judge an exploration in the report contract.
@@ -542,6 +566,12 @@ pub struct MatrixProfile {
     /// every role keeps one); never more than [`loom::max_processes`]. Each process multiplies
     /// loom's interleavings; shuttle samples, so its cost grows only with the steps.
     pub loom_processes: u32,
+    /// loom with machine crashes (a `[nemesis]` scenario): processes in all at most, and
+    /// iterations per process at most. loom explores every interleaving once per crash
+    /// point, so a crash cell costs about the steps of an execution times a crash-free one.
+    /// A scenario with more roles than this many processes is `n/a` for loom.
+    pub loom_crash_processes: u32,
+    pub loom_crash_ops: u32,
     pub preemption_bound: usize,
     /// loom's execution budget.
     pub loom_executions: usize,
@@ -553,12 +583,15 @@ pub struct MatrixProfile {
 
 impl Default for MatrixProfile {
     /// The `matrix` profile: every role at most 2 processes and 2 iterations; loom with
-    /// preemption bound 2 and at most 5000 executions; shuttle-pct depth 3, 2000 schedules.
+    /// preemption bound 2 and at most 5000 executions (with crashes: at most 2 processes x 1
+    /// iteration); shuttle-pct depth 3, 2000 schedules.
     fn default() -> Self {
         MatrixProfile {
             max_count: 2,
             max_ops: 2,
             loom_processes: u32::MAX,
+            loom_crash_processes: 2,
+            loom_crash_ops: 1,
             preemption_bound: DEFAULT_PREEMPTION_BOUND,
             loom_executions: 5000,
             shuttle_schedules: 2000,
@@ -605,6 +638,7 @@ pub fn matrix_run_with(
     seed: Option<u64>,
 ) -> Result<RunReport, DriveError> {
     let checker = matrix_checker(driver)?;
+    let loom_crashes = checker == Checker::Loom && sc.nemesis.is_some();
     let mut run = profile.run(checker, sc, strategy, seed);
     run.preemption_bound = profile.preemption_bound;
     run.iterations = Some(match checker {
@@ -619,6 +653,14 @@ pub fn matrix_run_with(
         }
     }
     run.goal = Goal::named(&wanted)?;
+    if loom_crashes && run.plan.processes() > profile.loom_crash_processes {
+        return Ok(run.not_applicable(format!(
+            "loom explores every interleaving once per crash point, which the matrix profile affords for at most {} processes; '{}' has {} roles (each keeps one process): use shuttle, or `poolcheck model --checker loom` on a smaller scenario file",
+            profile.loom_crash_processes,
+            sc.name,
+            sc.roles.len()
+        )));
+    }
     if let Some(why) = run.unsupported() {
         return Ok(run.not_applicable(why));
     }
@@ -641,8 +683,19 @@ impl MatrixProfile {
             r.count = r.count.min(self.max_count);
             r.ops = r.ops.min(self.max_ops);
         }
+        // loom explores every interleaving once per crash point: a `[nemesis]` scenario is
+        // modelled smaller still.
+        let loom_crashes = checker == Checker::Loom && sc.nemesis.is_some();
+        if loom_crashes {
+            for r in &mut small.roles {
+                r.ops = r.ops.min(self.loom_crash_ops);
+            }
+        }
         if checker == Checker::Loom {
-            let cap = self.loom_processes.min(loom::max_processes());
+            let mut cap = self.loom_processes.min(loom::max_processes());
+            if loom_crashes {
+                cap = cap.min(self.loom_crash_processes);
+            }
             while small.processes() > cap {
                 let Some(r) = small
                     .roles
