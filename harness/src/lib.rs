@@ -14,6 +14,7 @@ pub mod gate;
 pub mod history;
 pub mod issuer;
 pub mod lifeline;
+pub mod observe;
 pub mod report;
 pub mod scenario;
 pub mod sim;

@@ -215,13 +215,26 @@ struct SubjectTimeout {
     #[arg(long, value_name = "MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     subject_timeout_ms: u64,
+    /// Run subjects under the syscall observer (Linux x86_64; ptrace and seccomp-bpf): their
+    /// store reads and writes, refreshes and pause points are taken from their system calls, so
+    /// an unmodified pool is judged (docs/subjects.md, "The syscall observer"). What a subject
+    /// reports itself is then only compared with what was observed.
+    #[arg(long, value_name = "WHAT", value_parser = ["syscalls"])]
+    observe: Option<String>,
 }
 
 impl SubjectTimeout {
     fn parse(&self, args: &[String]) -> Result<Vec<SubjectSpec>, BadInput> {
         let t = std::time::Duration::from_millis(self.subject_timeout_ms);
+        if self.observe.is_some() {
+            harness::observe::preflight().map_err(BadInput)?;
+        }
         args.iter()
-            .map(|a| target::parse_subject(a, t).map_err(BadInput))
+            .map(|a| {
+                let mut s = target::parse_subject(a, t).map_err(BadInput)?;
+                s.observe = self.observe.is_some();
+                Ok(s)
+            })
             .collect()
     }
 }
@@ -334,6 +347,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             };
             let target = match (subject, strategy) {
                 (Some(cmd), _) => Target::Subject(subject_timeout.parse(&[cmd])?.remove(0)),
+                (None, Some(_)) if subject_timeout.observe.is_some() => {
+                    return Err(BadInput(
+                        "--observe syscalls watches an external subject: give --subject CMD (pool-core strategies report their own events)".into(),
+                    ))
+                }
                 (None, Some(st)) => {
                     Target::Model(Strategy::parse(&st).map_err(|e| BadInput(e.to_string()))?)
                 }
@@ -476,7 +494,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             gate_dispatch(
                 expect,
                 &subject_timeout.parse(&subject)?,
-                subject_timeout.subject_timeout_ms,
+                &subject_timeout,
                 opts,
                 out,
             )
@@ -667,11 +685,12 @@ fn nonempty_items(flag: &str, items: &[String]) -> Result<(), BadInput> {
 fn gate_dispatch(
     expect: Option<PathBuf>,
     subjects: &[SubjectSpec],
-    timeout_ms: u64,
+    subject_opts: &SubjectTimeout,
     opts: GateOptions,
     out: GateOutputs,
 ) -> Result<ExitCode, BadInput> {
-    let timeout = std::time::Duration::from_millis(timeout_ms.clamp(1, 3_600_000));
+    let timeout =
+        std::time::Duration::from_millis(subject_opts.subject_timeout_ms.clamp(1, 3_600_000));
     let (expects, scenarios) = match &expect {
         Some(path) => harness::expect::load_file(path, subjects, timeout),
         None => harness::expect::parse_file_with(
@@ -682,6 +701,12 @@ fn gate_dispatch(
         ),
     }
     .map_err(BadInput)?;
+    let mut expects = expects;
+    for e in &mut expects {
+        if let Target::Subject(s) = &mut e.strategy {
+            s.observe = subject_opts.observe.is_some();
+        }
+    }
     let progress = std::io::stderr().is_terminal();
     let report = gate::run(&expects, &scenarios, &opts, |i, n, u| {
         if progress {

@@ -20,7 +20,8 @@ Switches turn on the fixes, one at a time or together:
   a refusal with no newer token on disk marks the entry ``dead``.
 
 ``--merge`` and ``--serialized-refresh`` imply ``--flock-per-write``. ``--black-box`` makes the
-adapter report no events (only pauses), as a pool wrapped without instrumentation would.
+adapter report no events (only pauses), as a pool wrapped without instrumentation would;
+``--silent`` reports neither events nor pauses (judge it with ``poolcheck --observe syscalls``).
 
 The adapter at the bottom (``Adapter`` and ``serve``, a few lines over ``poolcheck_adapter``,
 the protocol helper in this directory) speaks ``poolcheck-subject/1`` on stdin/stdout (see
@@ -570,7 +571,7 @@ def serve(args, inp=sys.stdin, out=sys.stdout):
             serialized_refresh=args.serialized_refresh, seed=h.get("seed", 1),
             external={x["source"]: x["path"] for x in h.get("external", [])}))
     return poolcheck_adapter.serve(make, inp, out, subject="python-pool", mode=mode(args),
-                                   black_box=args.black_box, errors=ERRORS)
+                                   black_box=args.black_box, errors=ERRORS, silent=args.silent)
 
 
 def mode(args):
@@ -587,6 +588,9 @@ def parse_args(argv):
     p.add_argument("--serialized-refresh", action="store_true")
     p.add_argument("--black-box", action="store_true",
                    help="report no events (pauses only), to test what poolcheck judges alone")
+    p.add_argument("--silent", action="store_true",
+                   help="report no events and no pauses (an uninstrumented pool), for "
+                        "poolcheck --observe syscalls")
     return p.parse_args(argv)
 
 
