@@ -112,6 +112,10 @@ struct Conn<'h, 'a> {
     /// ones recorded and applied; what the subject reports itself is only compared with them.
     observer: Option<crate::observe::Observer>,
     check: SelfCheck,
+    /// The kind of the operation in flight, and whether an observed `load_pool` has passed
+    /// its `after_load` point.
+    op_kind: Option<OpKind>,
+    loaded: bool,
 }
 
 /// Play the role of `plan` with the subject; returns the worker's exit code.
@@ -268,6 +272,8 @@ impl<'h, 'a> Conn<'h, 'a> {
             _guard: guard,
             observer,
             check: SelfCheck::default(),
+            op_kind: None,
+            loaded: false,
         };
         let reply = c.exchange(&hello, "hello")?;
         if reply.get("protocol").and_then(Value::as_str) != Some(PROTOCOL) {
@@ -361,6 +367,8 @@ impl<'h, 'a> Conn<'h, 'a> {
         self.op = self.next_op;
         self.next_op += 1;
         self.io_events = 0;
+        self.op_kind = Some(kind);
+        self.loaded = false;
         self.hooks.record(Event::OpBegin { op: self.op, kind });
         if let Some(o) = &self.observer {
             // An unmodified program has no operation boundary of its own: the worker's is
@@ -400,6 +408,7 @@ impl<'h, 'a> Conn<'h, 'a> {
             error,
         });
         self.op = 0;
+        self.op_kind = None;
         reply
     }
 
@@ -496,7 +505,13 @@ impl<'h, 'a> Conn<'h, 'a> {
                 self.hooks.log().push_at(t_ns, Ev::Pool { event });
             }
             crate::observe::Report::Pause { point, resume } => {
-                self.hooks.pause(point);
+                // Every parsed store read is a candidate `after_load`; a self-reporting pool
+                // announces it once, in `load_pool`.
+                let applies = point != Pause::AfterLoad
+                    || (self.op_kind == Some(OpKind::LoadPool) && !std::mem::replace(&mut self.loaded, true));
+                if applies {
+                    self.hooks.pause(point);
+                }
                 let _ = resume.send(());
             }
         }

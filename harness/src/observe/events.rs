@@ -143,6 +143,9 @@ pub struct Observed {
     op: Arc<AtomicU64>,
     /// Hash and entries of the newest store version the subject read or wrote.
     seen: Option<(String, Vec<EntrySummary>)>,
+    /// (operation, store writes it completed): a later write of that operation begins at
+    /// `between_persists`.
+    persisted: (u64, u32),
 }
 
 impl Observed {
@@ -167,6 +170,7 @@ impl Observed {
             sink,
             op,
             seen: None,
+            persisted: (0, 0),
         }
     }
 
@@ -183,6 +187,15 @@ impl Observed {
         let (tx, rx) = mpsc::channel();
         (self.sink)(Report::Pause { point, resume: tx });
         let _ = rx.recv();
+    }
+
+    /// A store write begins: if its operation already completed one, this is the window
+    /// between two persists.
+    fn store_write_begins(&self) {
+        let op = self.op();
+        if op != 0 && self.persisted.0 == op && self.persisted.1 > 0 {
+            self.pause(Pause::BetweenPersists);
+        }
     }
 
     /// Which watched file `path` (absolute) names.
@@ -210,6 +223,9 @@ impl Observed {
                 let what = self.watched(&path);
                 let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
                 let trunc = what.is_some() && writable && flags & libc::O_TRUNC != 0;
+                if trunc && what == Some(Watched::Store) {
+                    self.store_write_begins();
+                }
                 // Every open's descriptor matters only if it names a watched file, but a
                 // descriptor number reused for another file must be forgotten: at the return.
                 Some(Pending::Open {
@@ -272,6 +288,7 @@ impl Observed {
                 let what = self.watched(&dst)?;
                 let src = resolve(t, olddir, old)?;
                 if what == Watched::Store {
+                    self.store_write_begins();
                     self.pause(Pause::BeforeRename);
                 }
                 // The renamed file's bytes, read while the subject is stopped at the call.
@@ -518,6 +535,9 @@ impl Observed {
         if let Some(w) = &f.write {
             return w.calls;
         }
+        if f.what == Watched::Store {
+            self.store_write_begins();
+        }
         let content = std::fs::read(format!("/proc/{}/fd/{fd}", t.tid())).unwrap_or_default();
         let base = self.base(&f.what);
         f.write = Some(WriteSession {
@@ -577,7 +597,8 @@ impl Observed {
                 },
             }
         };
-        if what == Watched::Store && outcome == ReadOutcome::Parsed {
+        let loaded = what == Watched::Store && outcome == ReadOutcome::Parsed;
+        if loaded {
             let entries = self.entries(&r.bytes);
             self.seen = Some((hash.clone(), entries));
         }
@@ -590,6 +611,10 @@ impl Observed {
                 file: what.file_name(),
             },
         );
+        if loaded {
+            // The worker applies it to the first such read of a `load_pool` only.
+            self.pause(Pause::AfterLoad);
+        }
     }
 
     fn wrote(
@@ -603,6 +628,10 @@ impl Observed {
     ) {
         if *what == Watched::Store {
             self.seen = Some((hash.clone(), entries.clone()));
+            self.persisted = match self.persisted {
+                (o, n) if o == op => (o, n + 1),
+                _ => (op, 1),
+            };
         }
         self.emit(
             at,
@@ -616,12 +645,12 @@ impl Observed {
         );
     }
 
-    /// The inferred base of a write to `what`: the newest store version the subject saw.
-    fn base(&self, what: &Watched) -> Option<String> {
-        match what {
-            Watched::Store => self.seen.as_ref().map(|(h, _)| h.clone()),
-            Watched::External(_) => None,
-        }
+    /// The base of a write: never told. The checkers infer it (the newest store version the
+    /// subject's process read or wrote before the write, which is what `seen` holds) and,
+    /// knowing it was not told, also judge lost updates from content
+    /// (`check::lost_update`).
+    fn base(&self, _what: &Watched) -> Option<String> {
+        None
     }
 
     /// This provider's entries in store bytes (empty when they do not parse).
