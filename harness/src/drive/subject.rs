@@ -380,7 +380,9 @@ impl<'h, 'a> Conn<'h, 'a> {
         let reply = self.exchange(&req, &what);
         if let Some(o) = &self.observer {
             o.set_op(0);
-            self.check.op_end(&self.name, self.op, &what);
+            if let Some(d) = self.check.op_end(self.op, &what) {
+                eprintln!("poolcheck: self-check: {} {d}", self.name);
+            }
         }
         let (ok, error) = match &reply {
             Ok(v) => (
@@ -670,11 +672,12 @@ impl SelfCheck {
         self.saw.extend(Self::key(ev));
     }
 
-    fn op_end(&mut self, name: &str, op: u64, what: &str) {
+    /// The operation ended: its disagreement, if any.
+    fn op_end(&mut self, op: u64, what: &str) -> Option<String> {
         let told = std::mem::take(&mut self.told);
         let saw = std::mem::take(&mut self.saw);
         if told.is_empty() {
-            return; // a silent subject: nothing to compare
+            return None; // a silent subject: nothing to compare
         }
         let mut only_seen = saw.clone();
         let mut only_told = Vec::new();
@@ -692,13 +695,13 @@ impl SelfCheck {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        if !only_told.is_empty() || !only_seen.is_empty() {
-            eprintln!(
-                "poolcheck: self-check: {name} op {op} {what}: reported but not observed [{}]; observed but not reported [{}]",
+        (!only_told.is_empty() || !only_seen.is_empty()).then(|| {
+            format!(
+                "op {op} {what}: reported but not observed [{}]; observed but not reported [{}]",
                 list(&only_told),
                 list(&only_seen)
-            );
-        }
+            )
+        })
     }
 }
 
@@ -724,6 +727,29 @@ mod tests {
     fn clip_keeps_output_short_and_on_one_line() {
         assert_eq!(clip("a\nb\n"), "a b");
         assert_eq!(clip(&"x".repeat(200)).len(), 123);
+    }
+
+    #[test]
+    fn the_self_check_names_what_was_told_and_not_seen_and_the_reverse() {
+        let read = |h: &str| Event::Read {
+            op: 1,
+            hash: h.into(),
+            outcome: ReadOutcome::Parsed,
+            file: None,
+        };
+        let mut c = SelfCheck::default();
+        c.told(&read("aaaaaaaaaaaaaaaa"));
+        c.saw(&read("aaaaaaaaaaaaaaaa"));
+        assert_eq!(c.op_end(1, "load_pool"), None);
+        c.told(&read("aaaaaaaaaaaaaaaa"));
+        c.saw(&read("bbbbbbbbbbbbbbbb"));
+        assert_eq!(
+            c.op_end(2, "select").as_deref(),
+            Some("op 2 select: reported but not observed [read aaaaaaaa]; observed but not reported [read bbbbbbbb]")
+        );
+        // A silent subject tells nothing: nothing to compare.
+        c.saw(&read("bbbbbbbbbbbbbbbb"));
+        assert_eq!(c.op_end(3, "select"), None);
     }
 
     #[test]
