@@ -131,3 +131,72 @@ fn observe_is_for_subjects() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--observe syscalls watches an external subject"), "{err}");
 }
+
+const NODE: &str = "node subjects/node/pool.js";
+
+/// `node` must be installed: the Node.js subject is part of this test suite, not optional.
+fn require_node() {
+    let ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`node` (Node.js 18 or later) is not on PATH: install it to run the Node.js subject's tests (harness/tests/observe.rs)"
+    );
+}
+
+#[test]
+fn the_uninstrumented_node_pool_shows_its_torn_reads_and_double_redeem() {
+    require_node();
+    let want = |k: &BTreeSet<String>| k.contains("torn_read") && k.contains("double_redeem");
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = run(NODE, "refresh-race", &OBSERVE);
+        if want(&kinds(&last)) {
+            break;
+        }
+    }
+    assert!(want(&kinds(&last)), "{last}");
+    // The torn read is one the observer saw (the bytes' hash), not the harness's fallback for
+    // a pool that only answers `read_failed`.
+    let torn = last["witnesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["anomaly"] == "torn_read")
+        .expect("a torn_read witness")
+        .to_string();
+    assert!(!torn.contains("the subject reported"), "{torn}");
+}
+
+#[test]
+fn the_fixed_node_pool_is_clean_observed() {
+    require_node();
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("run");
+    let r = run(
+        &format!("{NODE} --fixed"),
+        "refresh-race",
+        &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
+    );
+    assert_eq!(r["verdict"], "clean", "{r}");
+    // Clean because its reads, writes and refreshes were seen and are sound, not because none
+    // were seen.
+    let mut evs = std::collections::BTreeMap::<String, usize>::new();
+    for f in std::fs::read_dir(keep.join("logs")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|x| x == "jsonl") && p.file_name().unwrap() != "p0.jsonl" {
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                if let Some(ev) = v["event"]["ev"].as_str() {
+                    *evs.entry(ev.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    for ev in ["read", "write_begin", "write", "refresh"] {
+        assert!(evs.get(ev).copied().unwrap_or(0) > 0, "no {ev} observed: {evs:?}");
+    }
+}
