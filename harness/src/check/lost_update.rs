@@ -26,7 +26,8 @@
 //! built from that older snapshot, and the change in between is lost if no operation could
 //! have made it: no operation removes an entry or brings one back, and a cooldown is cleared
 //! only once it has ended (checked against the longest the run could have lasted by then:
-//! the write's time since the run's first record). Priorities are not judged this way (a
+//! the write's time since the run's first record) or when the entry takes new tokens (a
+//! refresh, a re-sync from another CLI's file). Priorities are not judged this way (a
 //! round-robin pass renumbers them). This is weaker than a told base: a pool that re-reads and
 //! deliberately reverts a change in one of these ways would be reported.
 
@@ -263,9 +264,17 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                     if let Some(o) = source {
                         // Judged from content: the change must be one no operation of W's
                         // undoes, and its snapshot must not have absorbed it.
-                        if let (Some(Value::Bench(None)), Value::Bench(Some(bh))) = (now, had) {
+                        if let (Some(Value::Bench(None)), Value::Bench(Some(bh)), Aspect::Bench(id)) =
+                            (now, had, a)
+                        {
                             if until(bh) <= bh.1.saturating_add(run_ms) {
                                 return false; // the cooldown may have ended: cleared legitimately
+                            }
+                            let tokens = |es: &'_ [EntrySummary]| {
+                                entry(es, id).map(|e| (e.refresh.clone(), e.access.clone()))
+                            };
+                            if tokens(w.entries) != tokens(ix.writes[p].entries) {
+                                return false; // new tokens (a refresh, a re-sync) clear a bench
                             }
                         }
                         let mut anc = ix.ancestors(o);
@@ -831,5 +840,18 @@ mod tests {
         assert_eq!(check(&benched(None)).count, 1);
         // A cooldown that had ended (reset at its own stamp) may be cleared by a select.
         assert_eq!(check(&benched(Some(50))).count, 0);
+        // So may one whose entry took new tokens (a re-sync from another CLI's file).
+        let mut h = benched(None);
+        for r in &mut h.records {
+            if let Ev::Pool {
+                event: Event::Write { hash, entries, .. },
+            } = &mut r.ev
+            {
+                if hash == "h2" {
+                    entries[0].refresh = Some("t:0000beef".into());
+                }
+            }
+        }
+        assert_eq!(check(&h).count, 0);
     }
 }
