@@ -3,6 +3,7 @@
 
 pub mod html;
 pub mod render;
+pub mod replay;
 pub mod timeline;
 pub mod xml;
 
@@ -31,6 +32,10 @@ pub struct Report {
     /// Present in reports of `poolcheck gate` and `poolcheck merge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<crate::gate::GateSection>,
+    /// How the command ran its cells, for the replay commands the renderers print beside
+    /// each failure ([`replay::command`]); not part of the JSON contract.
+    #[serde(skip)]
+    pub invocation: replay::Invocation,
 }
 
 /// One judged run.
@@ -104,6 +109,7 @@ impl Report {
             schema: SCHEMA.to_string(),
             runs,
             gate: None,
+            invocation: replay::Invocation::default(),
         }
     }
 
