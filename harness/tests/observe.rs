@@ -28,8 +28,14 @@ fn root() -> PathBuf {
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const PY: &str = "python3 subjects/python/pool_subject.py";
-const PY_FIXED: &str = "python3 subjects/python/pool_subject.py --merge --batched --serialized-refresh";
-const SCENARIOS: [&str; 4] = ["seed-8040", "refresh-race", "lost-update", "cooldown-erasure"];
+const PY_FIXED: &str =
+    "python3 subjects/python/pool_subject.py --merge --batched --serialized-refresh";
+const SCENARIOS: [&str; 4] = [
+    "seed-8040",
+    "refresh-race",
+    "lost-update",
+    "cooldown-erasure",
+];
 
 /// `poolcheck run --format json --scenario SC --subject CMD [extra]`: the run's report.
 fn run(cmd: &str, scenario: &str, extra: &[&str]) -> Value {
@@ -37,7 +43,15 @@ fn run(cmd: &str, scenario: &str, extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
         .current_dir(root())
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .args(["run", "--format", "json", "--scenario", scenario, "--subject", cmd])
+        .args([
+            "run",
+            "--format",
+            "json",
+            "--scenario",
+            scenario,
+            "--subject",
+            cmd,
+        ])
         .args(extra)
         .output()
         .expect("poolcheck runs");
@@ -86,7 +100,10 @@ fn the_silent_python_pool_observed_finds_what_it_reports_itself() {
                 break;
             }
         }
-        assert!(!told.is_empty(), "{sc}: the self-reporting pool found nothing");
+        assert!(
+            !told.is_empty(),
+            "{sc}: the self-reporting pool found nothing"
+        );
         assert_eq!(seen, told, "{sc}: observed kinds, then the pool's own");
     }
 }
@@ -117,7 +134,10 @@ fn observe_is_for_subjects() {
         .expect("poolcheck runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--observe syscalls watches an external subject"), "{err}");
+    assert!(
+        err.contains("--observe syscalls watches an external subject"),
+        "{err}"
+    );
 }
 
 const NODE: &str = "node subjects/node/pool.js";
@@ -185,6 +205,9 @@ fn the_fixed_node_pool_is_clean_observed() {
         }
     }
     for ev in ["read", "write_begin", "write", "refresh"] {
-        assert!(evs.get(ev).copied().unwrap_or(0) > 0, "no {ev} observed: {evs:?}");
+        assert!(
+            evs.get(ev).copied().unwrap_or(0) > 0,
+            "no {ev} observed: {evs:?}"
+        );
     }
 }

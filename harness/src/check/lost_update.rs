@@ -264,8 +264,11 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                     if let Some(o) = source {
                         // Judged from content: the change must be one no operation of W's
                         // undoes, and its snapshot must not have absorbed it.
-                        if let (Some(Value::Bench(None)), Value::Bench(Some(bh)), Aspect::Bench(id)) =
-                            (now, had, a)
+                        if let (
+                            Some(Value::Bench(None)),
+                            Value::Bench(Some(bh)),
+                            Aspect::Bench(id),
+                        ) = (now, had, a)
                         {
                             if until(bh) <= bh.1.saturating_add(run_ms) {
                                 return false; // the cooldown may have ended: cleared legitimately
@@ -802,9 +805,15 @@ mod tests {
         let f = check(&untold(&[exhausted("aaaaaa", 50)], e("cccccc")));
         assert_eq!(f.count, 1, "{:?}", f.witness);
         let w = f.witness.unwrap();
-        assert!(w.iter().any(|l| l.contains("entry cccccc is gone")), "{w:?}");
+        assert!(
+            w.iter().any(|l| l.contains("entry cccccc is gone")),
+            "{w:?}"
+        );
         // The writer that kept what it re-read lost nothing.
-        let f = check(&untold(&[exhausted("aaaaaa", 50), e("cccccc")], e("cccccc")));
+        let f = check(&untold(
+            &[exhausted("aaaaaa", 50), e("cccccc")],
+            e("cccccc"),
+        ));
         assert_eq!(f.count, 0, "{:?}", f.witness);
     }
 

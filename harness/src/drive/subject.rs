@@ -226,7 +226,9 @@ impl<'h, 'a> Conn<'h, 'a> {
             });
             crate::observe::spawn(cmd, cfg, sink)
                 .map(|(c, o)| (c, Some(o)))
-                .map_err(|e| SubjectError(format!("{name}: cannot start under the observer: {e}")))?
+                .map_err(|e| {
+                    SubjectError(format!("{name}: cannot start under the observer: {e}"))
+                })?
         } else {
             let c = cmd
                 .spawn()
@@ -510,7 +512,8 @@ impl<'h, 'a> Conn<'h, 'a> {
                 // Every parsed store read is a candidate `after_load`; a self-reporting pool
                 // announces it once, in `load_pool`.
                 let applies = point != Pause::AfterLoad
-                    || (self.op_kind == Some(OpKind::LoadPool) && !std::mem::replace(&mut self.loaded, true));
+                    || (self.op_kind == Some(OpKind::LoadPool)
+                        && !std::mem::replace(&mut self.loaded, true));
                 if applies {
                     self.hooks.pause(point);
                 }
@@ -691,7 +694,16 @@ impl SelfCheck {
         }
         let list = |v: &[(&str, String)]| {
             v.iter()
-                .map(|(k, h)| format!("{k} {}", if h.is_empty() { "(missing)" } else { &h[..h.len().min(8)] }))
+                .map(|(k, h)| {
+                    format!(
+                        "{k} {}",
+                        if h.is_empty() {
+                            "(missing)"
+                        } else {
+                            &h[..h.len().min(8)]
+                        }
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };

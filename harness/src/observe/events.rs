@@ -28,7 +28,9 @@ use std::sync::{mpsc, Arc};
 use pool_core::digest::{content_hash, tag};
 use pool_core::world::{EntrySummary, Event, Pause, ReadOutcome, RefreshOutcome};
 
-use super::files::{Fd, OpenFile, ReadSession, Socket, Tables, Watched, WriteSession, REQUEST_PREFIX};
+use super::files::{
+    Fd, OpenFile, ReadSession, Socket, Tables, Watched, WriteSession, REQUEST_PREFIX,
+};
 use super::{canonical, Config, Report, Sink};
 use crate::history::now_ns;
 
@@ -314,8 +316,11 @@ impl Observed {
                     if (family == libc::AF_INET || family == libc::AF_INET6)
                         && port == self.cfg.issuer_port
                     {
-                        self.tables
-                            .insert(tgid, fd, Fd::Issuer(Rc::new(RefCell::new(Socket::default()))));
+                        self.tables.insert(
+                            tgid,
+                            fd,
+                            Fd::Issuer(Rc::new(RefCell::new(Socket::default()))),
+                        );
                         return None;
                     }
                 }
@@ -358,7 +363,8 @@ impl Observed {
                             read: None,
                             write,
                         };
-                        self.tables.insert(tgid, fd, Fd::File(Rc::new(RefCell::new(f))));
+                        self.tables
+                            .insert(tgid, fd, Fd::File(Rc::new(RefCell::new(f))));
                     }
                 } else if ret == -(libc::ENOENT as i64) {
                     if let Some(what) = what {
@@ -473,7 +479,8 @@ impl Observed {
                             .seen
                             .as_ref()
                             .and_then(|(_, es)| {
-                                es.iter().find(|e| e.refresh.as_deref() == Some(tg.as_str()))
+                                es.iter()
+                                    .find(|e| e.refresh.as_deref() == Some(tg.as_str()))
                             })
                             .map(|e| e.id.clone())
                             .unwrap_or_else(|| "unknown".into());
@@ -530,7 +537,13 @@ impl Observed {
 
     /// Start an in-place write on `file` if none is in progress (its content is the file's
     /// current bytes); returns the write calls it has had.
-    fn begin_in_place(&self, t: &dyn Tracee, fd: i32, file: &Rc<RefCell<OpenFile>>, at: u64) -> u32 {
+    fn begin_in_place(
+        &self,
+        t: &dyn Tracee,
+        fd: i32,
+        file: &Rc<RefCell<OpenFile>>,
+        at: u64,
+    ) -> u32 {
         let mut f = file.borrow_mut();
         if let Some(w) = &f.write {
             return w.calls;
@@ -572,7 +585,14 @@ impl Observed {
                     file: what.file_name(),
                 },
             );
-            self.wrote(w.last_ns.max(w.begin_ns), w.op, &what, hash, w.base, entries);
+            self.wrote(
+                w.last_ns.max(w.begin_ns),
+                w.op,
+                &what,
+                hash,
+                w.base,
+                entries,
+            );
         }
     }
 
@@ -587,11 +607,13 @@ impl Observed {
             ReadOutcome::Corrupt("the file is empty".into())
         } else {
             match what {
-                Watched::Store => match serde_json::from_slice::<pool_core::store::Store>(&r.bytes) {
+                Watched::Store => match serde_json::from_slice::<pool_core::store::Store>(&r.bytes)
+                {
                     Ok(_) => ReadOutcome::Parsed,
                     Err(e) => ReadOutcome::Corrupt(e.to_string()),
                 },
-                Watched::External(_) => match serde_json::from_slice::<serde_json::Value>(&r.bytes) {
+                Watched::External(_) => match serde_json::from_slice::<serde_json::Value>(&r.bytes)
+                {
                     Ok(_) => ReadOutcome::Parsed,
                     Err(e) => ReadOutcome::Corrupt(e.to_string()),
                 },
@@ -779,15 +801,13 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;

@@ -88,11 +88,7 @@ impl Observer {
 /// Start `cmd` under the observer. The tracer thread spawns it (a tracee's tracer is the
 /// thread that forked it) and runs until every traced process has exited. The caller must not
 /// wait for the returned child: the tracer reaps it ([`Observer::exit_status`]).
-pub fn spawn(
-    mut cmd: Command,
-    cfg: Config,
-    sink: Sink,
-) -> std::io::Result<(Child, Observer)> {
+pub fn spawn(mut cmd: Command, cfg: Config, sink: Sink) -> std::io::Result<(Child, Observer)> {
     let program = filter::program().map_err(std::io::Error::other)?;
     let op = Arc::new(AtomicU64::new(0));
     let exit = Arc::new(Mutex::new(None));

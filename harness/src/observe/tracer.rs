@@ -204,28 +204,26 @@ fn decode_indirect(t: &T, r: &libc::user_regs_struct) -> Call {
             },
             None => Call::Other,
         },
-        n @ (libc::SYS_sendmsg | libc::SYS_recvmsg) => {
-            match (word(r.rsi + 16), word(r.rsi + 24)) {
-                (Some(iov), Some(len)) => {
-                    let iov = Iov::Vec(iov, len);
-                    let fd = r.rdi as i32;
-                    if n == libc::SYS_sendmsg {
-                        Call::Write {
-                            fd,
-                            iov,
-                            offset: None,
-                        }
-                    } else {
-                        Call::Read {
-                            fd,
-                            iov,
-                            offset: None,
-                        }
+        n @ (libc::SYS_sendmsg | libc::SYS_recvmsg) => match (word(r.rsi + 16), word(r.rsi + 24)) {
+            (Some(iov), Some(len)) => {
+                let iov = Iov::Vec(iov, len);
+                let fd = r.rdi as i32;
+                if n == libc::SYS_sendmsg {
+                    Call::Write {
+                        fd,
+                        iov,
+                        offset: None,
+                    }
+                } else {
+                    Call::Read {
+                        fd,
+                        iov,
+                        offset: None,
                     }
                 }
-                _ => Call::Other,
             }
-        }
+            _ => Call::Other,
+        },
         _ => decode(r),
     }
 }
@@ -244,12 +242,18 @@ pub fn run(
         Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => {}
         Ok(WaitStatus::Exited(_, code)) => return set_exit(format!("exit status: {code}")),
         Ok(WaitStatus::Signaled(_, sig, _)) => return set_exit(format!("signal: {sig}")),
-        other => return set_exit(format!("it did not stop at its exec under the observer: {other:?}")),
+        other => {
+            return set_exit(format!(
+                "it did not stop at its exec under the observer: {other:?}"
+            ))
+        }
     }
     if let Err(e) = ptrace::setoptions(root, options()) {
         let _ = nix::sys::signal::kill(root, Signal::SIGKILL);
         let _ = waitpid(root, Some(WaitPidFlag::__WALL));
-        return set_exit(format!("the observer could not set its ptrace options: {e}"));
+        return set_exit(format!(
+            "the observer could not set its ptrace options: {e}"
+        ));
     }
     let _ = ptrace::cont(root, None);
     let mut obs = Observed::new(cfg, sink, op);
@@ -392,7 +396,11 @@ pub fn preflight() -> Result<(), String> {
     };
     match waitpid(pid, Some(WaitPidFlag::__WALL)) {
         Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => {}
-        other => return fail(format!("the traced child did not stop at its exec ({other:?})")),
+        other => {
+            return fail(format!(
+                "the traced child did not stop at its exec ({other:?})"
+            ))
+        }
     }
     if let Err(e) = ptrace::setoptions(pid, options()) {
         return fail(format!("PTRACE_SETOPTIONS failed ({e})"));
