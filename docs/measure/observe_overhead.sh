@@ -4,7 +4,8 @@
 # `poolcheck run`, without and with `--observe syscalls`, on a scenario with no pauses: two CLIs
 # and a round-robin gateway, 150 operations each on two API keys (every select rewrites the
 # store: round robin renumbers priorities). Each figure is the median of RUNS runs
-# (stats.operations / stats.seconds of the report; start-up excluded by the start gate).
+# (stats.operations / stats.seconds of the report; start-up excluded by the start gate), and
+# the CPU time (user + system, every process of the run, start-up included) per operation.
 # Usage: docs/measure/observe_overhead.sh [POOLCHECK] [RUNS]
 #   (default: target/release/poolcheck, built if missing; 5 runs)
 set -euo pipefail
@@ -45,14 +46,23 @@ kind = "gateway"
 ops = 150
 TOML
 py="python3 subjects/python/pool_subject.py --silent"
-rate() {
+# One line per run: ops/s (wall clock) and CPU ms per operation (user + system of poolcheck and
+# everything it started: less sensitive to a loaded machine than wall time).
+measure() {
   for _ in $(seq "$runs"); do
-    $pc run --format json --scenario "$sc" --subject "$py" "$@" |
-      python3 -c 'import json,sys; s=json.load(sys.stdin)["runs"][0]["stats"]; print(s["operations"]/s["seconds"])'
-  done | sort -g | awk '{a[NR]=$1} END {printf "%.0f", a[int((NR+1)/2)]}'
+    python3 - "$pc" "$sc" "$py" "$@" <<'PY'
+import json, resource, subprocess, sys
+pc, sc, py, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+out = subprocess.run(pc.split() + ["run", "--format", "json", "--scenario", sc, "--subject", py]
+                     + extra, capture_output=True, text=True, check=False).stdout
+s = json.loads(out)["runs"][0]["stats"]
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(s["operations"] / s["seconds"], 1000 * (ru.ru_utime + ru.ru_stime) / s["operations"])
+PY
+  done
 }
-plain=$(rate)
-observed=$(rate --observe syscalls)
-echo "ops/s without the observer: $plain"
-echo "ops/s with --observe syscalls: $observed"
-python3 -c "print('overhead: %.0f%% fewer ops/s' % (100 * (1 - $observed / $plain)))"
+median() { sort -g | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}'; }
+plain=$(measure)
+observed=$(measure --observe syscalls)
+echo "without the observer: $(echo "$plain" | cut -d' ' -f1 | median) ops/s, $(echo "$plain" | cut -d' ' -f2 | median) CPU ms/op"
+echo "with --observe syscalls: $(echo "$observed" | cut -d' ' -f1 | median) ops/s, $(echo "$observed" | cut -d' ' -f2 | median) CPU ms/op"
