@@ -211,3 +211,33 @@ fn the_fixed_node_pool_is_clean_observed() {
         );
     }
 }
+
+#[test]
+fn observed_locks_are_in_the_history_with_their_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("run");
+    let r = run(
+        &format!("{PY_FIXED} --silent"),
+        "refresh-race",
+        &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
+    );
+    assert_ne!(r["verdict"], "error", "{r}");
+    let log = std::fs::read_to_string(keep.join("logs/p1.jsonl")).unwrap();
+    let locks: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "lock")
+        .collect();
+    let has = |op: &str, outcome: &str| {
+        locks.iter().any(|v| {
+            v["op"] == op
+                && v["outcome"] == outcome
+                && v["path"].as_str().unwrap().ends_with("auth.lock")
+                && v["inode"].as_u64().unwrap() > 0
+        })
+    };
+    assert!(
+        has("exclusive", "requested") && has("exclusive", "granted") && has("unlock", "granted"),
+        "{locks:?}"
+    );
+}

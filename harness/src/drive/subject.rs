@@ -508,6 +508,21 @@ impl<'h, 'a> Conn<'h, 'a> {
                 self.check.saw(&event);
                 self.hooks.log().push_at(t_ns, Ev::Pool { event });
             }
+            crate::observe::Report::Lock {
+                t_ns,
+                path,
+                inode,
+                op,
+                outcome,
+            } => self.hooks.log().push_at(
+                t_ns,
+                Ev::Lock {
+                    path,
+                    inode,
+                    op: op.into(),
+                    outcome: outcome.into(),
+                },
+            ),
             crate::observe::Report::Pause { point, resume } => {
                 // Every parsed store read is a candidate `after_load`; a self-reporting pool
                 // announces it once, in `load_pool`.

@@ -77,8 +77,21 @@ pub enum Call {
         addr: u64,
         len: u64,
     },
+    /// flock(2) (`op` its operation) or fcntl(2) record locks (`op`: the `l_type` at `lock`).
+    Lock {
+        fd: i32,
+        kind: LockCall,
+    },
     /// A call the observer has no use for.
     Other,
+}
+
+/// A lock call's request.
+#[derive(Clone, Copy, Debug)]
+pub enum LockCall {
+    Flock(i32),
+    /// The tracee's `struct flock`.
+    Fcntl(u64),
 }
 
 /// Where a call's buffers are: one buffer, or an `iovec` array.
@@ -131,6 +144,11 @@ pub enum Pending {
         op: u64,
         hash: String,
         entries: Vec<EntrySummary>,
+    },
+    Lock {
+        path: String,
+        inode: u64,
+        op: &'static str,
     },
 }
 
@@ -329,6 +347,35 @@ impl Observed {
                 }
                 None
             }
+            Call::Lock { fd, kind } => {
+                let op = match kind {
+                    LockCall::Flock(op) if op & libc::LOCK_UN != 0 => "unlock",
+                    LockCall::Flock(op) if op & libc::LOCK_EX != 0 => "exclusive",
+                    LockCall::Flock(_) => "shared",
+                    LockCall::Fcntl(addr) => {
+                        let b = t.read_mem(addr, 2);
+                        match (b.len() == 2).then(|| i16::from_ne_bytes([b[0], b[1]]) as i32) {
+                            Some(libc::F_WRLCK) => "exclusive",
+                            Some(libc::F_RDLCK) => "shared",
+                            Some(libc::F_UNLCK) => "unlock",
+                            _ => return None,
+                        }
+                    }
+                };
+                let link = format!("/proc/{}/fd/{fd}", t.tid());
+                let path = std::fs::read_link(&link).ok()?.display().to_string();
+                let inode = std::fs::metadata(&link)
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                    .unwrap_or(0);
+                (self.sink)(Report::Lock {
+                    t_ns: now_ns(),
+                    path: path.clone(),
+                    inode,
+                    op,
+                    outcome: "requested",
+                });
+                Some(Pending::Lock { path, inode, op })
+            }
             Call::Other => None,
         }
     }
@@ -499,6 +546,15 @@ impl Observed {
                 } else {
                     sock.borrow_mut().request.clear();
                 }
+            }
+            Pending::Lock { path, inode, op } => {
+                (self.sink)(Report::Lock {
+                    t_ns: now,
+                    path,
+                    inode,
+                    op,
+                    outcome: if ret == 0 { "granted" } else { "refused" },
+                });
             }
             Pending::Rename {
                 what,

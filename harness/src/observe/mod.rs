@@ -56,6 +56,15 @@ pub struct Config {
 pub enum Report {
     /// A history event of the subject, at the time the observer saw it happen.
     Event { t_ns: u64, event: Event },
+    /// A lock call of the subject (on any file): `outcome` `requested` at the call, `granted`
+    /// or `refused` at its return.
+    Lock {
+        t_ns: u64,
+        path: String,
+        inode: u64,
+        op: &'static str,
+        outcome: &'static str,
+    },
     /// The subject is stopped at a pause point; send `()` (or drop the sender) to release it.
     Pause {
         point: Pause,

@@ -17,7 +17,7 @@ use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::events::{Call, Iov, Observed, Pending, Tracee};
+use super::events::{Call, Iov, LockCall, Observed, Pending, Tracee};
 use super::{Config, Sink};
 
 const SECCOMP: i32 = ptrace::Event::PTRACE_EVENT_SECCOMP as i32;
@@ -168,6 +168,21 @@ fn decode(r: &libc::user_regs_struct) -> Call {
             Call::Dup { fd, onto: None }
         }
         libc::SYS_ftruncate => Call::Truncate { fd, len: a1 },
+        libc::SYS_flock => Call::Lock {
+            fd,
+            kind: LockCall::Flock(a1 as i32),
+        },
+        libc::SYS_fcntl
+            if matches!(
+                a1 as i32,
+                libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW
+            ) =>
+        {
+            Call::Lock {
+                fd,
+                kind: LockCall::Fcntl(a2),
+            }
+        }
         libc::SYS_rename => Call::Rename {
             olddir: libc::AT_FDCWD,
             old: a0,
