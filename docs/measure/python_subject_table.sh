@@ -8,11 +8,12 @@ cd "$(dirname "$0")/../.."
 pc=${1:-"cargo run --locked -q -p poolcheck --"}
 py="python3 subjects/python/pool_subject.py"
 $pc matrix --format markdown \
-  --strategies thread-lock,flock,batched-persist,merge-on-write,flock-txn \
+  --strategies thread-lock,flock,batched-persist,merge-on-write,upstream-main,flock-txn \
   --scenarios seed-8040,refresh-race,lost-update,cooldown-erasure,external-cli \
   --subject "as-of-8040=$py" \
   --subject "flock-per-write=$py --flock-per-write" \
   --subject "batched=$py --batched" \
   --subject "merge=$py --merge" \
+  --subject "py-upstream-main=$py --upstream-main" \
   --subject "serialized-refresh=$py --serialized-refresh" \
   --subject "all-fixes=$py --merge --batched --serialized-refresh"

@@ -16,6 +16,7 @@ pub mod history;
 pub mod issuer;
 pub mod lifeline;
 pub mod observe;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod scenario;

@@ -135,7 +135,7 @@ pub fn run_and_judge(
         ),
     };
     let rec = fork::run(sc, strategy, &opts)?;
-    let run = crate::report::judge(sc, target, &rec, expects);
+    let run = crate::report::judge(sc, target, &rec.history, rec.stats(), expects);
     Ok((run, rec))
 }
 

@@ -492,3 +492,31 @@ fn the_gate_holds_the_fixed_python_pool_safe_and_fails_it_as_of_8040() {
         "{out}"
     );
 }
+
+#[test]
+fn a_subject_plays_a_script_op_by_op_and_refuses_the_ops_it_has_no_request_for() {
+    if !have_python() {
+        return;
+    }
+    // The same role player drives pool-core and subjects: a scripted role is played op by op
+    // (`use` and `add` have requests), and `exhaust:0` (no request in the protocol) breaks
+    // the role with an error naming it, rather than being skipped or replaced by another role.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scripted.toml");
+    std::fs::write(
+        &file,
+        "name = \"scripted\"\ndescription = \"a scripted cli\"\n\
+         [[entry]]\nlabel = \"key-a\"\nauth_type = \"api_key\"\n\
+         [[role]]\nkind = \"cli\"\nscript = [\"use\", \"add\", \"exhaust:0\", \"use\"]\n",
+    )
+    .unwrap();
+    let (v, code, stderr) = run_subject(PY, file.to_str().unwrap(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(v["runs"][0]["verdict"], "error", "{v}");
+    assert!(
+        stderr.contains("(p1 cli) cannot play the script op 'exhaust:N'"),
+        "{stderr}"
+    );
+    // load + select, load + add, then the load before the refused op.
+    assert_eq!(v["runs"][0]["stats"]["operations"], 5, "{v}");
+}

@@ -19,9 +19,22 @@ Switches turn on the fixes, one at a time or together:
   POST -> write, so each refresh token is POSTed at most once (upstream's Codex/xAI fix);
   a refusal with no newer token on disk marks the entry ``dead``.
 
-``--merge`` and ``--serialized-refresh`` imply ``--flock-per-write``. ``--black-box`` makes the
-adapter report no events (only pauses), as a pool wrapped without instrumentation would;
-``--silent`` reports neither events nor pauses (judge it with ``poolcheck --observe syscalls``).
+``--merge`` and ``--serialized-refresh`` imply ``--flock-per-write``.
+
+``--upstream-main`` is a whole mode, upstream main's rules as its code does them at 88d1d620
+(poolcheck's ``upstream-main`` preset, ``lock=flock,scope=write,persist=add-missing,
+write=rename,refresh=openai-codex:serial+blind/retry2/presync``):
+
+* every write takes the flock, re-reads the store and adds only the entries whose ids the
+  snapshot lacks; for ids it has, the snapshot wins whole (``write_credential_pool``);
+* in the ``openai-codex`` pool a refresh is serialized as with ``--serialized-refresh``;
+* in every other pool a refresh is blind, a refused token is presented once more (upstream's
+  Anthropic client retries at a second token endpoint), and when the refresh fails, the entry
+  marked exhausted is the copy from before this pass re-synced it from the other CLI's file.
+
+``--black-box`` makes the adapter report no events (only pauses), as a pool wrapped without
+instrumentation would; ``--silent`` reports neither events nor pauses (judge it with
+``poolcheck --observe syscalls``).
 
 The adapter at the bottom (``Adapter`` and ``serve``, a few lines over ``poolcheck_adapter``,
 the protocol helper in this directory) speaks ``poolcheck-subject/1`` on stdin/stdout (see
@@ -101,13 +114,19 @@ class CredentialPool:
     def __init__(self, store, lock, provider, issuer=None, hooks=None, selection="fill_first",
                  refresh_margin_ms=120_000, cooldown_ms=3_600_000, write_chunk=256,
                  flock_per_write=False, batched=False, merge=False, serialized_refresh=False,
-                 seed=1, external=None):
+                 upstream_main=False, seed=1, external=None):
         self.store, self.lock_path, self.provider = store, lock, provider
         self.issuer, self.hooks = issuer, hooks or NullHooks()
         self.selection = selection
         self.margin, self.cooldown, self.chunk = refresh_margin_ms, cooldown_ms, max(1, write_chunk)
-        self.flock = flock_per_write or merge or serialized_refresh
-        self.batched, self.merge, self.serialized = batched, merge, serialized_refresh
+        codex = provider == "openai-codex"
+        self.flock = flock_per_write or merge or serialized_refresh or upstream_main
+        self.batched, self.merge = batched, merge
+        self.add_missing = upstream_main
+        self.serialized = serialized_refresh or (upstream_main and codex)
+        # Upstream main's refresh outside the Codex pool: blind, retried once at a second
+        # endpoint, and a failure marks the pre-sync copy of the entry.
+        self.retry_second_endpoint = self.mark_presync_copy = upstream_main and not codex
         self.rng = random.Random(seed)
         self._lock = threading.Lock()  # upstream's lock: process-local
         self.doc = {"version": 1, "credential_pool": {}}
@@ -173,6 +192,9 @@ class CredentialPool:
                     base = h
                     doc.setdefault("credential_pool", {})[self.provider] = self._merged(
                         doc.get("credential_pool", {}).get(self.provider, []))
+                elif self.add_missing:
+                    doc.setdefault("credential_pool", {})[self.provider] = self._add_missing(
+                        doc.get("credential_pool", {}).get(self.provider, []))
                 else:
                     doc.setdefault("credential_pool", {})[self.provider] = self.entries
             doc["updated_at"] = rfc3339(now_ms())
@@ -193,10 +215,13 @@ class CredentialPool:
                 self._unflock(fd)
 
     def _merged(self, on_disk):
+        """The snapshot's list merged with the disk's by id; the snapshot becomes it. The
+        snapshot's entries are updated in place, never copied: an operation holds them across
+        its writes (the pass of ``_available_entries`` re-syncs one entry after another), so a
+        copy would leave its later changes out of every later write."""
         now = now_ms()
-        out = []
-        for m in self.entries:
-            e = dict(m)
+        out = list(self.entries)
+        for m in out:
             d = next((d for d in on_disk if d["id"] == m["id"]), None)
             if d is not None and d.get("access_token") == m.get("access_token"):
                 until = self._cooldown_until(d)
@@ -204,13 +229,19 @@ class CredentialPool:
                         (stamp_ms(d.get("last_status_at")) or 0) > \
                         (stamp_ms(m.get("last_status_at")) or 0):
                     for k in STATUS_FIELDS:
-                        e[k] = d.get(k)
-            out.append(e)
+                        m[k] = d.get(k)
         for d in on_disk:
             if not any(e["id"] == d["id"] for e in out) and d["id"] not in self.removed:
                 out.append(d)
         self.doc.setdefault("credential_pool", {})[self.provider] = out
         return out
+
+    def _add_missing(self, on_disk):
+        """The snapshot's list, then the disk entries whose ids it lacks (upstream main's
+        ``write_credential_pool``); the snapshot itself is left as it is."""
+        ours = {e["id"] for e in self.entries}
+        return list(self.entries) + [d for d in on_disk
+                                     if d["id"] not in ours and d["id"] not in self.removed]
 
     def _put(self, path, data, pauses, written=None):
         """Write a whole file: in place as of #8040, temp + fsync + rename with the fixes.
@@ -401,9 +432,11 @@ class CredentialPool:
             if e.get("last_status") == "dead":
                 continue
             # 1. An exhausted entry whose other CLI's file holds another token: re-sync, write.
+            presync = None
             if e.get("last_status") == "exhausted":
                 c = self._read_external(self._sync_source(e))
                 if c is not None and c[1] != e.get("refresh_token"):
+                    presync = dict(e)
                     self._set_tokens(e, *c)
                     cleared = True
                     if self._changed():
@@ -415,21 +448,22 @@ class CredentialPool:
                 for k in STATUS_FIELDS:
                     e[k] = None
                 cleared = True
-            if self._expiring(e, now) and not self._refresh(e):
+            if self._expiring(e, now) and not self._refresh(e, presync):
                 continue
             usable.append(e)
         if cleared:
             self._changed()
         return usable
 
-    def _refresh(self, e):
+    def _refresh(self, e, presync=None):
+        """Refresh entry `e` (`presync`: `e` as it was before this pass re-synced it)."""
         if self.serialized:
             fd = self._flock()
             try:
                 return self._refresh_serialized(e)
             finally:
                 self._unflock(fd)
-        return self._refresh_blind(e)
+        return self._refresh_blind(e, presync)
 
     def _redeem(self, e):
         rt = e.get("refresh_token")
@@ -457,15 +491,26 @@ class CredentialPool:
         self._write_external(self._sync_source(e), e["access_token"], e["refresh_token"],
                              e["expires_at_ms"])
 
-    def _refresh_blind(self, e):
+    def _refresh_blind(self, e, presync=None):
         """#8040: POST the snapshot's refresh token, whatever the store holds now."""
-        if not e.get("refresh_token"):
+        rt = e.get("refresh_token")
+        if not rt:
             return False
         kind, value = self._redeem(e)
+        if kind == "refused" and self.retry_second_endpoint:
+            # The second token endpoint of the same authorization server: the same refresh
+            # token, presented once more.
+            kind, value = self.issuer.redeem(rt)
+            outcome = {"ok": "rotated", "refused": "refused", "unavailable": "unavailable"}[kind]
+            self.hooks.refreshed(e["id"], rt, outcome)
         if kind == "ok":
             self._rotated(e, value)
             ok = True
         else:
+            if self.mark_presync_copy and presync is not None:
+                # Upstream marks the entry it held before the re-sync: the sync is rolled back.
+                e.clear()
+                e.update(presync)
             self._mark(e, "exhausted", 400 if kind == "refused" else 503, str(value))
             ok = False
         if self._changed():
@@ -568,15 +613,20 @@ def serve(args, inp=sys.stdin, out=sys.stdout):
             refresh_margin_ms=h.get("refresh_margin_ms", 120_000),
             cooldown_ms=h.get("cooldown_ms", 3_600_000), write_chunk=h.get("write_chunk", 256),
             flock_per_write=args.flock_per_write, batched=args.batched, merge=args.merge,
-            serialized_refresh=args.serialized_refresh, seed=h.get("seed", 1),
+            serialized_refresh=args.serialized_refresh, upstream_main=args.upstream_main,
+            seed=h.get("seed", 1),
             external={x["source"]: x["path"] for x in h.get("external", [])}))
     return poolcheck_adapter.serve(make, inp, out, subject="python-pool", mode=mode(args),
                                    black_box=args.black_box, errors=ERRORS, silent=args.silent)
 
 
+SWITCHES = ("flock_per_write", "batched", "merge", "serialized_refresh")
+
+
 def mode(args):
-    on = [n for n in ("flock_per_write", "batched", "merge", "serialized_refresh")
-          if getattr(args, n)]
+    if args.upstream_main:
+        return "upstream-main"
+    on = [n for n in SWITCHES if getattr(args, n)]
     return ",".join(on) or "as-of-8040"
 
 
@@ -586,12 +636,19 @@ def parse_args(argv):
     p.add_argument("--batched", action="store_true")
     p.add_argument("--merge", action="store_true")
     p.add_argument("--serialized-refresh", action="store_true")
+    p.add_argument("--upstream-main", action="store_true",
+                   help="upstream main's rules (poolcheck's upstream-main preset); "
+                        "takes none of the switches above")
     p.add_argument("--black-box", action="store_true",
                    help="report no events (pauses only), to test what poolcheck judges alone")
     p.add_argument("--silent", action="store_true",
                    help="report no events and no pauses (an uninstrumented pool), for "
                         "poolcheck --observe syscalls")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.upstream_main and any(getattr(args, n) for n in SWITCHES):
+        p.error("--upstream-main is a whole mode: drop --%s" % next(
+            n for n in SWITCHES if getattr(args, n)).replace("_", "-"))
+    return args
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Run from the repository root: python3 -m unittest discover -s subjects/python -v
 (`cargo test --workspace` runs this too, from harness/tests/subject.rs).
 """
 
+import contextlib
 import io
 import json
 import os
@@ -184,6 +185,95 @@ class PoolTest(unittest.TestCase):
             new_id = q.add_entry("k3", "api_key", "manual", "key-3")
             p.mark_exhausted("aaaaaa", 429, "rate_limited")
             self.assertEqual(new_id.encode() in self.disk(), kept, "merge=%s" % merge)
+
+    def test_merge_keeps_every_resync_of_one_pass_in_its_later_writes(self):
+        # seed-8040's select under --merge: two exhausted Codex entries re-synced from the
+        # Codex CLI's file, one write each. The merge must not detach the snapshot's entries
+        # from the pass holding them: the second write holds both re-synced entries (as
+        # pool-core's merge-on-write writes them), and so does the store at the end.
+        ext = os.path.join(self.dir.name, "codex.credentials.json")
+        with open(ext, "w") as f:
+            json.dump({"tokens": {"access_token": "A9", "refresh_token": "R9",
+                                  "expires_at_ms": ps.now_ms() + 3_600_000}}, f)
+        now = ps.now_ms()
+        cooling = dict(auth_type="oauth", expires_at_ms=now + 3_600_000, last_status="exhausted",
+                       last_status_at=now / 1000, last_error_reset_at=(now + 60_000) / 1000)
+        doc = {"version": 1, "credential_pool": {"openai-codex": [
+            entry("aaaaaa", access_token="A0", refresh_token="R0", **cooling),
+            entry("bbbbbb", priority=1, access_token="A1", refresh_token="R1", **cooling)]}}
+        with open(self.store, "w") as f:
+            json.dump(doc, f)
+        rec = Recorder()
+        p = ps.CredentialPool(self.store, self.lock, "openai-codex", None, rec, merge=True,
+                              external={"codex": ext})
+        p.load_pool()
+        self.assertEqual(p.select()["id"], "aaaaaa")
+        writes = [e["entries"] for e in rec.events if e["ev"] == "write"]
+        self.assertEqual(len(writes), 3)  # one per re-sync, one for the cleared statuses
+        self.assertEqual([(e["refresh"], e["status"]) for e in writes[1]],
+                         [(ps.tag("R9"), None)] * 2)
+        final = json.loads(self.disk())["credential_pool"]["openai-codex"]
+        self.assertEqual([e["refresh_token"] for e in final], ["R9", "R9"])
+
+    def test_upstream_main_adds_a_peers_new_entry_but_its_snapshot_wins_for_its_own_ids(self):
+        now = ps.now_ms()
+        self.put([entry("aaaaaa"), entry("bbbbbb", priority=1)])
+        p, q = self.pool(upstream_main=True), self.pool(upstream_main=True)
+        p.load_pool()
+        q.load_pool()
+        new_id = q.add_entry("k3", "api_key", "manual", "key-3")
+        q.mark_exhausted("bbbbbb", 429, "rate_limited", now + 60_000)
+        p.mark_exhausted("aaaaaa", 429, "rate_limited", now + 60_000)
+        final = {e["id"]: e for e in json.loads(self.disk())["credential_pool"]["anthropic"]}
+        self.assertIn(new_id, final)  # the id p's snapshot lacked is added
+        self.assertIsNone(final["bbbbbb"]["last_status"])  # q's cooldown erased
+        self.assertEqual(final["aaaaaa"]["last_status"], "exhausted")
+        self.assertEqual(os.stat(self.store).st_mode & 0o777, 0o600)  # renamed into place
+
+    def test_upstream_main_serializes_refresh_in_the_codex_pool_only(self):
+        issuer, chosen = self.race(upstream_main=True)  # the anthropic pool: blind
+        self.assertEqual(issuer.redeemed, ["R0", "R0", "R0"])  # refused, then at endpoint 2
+        self.assertIsNone(chosen)
+        self.dir.cleanup()
+        self.setUp()
+        codex = dict(auth_type="oauth", access_token="A0", refresh_token="R0",
+                     expires_at_ms=ps.now_ms())
+        with open(self.store, "w") as f:
+            json.dump({"version": 1, "credential_pool": {"openai-codex": [
+                entry("aaaaaa", **codex)]}}, f)
+        issuer = FakeIssuer()
+        p, q = [ps.CredentialPool(self.store, self.lock, "openai-codex", issuer,
+                                  upstream_main=True) for _ in range(2)]
+        p.load_pool()
+        q.load_pool()
+        self.assertEqual(p.select()["access_token"], "A1")
+        self.assertEqual(q.select()["access_token"], "A1")  # adopted under the flock
+        self.assertEqual(issuer.redeemed, ["R0"])
+
+    def test_upstream_main_marks_the_presync_copy_when_a_resynced_refresh_fails(self):
+        ext = os.path.join(self.dir.name, "claude_code.credentials.json")
+        with open(ext, "w") as f:  # the other CLI's token: expiring, and spent (refused)
+            json.dump({"claudeAiOauth": {"accessToken": "A9", "refreshToken": "R9",
+                                         "expiresAt": ps.now_ms()}}, f)
+        now = ps.now_ms()
+        self.put([entry("aaaaaa", "oauth", source="claude_code", access_token="A0",
+                        refresh_token="R0", expires_at_ms=now, last_status="exhausted",
+                        last_status_at=now / 1000, last_error_reset_at=(now + 60_000) / 1000)])
+        issuer = FakeIssuer()
+        p = self.pool(issuer=issuer, upstream_main=True, external={"claude_code": ext})
+        p.load_pool()
+        self.assertIsNone(p.select())
+        self.assertEqual(issuer.redeemed, ["R9", "R9"])
+        final = json.loads(self.disk())["credential_pool"]["anthropic"][0]
+        # The pre-sync entry (R0) is marked exhausted: the pass rolled its own sync back.
+        self.assertEqual((final["refresh_token"], final["last_status"]), ("R0", "exhausted"))
+
+    def test_upstream_main_takes_no_other_switch(self):
+        self.assertEqual(ps.mode(ps.parse_args(["--upstream-main"])), "upstream-main")
+        err = io.StringIO()
+        with self.assertRaises(SystemExit), contextlib.redirect_stderr(err):
+            ps.parse_args(["--upstream-main", "--merge"])
+        self.assertIn("drop --merge", err.getvalue())
 
     def test_batched_writes_once_per_operation(self):
         now = ps.now_ms()

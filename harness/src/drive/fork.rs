@@ -19,9 +19,9 @@ use pool_core::Strategy;
 use super::hooks::{KillSpec, Rule, WorkerHooks};
 use super::log::EventLog;
 use super::rendezvous::Coordination;
-use super::roles::{play, WorkerPlan};
 use super::setup::prepare;
 use crate::history::{Ev, History};
+use crate::plan::{first_op_id, worker_seed, WorkerPlan};
 use crate::scenario::Scenario;
 
 /// How to run.
@@ -68,6 +68,21 @@ pub struct RunRecord {
     pub kept: Option<PathBuf>,
 }
 
+impl RunRecord {
+    /// The run's counts, as a report states them.
+    pub fn stats(&self) -> crate::report::Stats {
+        crate::report::Stats {
+            processes: self.processes,
+            operations: self.operations,
+            seconds: (self.seconds * 1000.0).round() / 1000.0,
+            seed: self.seed,
+            crashed: self.crashed,
+            killed: self.killed,
+            model: None,
+        }
+    }
+}
+
 /// Why a run could not be carried out (as opposed to a run that found anomalies).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -104,7 +119,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
                 .entries(provider)
                 .iter()
                 .map(|e| e.source.as_str())
-                .filter(|s| super::roles::external_format(s).is_some())
+                .filter(|s| crate::plan::external_format(s).is_some())
                 .collect();
             if let Some(dup) = external
                 .iter()
@@ -115,7 +130,8 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
                     path.display()
                 )));
             }
-            sc.entries = super::setup::user_entries(&user, provider, now, sc.pool.refresh_margin_s);
+            sc.entries =
+                crate::plan::setup::user_entries(&user, provider, now, sc.pool.refresh_margin_s);
             Some(user)
         }
     };
@@ -176,7 +192,7 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
                 strategy,
                 dir: dir.clone(),
                 issuer_url: issuer.url.clone(),
-                seed: super::roles::worker_seed(seed, proc),
+                seed: worker_seed(seed, proc),
                 incarnation: 0,
             };
             match world.spawn(&plan) {
@@ -215,14 +231,6 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
         seconds: started.elapsed().as_secs_f64(),
         kept: opts.dir.clone(),
     })
-}
-
-/// The first operation id of a worker's `incarnation` (0 for the first start, n after the
-/// nemesis's n-th kill): each life of a process numbers its operations in its own range, so
-/// the operations of two lives of one process never merge in the history. Pool-core workers
-/// and subject workers both number from here.
-pub fn first_op_id(incarnation: u32) -> u64 {
-    u64::from(incarnation) * 1_000_000 + 1
 }
 
 /// The body of a forked worker; returns its exit code.
@@ -293,12 +301,12 @@ fn worker_main(
         // A subject is started (and greeted) before the gate, so its start-up time does not
         // skew the run.
         Some(spec) if super::subject::plays(plan.role.kind) => {
-            super::subject::play(sc, plan, &hooks, spec, logs, gate)
+            let subject = super::subject::start(sc, plan, &hooks, spec, logs);
+            super::worker::play(sc, plan, &hooks, subject, gate)
         }
-        _ if !gate() => 4,
         _ => {
-            play(sc, plan, &hooks);
-            0
+            let pool = super::worker::core_pool(sc, plan, &hooks);
+            super::worker::play(sc, plan, &hooks, Ok(pool), gate)
         }
     }
 }

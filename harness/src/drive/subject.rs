@@ -4,9 +4,10 @@
 //!
 //! The fork driver still forks one worker per role instance. A worker whose role is a pool
 //! role (`gateway`, `cli`, `auth-add`) does not run pool-core: it starts the subject command
-//! (`sh -c CMD`, in its own process group), sends it a `hello`, and then plays the role by
-//! sending it operations. The worker is the subject's proxy in the run: it stamps the
-//! operation boundaries, records the events the subject streams (reads, writes, refreshes, in
+//! (`sh -c CMD`, in its own process group), sends it a `hello`, and then plays the role with
+//! the plan's role player (`plan::roles::play_role`, as on pool-core), this module turning
+//! each pool operation into a request ([`PoolUnderTest`]). The worker is the subject's proxy
+//! in the run: it stamps the operation boundaries, records the events the subject streams (reads, writes, refreshes, in
 //! pool-core's [`Event`] shapes, so the same checkers judge them), and applies the scenario's
 //! pause rules when the subject announces a pause point. `external-cli` roles stay ours.
 //!
@@ -18,8 +19,10 @@
 //!   group and exits 5. The other processes' histories, the ledger and the final store are
 //!   judged as usual, and the run's verdict is `error` (`report::judge`).
 //! - Each life of a process (the nemesis restarts killed ones) numbers its operations in its
-//!   own range (`fork::first_op_id`), as pool-core workers do, so two lives never merge.
+//!   own range (`plan::first_op_id`), as pool-core workers do, so two lives never merge.
 //! - Time spent in a pause (a rendezvous) does not count against the subject's timeout.
+//! - A role `script` op the protocol has no request for (`exhaust:N`, `remove:N`, `reset`)
+//!   ends the worker the same way: a subject never silently plays another role.
 //!
 //! Not guaranteed: the exact time of a streamed event (it is stamped when the worker reads
 //! it, a few microseconds after the subject wrote it).
@@ -33,18 +36,17 @@ use std::time::Duration;
 
 use pool_core::real::Hooks;
 use pool_core::world::{Event, OpKind, Pause, ReadOutcome};
+use pool_core::NewEntry;
 use serde_json::{json, Value};
 
 use super::hooks::WorkerHooks;
-use super::roles::{added_key, pool_config, WorkerPlan};
 use crate::history::Ev;
+use crate::plan::roles::{Broken, PoolUnderTest};
+use crate::plan::{first_op_id, pool_config, WorkerPlan};
 use crate::scenario::{RoleKind, Scenario};
 
 /// The protocol name and version every message exchange starts with.
 pub const PROTOCOL: &str = "poolcheck-subject/1";
-
-/// The exit code of a worker whose subject failed.
-pub const SUBJECT_FAILED: i32 = 5;
 
 /// How to start and talk to a subject.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,10 +77,6 @@ impl SubjectSpec {
 pub fn plays(kind: RoleKind) -> bool {
     kind != RoleKind::ExternalCli
 }
-
-/// What went wrong with a subject, as one line for the report.
-#[derive(Debug)]
-pub struct SubjectError(pub String);
 
 enum Line {
     Text(usize, String),
@@ -118,44 +116,22 @@ struct Conn<'h, 'a> {
     loaded: bool,
 }
 
-/// Play the role of `plan` with the subject; returns the worker's exit code.
-pub fn play(
+/// Start the subject for the worker of `plan` and greet it: the pool under test this worker's
+/// role is played on ([`PoolUnderTest`]; `worker::play` plays it).
+pub fn start<'h, 'a>(
     sc: &Scenario,
     plan: &WorkerPlan,
-    hooks: &WorkerHooks<'_>,
+    hooks: &'h WorkerHooks<'a>,
     spec: &SubjectSpec,
     logs: &Path,
-    gate: impl FnOnce() -> bool,
-) -> i32 {
+) -> Result<impl PoolUnderTest + 'h, Broken> {
     let name = format!(
         "subject '{}' (p{} {})",
         spec.command,
         plan.proc,
         plan.role.label()
     );
-    let result = Conn::start(sc, plan, hooks, spec, logs, &name).and_then(|mut c| {
-        if !gate() {
-            c.kill();
-            return Err(SubjectError(format!("{name}: the start gate never opened")));
-        }
-        match c.play_role(sc, plan) {
-            Ok(()) => c.finish(),
-            Err(e) => {
-                c.kill();
-                Err(e)
-            }
-        }
-    });
-    match result {
-        Ok(()) => 0,
-        Err(SubjectError(msg)) => {
-            hooks.log().push(Ev::ProcExit {
-                status: msg,
-                crashed: true,
-            });
-            SUBJECT_FAILED
-        }
-    }
+    Conn::start(sc, plan, hooks, spec, logs, &name)
 }
 
 impl<'h, 'a> Conn<'h, 'a> {
@@ -166,13 +142,13 @@ impl<'h, 'a> Conn<'h, 'a> {
         spec: &SubjectSpec,
         logs: &Path,
         name: &str,
-    ) -> Result<Conn<'h, 'a>, SubjectError> {
+    ) -> Result<Conn<'h, 'a>, Broken> {
         let cfg = pool_config(sc, plan);
         let store = plan.dir.join("auth.json");
         let lock = plan.dir.join("auth.lock");
         let stderr_path = logs.join(format!("p{}.subject.stderr", plan.proc));
         let stderr = std::fs::File::create(&stderr_path)
-            .map_err(|e| SubjectError(format!("{name}: cannot create its stderr file: {e}")))?;
+            .map_err(|e| Broken(format!("{name}: cannot create its stderr file: {e}")))?;
         let hello = json!({
             "protocol": PROTOCOL,
             "hello": {
@@ -226,18 +202,16 @@ impl<'h, 'a> Conn<'h, 'a> {
             });
             crate::observe::spawn(cmd, cfg, sink)
                 .map(|(c, o)| (c, Some(o)))
-                .map_err(|e| {
-                    SubjectError(format!("{name}: cannot start under the observer: {e}"))
-                })?
+                .map_err(|e| Broken(format!("{name}: cannot start under the observer: {e}")))?
         } else {
             let c = cmd
                 .spawn()
-                .map_err(|e| SubjectError(format!("{name}: cannot start: {e}")))?;
+                .map_err(|e| Broken(format!("{name}: cannot start: {e}")))?;
             (c, None)
         };
         // The subject's group (its shell and what the shell starts) dies with this worker.
         let guard = crate::lifeline::guard_group(nix::unistd::Pid::from_raw(child.id() as i32))
-            .map_err(|e| SubjectError(format!("{name}: cannot watch it: {e}")))?;
+            .map_err(|e| Broken(format!("{name}: cannot watch it: {e}")))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         std::thread::spawn(move || {
@@ -267,7 +241,7 @@ impl<'h, 'a> Conn<'h, 'a> {
             stderr_path,
             op: 0,
             // A restarted process must not reuse the dead one's operation ids.
-            next_op: super::fork::first_op_id(plan.incarnation),
+            next_op: first_op_id(plan.incarnation),
             io_events: 0,
             last_sent_ns: crate::history::now_ns(),
             last_line: 0,
@@ -288,84 +262,8 @@ impl<'h, 'a> Conn<'h, 'a> {
         Ok(c)
     }
 
-    /// The role loops, as `roles::play` runs them on pool-core.
-    fn play_role(&mut self, sc: &Scenario, plan: &WorkerPlan) -> Result<(), SubjectError> {
-        let think = || std::thread::sleep(Duration::from_millis(plan.role.think_ms));
-        match plan.role.kind {
-            RoleKind::Gateway => {
-                for _ in 0..3 {
-                    if ok(&self.op_request(OpKind::LoadPool, json!({"op": "load_pool"}))?) {
-                        break;
-                    }
-                }
-                for _ in 0..plan.role.ops {
-                    let r = self.op_request(OpKind::Select, json!({"op": "select"}))?;
-                    self.use_and_react(r)?;
-                    think();
-                }
-            }
-            RoleKind::Cli => {
-                for _ in 0..plan.role.ops {
-                    if ok(&self.op_request(OpKind::LoadPool, json!({"op": "load_pool"}))?) {
-                        let r = self.op_request(OpKind::Select, json!({"op": "select"}))?;
-                        self.use_and_react(r)?;
-                    }
-                    think();
-                }
-            }
-            RoleKind::AuthAdd => {
-                for i in 0..plan.role.ops {
-                    if ok(&self.op_request(OpKind::LoadPool, json!({"op": "load_pool"}))?) {
-                        let req = json!({
-                            "op": "add_entry",
-                            "label": format!("added-by-p{}-{i}", plan.proc),
-                            "auth_type": "api_key",
-                            "source": "manual",
-                            "access_token": added_key(plan.proc, i, plan.seed),
-                        });
-                        self.op_request(OpKind::AddEntry, req)?;
-                    }
-                    think();
-                }
-            }
-            RoleKind::ExternalCli => unreachable!("external-cli roles are played by the harness"),
-        }
-        let _ = sc;
-        Ok(())
-    }
-
-    /// Use the selected credential; on a 429 or 401 mark it exhausted and use what the
-    /// subject rotates to (at most one rotation, as upstream retries once).
-    fn use_and_react(&mut self, mut selected: Value) -> Result<(), SubjectError> {
-        for _ in 0..2 {
-            let Some(id) = selected
-                .get("credential_id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-            else {
-                return Ok(());
-            };
-            let used = self.exchange(&json!({"op": "use", "credential_id": id}), "use")?;
-            let status = used.get("status").and_then(Value::as_u64).unwrap_or(0);
-            let reason = match status {
-                429 => "rate_limited",
-                401 => "unauthorized",
-                _ => return Ok(()),
-            };
-            let req = json!({
-                "op": "mark_exhausted",
-                "credential_id": id,
-                "code": status,
-                "reason": reason,
-                "reset_at_ms": used.get("reset_at_ms").cloned().unwrap_or(Value::Null),
-            });
-            selected = self.op_request(OpKind::MarkExhausted, req)?;
-        }
-        Ok(())
-    }
-
     /// One pool operation: stamp its begin, exchange, stamp its end.
-    fn op_request(&mut self, kind: OpKind, req: Value) -> Result<Value, SubjectError> {
+    fn op_request(&mut self, kind: OpKind, req: Value) -> Result<Value, Broken> {
         self.op = self.next_op;
         self.next_op += 1;
         self.io_events = 0;
@@ -417,7 +315,7 @@ impl<'h, 'a> Conn<'h, 'a> {
     }
 
     /// Send one request and wait for its reply, recording streamed events and serving pauses.
-    fn exchange(&mut self, req: &Value, what: &str) -> Result<Value, SubjectError> {
+    fn exchange(&mut self, req: &Value, what: &str) -> Result<Value, Broken> {
         self.send(req, what)?;
         loop {
             let line = match self.lines.recv_timeout(self.timeout) {
@@ -538,7 +436,7 @@ impl<'h, 'a> Conn<'h, 'a> {
     }
 
     /// A streamed event in pool-core's shape; its `op` is the harness's current operation.
-    fn event(&mut self, ev: &Value, n: usize) -> Result<Event, SubjectError> {
+    fn event(&mut self, ev: &Value, n: usize) -> Result<Event, Broken> {
         let mut ev = ev.clone();
         let kind = ev
             .get("ev")
@@ -565,7 +463,7 @@ impl<'h, 'a> Conn<'h, 'a> {
         }
     }
 
-    fn send(&mut self, msg: &Value, what: &str) -> Result<(), SubjectError> {
+    fn send(&mut self, msg: &Value, what: &str) -> Result<(), Broken> {
         let mut line = msg.to_string();
         line.push('\n');
         self.last_sent_ns = crate::history::now_ns();
@@ -581,25 +479,6 @@ impl<'h, 'a> Conn<'h, 'a> {
                 self.stderr_tail()
             )));
         }
-        Ok(())
-    }
-
-    /// Close stdin (the subject's cue to exit) and wait briefly for it.
-    fn finish(mut self) -> Result<(), SubjectError> {
-        drop(self.stdin.take());
-        let until = std::time::Instant::now() + Duration::from_secs(2);
-        while std::time::Instant::now() < until {
-            while let Ok(line) = self.lines.try_recv() {
-                if let Line::Observed(r) = line {
-                    self.observed(r);
-                }
-            }
-            if self.exited().is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.kill();
         Ok(())
     }
 
@@ -647,9 +526,117 @@ impl<'h, 'a> Conn<'h, 'a> {
         }
     }
 
-    fn fail(&self, msg: String) -> SubjectError {
-        SubjectError(format!("{} {msg}", self.name))
+    fn unsupported(&self, op: &str) -> Broken {
+        self.fail(format!(
+            "cannot play the script op '{op}': {PROTOCOL} has no request for it (script ops a subject plays: use, add)"
+        ))
     }
+
+    fn fail(&self, msg: String) -> Broken {
+        Broken(format!("{} {msg}", self.name))
+    }
+}
+
+/// The subject as the pool under test: each pool operation is one request, stamped by the
+/// harness ([`Conn::op_request`]); the use of a credential is the subject's own API call.
+/// Script ops the protocol has no request for (`exhaust:N`, `remove:N`, `reset`) break the
+/// role: the run is an `error`, never a silent substitute.
+impl PoolUnderTest for Conn<'_, '_> {
+    /// The selected credential's id.
+    type Selected = String;
+
+    fn load_pool(&mut self) -> Result<bool, Broken> {
+        Ok(ok(&self.op_request(
+            OpKind::LoadPool,
+            json!({"op": "load_pool"}),
+        )?))
+    }
+
+    fn select(&mut self) -> Result<Option<String>, Broken> {
+        let r = self.op_request(OpKind::Select, json!({"op": "select"}))?;
+        Ok(credential_id(&r))
+    }
+
+    fn use_credential(&mut self, id: &String) -> Result<Option<(u16, Option<u64>)>, Broken> {
+        let used = self.exchange(&json!({"op": "use", "credential_id": id}), "use")?;
+        let status = used.get("status").and_then(Value::as_u64).unwrap_or(0);
+        Ok(matches!(status, 429 | 401).then(|| {
+            let reset = used.get("reset_at_ms").and_then(Value::as_u64);
+            (status as u16, reset)
+        }))
+    }
+
+    fn mark_exhausted_and_rotate(
+        &mut self,
+        id: &String,
+        code: u16,
+        reason: &str,
+        reset_at_ms: Option<u64>,
+    ) -> Result<Option<String>, Broken> {
+        let req = json!({
+            "op": "mark_exhausted",
+            "credential_id": id,
+            "code": code,
+            "reason": reason,
+            "reset_at_ms": reset_at_ms,
+        });
+        let r = self.op_request(OpKind::MarkExhausted, req)?;
+        Ok(credential_id(&r))
+    }
+
+    fn add_entry(&mut self, new: NewEntry) -> Result<(), Broken> {
+        let req = json!({
+            "op": "add_entry",
+            "label": new.label,
+            "auth_type": "api_key",
+            "source": new.source,
+            "access_token": new.access_token,
+        });
+        self.op_request(OpKind::AddEntry, req)?;
+        Ok(())
+    }
+
+    fn exhaust_nth(&mut self, _: u8) -> Result<(), Broken> {
+        Err(self.unsupported("exhaust:N"))
+    }
+
+    fn remove_nth(&mut self, _: u8) -> Result<(), Broken> {
+        Err(self.unsupported("remove:N"))
+    }
+
+    fn reset_statuses(&mut self) -> Result<(), Broken> {
+        Err(self.unsupported("reset"))
+    }
+
+    /// Close stdin (the subject's cue to exit) and wait briefly for it.
+    fn finish(&mut self) -> Result<(), Broken> {
+        drop(self.stdin.take());
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            while let Ok(line) = self.lines.try_recv() {
+                if let Line::Observed(r) = line {
+                    self.observed(r);
+                }
+            }
+            if self.exited().is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.kill();
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `credential_id` of a select or rotate reply (none: nothing selected).
+fn credential_id(v: &Value) -> Option<String> {
+    v.get("credential_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// The issuer's port in its URL (`http://127.0.0.1:PORT`); 0 if it has none.

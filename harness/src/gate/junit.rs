@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{GateResult, GateSection};
+use crate::report::{GateResult, GateSection};
 
 /// The JUnit document for a gate section.
 pub fn render(g: &GateSection) -> String {
@@ -139,7 +139,7 @@ fn system_out(e: &GateResult) -> String {
 mod tests {
     use super::*;
     use crate::check::Witness;
-    use crate::gate::GateResult;
+    use crate::report::GateResult;
     use std::collections::BTreeMap;
 
     fn result(held: bool, want: &str, spec: &str) -> GateResult {

@@ -13,89 +13,13 @@ pub mod junit;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-use crate::check::{Witness, ANOMALIES, TOLERATED};
+use crate::check::{ANOMALIES, TOLERATED};
 use crate::drive::fork::{DriveError, RunOptions};
 use crate::expect::{Expect, Want};
 use crate::progress::{Progress, Style};
-use crate::report::{Report, RunReport, ERROR};
+use crate::report::{GateResult, GateSection, Report, RunReport, ERROR};
 use crate::scenario::Scenario;
 use crate::target::{run_and_judge, Target};
-
-/// The gate's part of a report.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GateSection {
-    /// `quick` or `deep`.
-    pub budget: String,
-    pub seed: u64,
-    pub seeds_per_cell: u32,
-    /// `i/n` when this report is one shard, `merged` after `poolcheck merge`, else absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<String>,
-    /// Whether every verdict below is final (false inside a shard).
-    pub final_verdicts: bool,
-    pub expectations: Vec<GateResult>,
-}
-
-/// One expectation, judged over its runs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GateResult {
-    pub id: String,
-    pub strategy: String,
-    pub spec: String,
-    pub scenario: String,
-    /// `safe`, `finds` or `absent`.
-    pub want: String,
-    /// For `finds`: the anomalies (or tolerated events) that must be found; for `absent`: those
-    /// that must not happen.
-    #[serde(default)]
-    pub anomalies: Vec<String>,
-    pub runs: u32,
-    /// Anomaly counts summed over the runs (all eight keys).
-    pub counts: BTreeMap<String, u64>,
-    /// Tolerated counts summed over the runs (every `tolerated` key of the runs).
-    #[serde(default)]
-    pub tolerated: BTreeMap<String, u64>,
-    pub held: bool,
-    /// Replay commands for the runs that make this expectation fail (safe: runs with
-    /// anomalies; finds: every run).
-    #[serde(default)]
-    pub replay: Vec<String>,
-    /// The first witness of a violating run (safe expectations).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub witness: Option<Witness>,
-    /// Runs whose verdict is `error` (a process failed on its own): the expectation fails and
-    /// the gate exits 2.
-    #[serde(default)]
-    pub errors: u32,
-    /// The first such run's first error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub seconds: f64,
-}
-
-impl GateResult {
-    /// `safe`, or `finds a, b`.
-    pub fn want_text(&self) -> String {
-        self.expect().text()
-    }
-
-    fn expect(&self) -> Want {
-        match self.want.as_str() {
-            "safe" => Want::Safe,
-            "absent" => Want::Absent(self.anomalies.clone()),
-            _ => Want::Finds(self.anomalies.clone()),
-        }
-    }
-
-    fn rejudge(&mut self) {
-        self.held = self.errors == 0
-            && self
-                .expect()
-                .holds(&crate::check::tally(&self.counts, &self.tolerated));
-    }
-}
 
 /// How much to run.
 #[derive(Clone, Debug)]

@@ -1,6 +1,11 @@
 //! Reports: the judged runs in the `poolcheck.report.v1` contract, rendered as a terminal
 //! table, JSON or Markdown. The JSON shape is documented in the README and kept stable.
+//!
+//! A report knows judged runs only ([`RunReport`], the gate's [`GateSection`]): [`judge`] makes
+//! one from any driver's history and its [`Stats`], so no driver's run type and no command's
+//! plan reaches this module.
 
+pub mod gate;
 pub mod html;
 pub mod render;
 pub mod replay;
@@ -9,15 +14,15 @@ pub mod xml;
 
 use std::collections::BTreeMap;
 
-use pool_core::Strategy;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{self, Witness};
-use crate::drive::fork::RunRecord;
 use crate::expect::Expect;
 use crate::history::{Ev, History};
 use crate::scenario::Scenario;
 use crate::target::Target;
+
+pub use gate::{GateResult, GateSection};
 
 pub const SCHEMA: &str = "poolcheck.report.v1";
 
@@ -31,7 +36,7 @@ pub struct Report {
     pub runs: Vec<RunReport>,
     /// Present in reports of `poolcheck gate` and `poolcheck merge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<crate::gate::GateSection>,
+    pub gate: Option<GateSection>,
     /// How the command ran its cells, for the replay commands the renderers print beside
     /// each failure ([`replay::command`]); not part of the JSON contract.
     #[serde(skip)]
@@ -132,16 +137,6 @@ impl Report {
     }
 }
 
-/// Judge a fork run of a strategy with the checkers, and against `expects`.
-pub fn judge_fork(
-    sc: &Scenario,
-    strategy: Strategy,
-    rec: &RunRecord,
-    expects: &[Expect],
-) -> RunReport {
-    judge(sc, &Target::Model(strategy), rec, expects)
-}
-
 /// The processes of a run that failed without a planned kill (a crash, a hang, a subject that
 /// broke the protocol or did not start, the issuer): one line each.
 pub fn process_errors(h: &History) -> Vec<String> {
@@ -174,12 +169,18 @@ pub fn process_errors(h: &History) -> Vec<String> {
         .collect()
 }
 
-/// Judge a run of `target` with the checkers, and against `expects` (those about this target
-/// in this scenario apply). A run with a failed process is `error`, never `clean`, and no
-/// expectation holds on it.
-pub fn judge(sc: &Scenario, target: &Target, rec: &RunRecord, expects: &[Expect]) -> RunReport {
-    let verdict = check::check(&rec.history);
-    let errors = process_errors(&rec.history);
+/// Judge the `history` of a run of `target` (its counts in `stats`) with the checkers, and
+/// against `expects` (those about this target in this scenario apply). A run with a failed
+/// process is `error`, never `clean`, and no expectation holds on it.
+pub fn judge(
+    sc: &Scenario,
+    target: &Target,
+    history: &History,
+    stats: Stats,
+    expects: &[Expect],
+) -> RunReport {
+    let verdict = check::check(history);
+    let errors = process_errors(history);
     let expectations = expects
         .iter()
         .filter(|e| e.strategy == *target && e.scenario == sc.name)
@@ -204,15 +205,7 @@ pub fn judge(sc: &Scenario, target: &Target, rec: &RunRecord, expects: &[Expect]
         anomalies: verdict.counts,
         tolerated: verdict.tolerated,
         witnesses: verdict.witnesses,
-        stats: Stats {
-            processes: rec.processes,
-            operations: rec.operations,
-            seconds: (rec.seconds * 1000.0).round() / 1000.0,
-            seed: rec.seed,
-            crashed: rec.crashed,
-            killed: rec.killed,
-            model: None,
-        },
+        stats,
         expectations,
         errors,
     }
@@ -222,27 +215,33 @@ pub fn judge(sc: &Scenario, target: &Target, rec: &RunRecord, expects: &[Expect]
 mod tests {
     use super::*;
     use crate::history::Record;
+    use pool_core::Strategy;
 
-    fn record(history: Vec<(u32, &str, bool)>, crashed: u32, killed: u32) -> RunRecord {
-        RunRecord {
-            history: History::from_records(history.into_iter().enumerate().map(
-                |(i, (proc, status, crashed))| Record {
-                    t_ns: i as u64 + 1,
-                    proc,
-                    ev: Ev::ProcExit {
-                        status: status.into(),
-                        crashed,
-                    },
+    fn record(history: Vec<(u32, &str, bool)>, crashed: u32, killed: u32) -> (History, Stats) {
+        let h = History::from_records(history.into_iter().enumerate().map(
+            |(i, (proc, status, crashed))| Record {
+                t_ns: i as u64 + 1,
+                proc,
+                ev: Ev::ProcExit {
+                    status: status.into(),
+                    crashed,
                 },
-            )),
-            seed: 1,
+            },
+        ));
+        let stats = Stats {
             processes: 2,
-            crashed,
-            killed,
             operations: 0,
             seconds: 0.1,
-            kept: None,
-        }
+            seed: 1,
+            crashed,
+            killed,
+            model: None,
+        };
+        (h, stats)
+    }
+
+    fn judge_fork(sc: &Scenario, st: Strategy, run: &(History, Stats), e: &[Expect]) -> RunReport {
+        judge(sc, &Target::Model(st), &run.0, run.1.clone(), e)
     }
 
     #[test]

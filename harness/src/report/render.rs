@@ -390,11 +390,11 @@ pub fn json(report: &Report) -> String {
 
 /// The gate's verdicts: failures first (with replay commands and witness), then one line per
 /// expectation. Markdown when `md`.
-pub fn gate(g: &crate::gate::GateSection, md: bool) -> String {
+pub fn gate(g: &super::GateSection, md: bool) -> String {
     let mut out = String::new();
     let failed: Vec<_> = g.expectations.iter().filter(|e| !e.held).collect();
     let provisional =
-        |e: &crate::gate::GateResult| !g.final_verdicts && e.want == "finds" && e.errors == 0;
+        |e: &super::GateResult| !g.final_verdicts && e.want == "finds" && e.errors == 0;
     let title = format!(
         "poolcheck gate: {} budget, seed {}, {} seed(s) per cell{}",
         g.budget,

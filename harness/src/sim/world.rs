@@ -19,10 +19,10 @@ use super::facade::Facade;
 use super::issuer::{LogicalClock, RecorderSink, SharedIssuer, SimIssuer};
 use super::kernel::{KernelState, Proc};
 use super::os::{Recorder, SharedKernel, SimOs};
-use crate::drive::roles::{external_format, external_path, play_role, pool_config, WorkerPlan};
-use crate::drive::setup;
 use crate::history::{Ev, History, Record};
 use crate::issuer::rules::IssuerState;
+use crate::plan::roles::{play_role, CorePool};
+use crate::plan::{external_format, external_path, pool_config, setup, worker_seed, WorkerPlan};
 use crate::scenario::{RoleSpec, Scenario};
 
 /// The directory the simulated store lives in.
@@ -80,7 +80,7 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
                     strategy: plan.strategy,
                     dir: dir.clone(),
                     issuer_url: String::new(),
-                    seed: crate::drive::roles::worker_seed(plan.seed, proc),
+                    seed: worker_seed(plan.seed, proc),
                     incarnation: 0,
                 },
                 scenario: sc.clone(),
@@ -190,11 +190,12 @@ impl<F: Facade> Process<F> {
             .source
             .as_deref()
             .and_then(|s| Some((external_format(s)?, external_path(Path::new(DIR), s))));
-        play_role(
+        // Pool-core is never broken: its errors are in the history.
+        let _ = play_role(
             role,
             self.plan.proc,
             self.plan.seed,
-            new_pool,
+            &mut CorePool::new(new_pool),
             || (),
             || {
                 if let Some((format, path)) = &external {

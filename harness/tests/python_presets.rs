@@ -1,0 +1,123 @@
+//! Prediction check (issue #14, item 7): each preset and the mode of the bundled Python pool
+//! (`subjects/python/pool_subject.py`) that follows the same rules find the same anomaly kinds
+//! on every catalog scenario, through the same harness (counts may differ).
+//!
+//! A fork run is timed by the machine's scheduler, and a few kinds depend on it (a torn read
+//! needs a reader to land inside an in-place write before a rendezvous times out). So the
+//! claim checked is the one runs can show: no kind is found in every run of one side and in no
+//! run of the other. Each cell runs once per side; a cell whose kinds differ runs again, up to
+//! `RUNS` times per side, and fails when a kind is still always on one side and never on the
+//! other. Runs are one at a time (each starts a few processes and interpreters), so the test
+//! fits a 2-core machine: about 75 runs, a minute or two.
+//!
+//! Needs `python3`; without it, it says why and passes.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use harness::scenario::Scenario;
+use serde_json::Value;
+
+/// Each preset and the Python switches that follow its rules.
+const PAIRS: &[(&str, &str)] = &[
+    ("thread-lock", ""),
+    ("flock", "--flock-per-write"),
+    ("batched-persist", "--batched"),
+    ("merge-on-write", "--merge"),
+    ("upstream-main", "--upstream-main"),
+    ("flock-txn", "--merge --batched --serialized-refresh"),
+];
+
+/// Most runs per side of one cell.
+const RUNS: usize = 4;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The anomaly kinds one run found (`poolcheck run --format json ...`).
+fn kinds(scenario: &str, target: &[&str]) -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+        .current_dir(root())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(["run", "--format", "json", "--scenario", scenario])
+        .args(target)
+        .output()
+        .expect("poolcheck runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "{scenario} {target:?}: not a JSON report ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let run = &v["runs"][0];
+    assert_ne!(run["verdict"], "error", "{scenario} {target:?}: {run}");
+    run["anomalies"]
+        .as_object()
+        .expect("anomaly counts")
+        .iter()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Kinds in every run of `a` and in no run of `b`.
+fn always_never(a: &[BTreeSet<String>], b: &[BTreeSet<String>]) -> BTreeSet<String> {
+    let always = a.iter().skip(1).fold(a[0].clone(), |acc, s| &acc & s);
+    let ever: BTreeSet<String> = b.iter().flatten().cloned().collect();
+    &always - &ever
+}
+
+#[test]
+fn each_preset_and_its_python_mode_find_the_same_anomaly_kinds() {
+    let have_python = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_python {
+        eprintln!("SKIPPED: python3 is not on PATH, so the Python subject cannot be run");
+        return;
+    }
+    let mut differences = Vec::new();
+    for sc in Scenario::catalog() {
+        for (preset, switches) in PAIRS {
+            let subject = format!("python3 subjects/python/pool_subject.py {switches}");
+            let rust_side = ["--strategy", preset];
+            let python_side = ["--subject", subject.trim_end()];
+            let (mut rust, mut python) = (Vec::new(), Vec::new());
+            let mut differ = BTreeSet::new();
+            for _ in 0..RUNS {
+                rust.push(kinds(&sc.name, &rust_side));
+                python.push(kinds(&sc.name, &python_side));
+                differ = &always_never(&rust, &python) | &always_never(&python, &rust);
+                if differ.is_empty() {
+                    break;
+                }
+            }
+            if rust.len() > 1 {
+                eprintln!(
+                    "{} x {preset}: {} runs per side (rust {rust:?}, python {python:?})",
+                    sc.name,
+                    rust.len()
+                );
+            }
+            if !differ.is_empty() {
+                differences.push(format!(
+                    "{} x {preset} vs python{} {switches}: {differ:?} (runs: rust {rust:?}, python {python:?})",
+                    sc.name,
+                    if switches.is_empty() { "" } else { " " },
+                ));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "kinds found in every run of one side and none of the other:\n{}",
+        differences.join("\n")
+    );
+}
