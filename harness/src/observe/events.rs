@@ -12,8 +12,9 @@
 //!   subject is stopped at the call. An in-place write begins at the truncating open (or its
 //!   first write call or `ftruncate`), is the content its own calls leave, and completes at its
 //!   last write call, reported when its last descriptor closes.
-//! - `base` of a store write is the newest store version the subject (its whole process tree)
-//!   read or wrote before the write began.
+//! - A write's `base` is not told (`null`): the checkers take the newest store version the
+//!   subject read or wrote before it, and judge lost updates from content too
+//!   (`check::lost_update`).
 //! - A refresh is a `POST` whose request line names `/oauth/token` on a socket connected to the
 //!   issuer's port; `before_redeem` holds its first send, `after_redeem` the return of the first
 //!   receive of its response, whose status line gives the outcome. Its entry is the one whose
@@ -113,7 +114,6 @@ pub trait Tracee {
 pub enum Pending {
     Open {
         what: Option<Watched>,
-        path: PathBuf,
         trunc: bool,
         t: u64,
     },
@@ -250,7 +250,6 @@ impl Observed {
                 // descriptor number reused for another file must be forgotten: at the return.
                 Some(Pending::Open {
                     what,
-                    path,
                     trunc,
                     t: now_ns(),
                 })
@@ -387,7 +386,6 @@ impl Observed {
         match p {
             Pending::Open {
                 what,
-                path,
                 trunc,
                 t: began,
             } => {
@@ -400,7 +398,6 @@ impl Observed {
                         let write = trunc.then(|| WriteSession {
                             begin_ns: began,
                             op: self.op(),
-                            base: self.base(&what),
                             content: Vec::new(),
                             calls: 0,
                             last_ns: now,
@@ -415,7 +412,6 @@ impl Observed {
                     }
                 } else if ret == -(libc::ENOENT as i64) {
                     if let Some(what) = what {
-                        let _ = path;
                         self.emit(
                             now,
                             Event::Read {
@@ -567,7 +563,6 @@ impl Observed {
                     return;
                 }
                 let file = what.file_name();
-                let base = self.base(&what);
                 self.emit(
                     began,
                     Event::WriteBegin {
@@ -576,7 +571,7 @@ impl Observed {
                         file: file.clone(),
                     },
                 );
-                self.wrote(now, op, &what, hash, base, entries);
+                self.wrote(now, op, &what, hash, entries);
                 if what == Watched::Store {
                     self.pause(Pause::AfterRename);
                 }
@@ -608,11 +603,9 @@ impl Observed {
             self.store_write_begins();
         }
         let content = std::fs::read(format!("/proc/{}/fd/{fd}", t.tid())).unwrap_or_default();
-        let base = self.base(&f.what);
         f.write = Some(WriteSession {
             begin_ns: at,
             op: self.op(),
-            base,
             content,
             calls: 0,
             last_ns: at,
@@ -641,14 +634,7 @@ impl Observed {
                     file: what.file_name(),
                 },
             );
-            self.wrote(
-                w.last_ns.max(w.begin_ns),
-                w.op,
-                &what,
-                hash,
-                w.base,
-                entries,
-            );
+            self.wrote(w.last_ns.max(w.begin_ns), w.op, &what, hash, entries);
         }
     }
 
@@ -701,7 +687,6 @@ impl Observed {
         op: u64,
         what: &Watched,
         hash: String,
-        base: Option<String>,
         entries: Vec<EntrySummary>,
     ) {
         if *what == Watched::Store {
@@ -716,19 +701,11 @@ impl Observed {
             Event::Write {
                 op,
                 hash,
-                base,
+                base: None, // not told: the checkers infer it
                 entries,
                 file: what.file_name(),
             },
         );
-    }
-
-    /// The base of a write: never told. The checkers infer it (the newest store version the
-    /// subject's process read or wrote before the write, which is what `seen` holds) and,
-    /// knowing it was not told, also judge lost updates from content
-    /// (`check::lost_update`).
-    fn base(&self, _what: &Watched) -> Option<String> {
-        None
     }
 
     /// This provider's entries in store bytes (empty when they do not parse).

@@ -45,8 +45,6 @@ pub struct WriteSession {
     pub begin_ns: u64,
     /// The operation it began in.
     pub op: u64,
-    /// The inferred base at that moment.
-    pub base: Option<String>,
     pub content: Vec<u8>,
     /// Write calls so far (the second and later are `mid_write` points).
     pub calls: u32,
