@@ -389,8 +389,8 @@ pub fn run(
 /// What to change when the observer is refused.
 const ADVICE: &str = "allow ptrace and seccomp for poolcheck: `sysctl kernel.yama.ptrace_scope` \
 must be 0, 1 or 2 (3 forbids ptrace), and a container needs ptrace and seccomp(2) allowed \
-(e.g. `docker run --cap-add SYS_PTRACE --security-opt seccomp=unconfined`); or run without \
-`--observe syscalls`";
+(e.g. `docker run --cap-add SYS_PTRACE --security-opt seccomp=unconfined`), and poolcheck must \
+not itself run under a tracer (strace -f, a debugger); or run without `--observe syscalls`";
 
 pub fn preflight() -> Result<(), String> {
     let program = super::filter::program()?;
