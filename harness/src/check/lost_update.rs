@@ -30,6 +30,9 @@
 //! refresh, a re-sync from another CLI's file). Priorities are not judged this way (a
 //! round-robin pass renumbers them). This is weaker than a told base: a pool that re-reads and
 //! deliberately reverts a change in one of these ways would be reported.
+//!
+//! A machine crash that took back an acknowledged write is a lost update too
+//! ([`super::crash_loss`], counted per crash; its witness comes after the overwrites').
 
 use std::collections::HashSet;
 
@@ -314,7 +317,11 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
             }
         }
     }
-    Finding { count, witness }
+    let crashed = super::crash_loss::find(ix);
+    Finding {
+        count: count + crashed.count,
+        witness: witness.or(crashed.witness),
+    }
 }
 
 fn bench_text(b: Option<(Status, u64, Option<u64>)>) -> String {
