@@ -216,13 +216,29 @@ pub struct SubjectTimeout {
     #[arg(long, value_name = "MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub subject_timeout_ms: u64,
+    /// Run subjects under the syscall observer (Linux x86_64; ptrace and seccomp-bpf): their
+    /// store reads and writes, refreshes and pause points are taken from their system calls, so
+    /// an unmodified pool is judged (docs/subjects.md, "The syscall observer"). What a subject
+    /// reports itself is then only compared with what was observed.
+    #[arg(long, value_name = "WHAT", value_parser = ["syscalls"])]
+    pub observe: Option<String>,
 }
 
 impl SubjectTimeout {
-    /// The `--subject` arguments, each with this timeout.
+    /// The `--subject` arguments, each with this timeout (and observed with `--observe`;
+    /// refused, saying what to change, where ptrace or seccomp is not permitted).
     pub fn parse(&self, args: &[String]) -> Result<Vec<SubjectSpec>, String> {
         let t = std::time::Duration::from_millis(self.subject_timeout_ms);
-        args.iter().map(|a| target::parse_subject(a, t)).collect()
+        if self.observe.is_some() {
+            crate::observe::preflight()?;
+        }
+        args.iter()
+            .map(|a| {
+                let mut s = target::parse_subject(a, t)?;
+                s.observe = self.observe.is_some();
+                Ok(s)
+            })
+            .collect()
     }
 }
 

@@ -282,6 +282,7 @@ fn resolve_subject(
         name,
         command,
         timeout,
+        observe: false,
     }
 }
 
@@ -416,6 +417,7 @@ mod tests {
             name: "py".into(),
             command: "python3 other.py".into(),
             timeout: Duration::from_secs(1),
+            observe: false,
         };
         let (ex, _) = parse_file_with(text, "e.toml", &[cli], Duration::from_secs(1)).unwrap();
         assert_eq!(ex[0].strategy.spec(), "python3 other.py");

@@ -67,6 +67,15 @@ pub enum Ev {
     Killed { point: String },
     /// A worker has waited over a second for a lock held by `holder` (a pid, where known).
     LockWait { path: String, holder: Option<u32> },
+    /// Syscall observer: a `flock` or `fcntl` lock call on the file at `path` (inode `inode`):
+    /// `op` is `exclusive`, `shared` or `unlock`; `outcome` is `requested` (the call began),
+    /// `granted` or `refused` (it returned).
+    Lock {
+        path: String,
+        inode: u64,
+        op: String,
+        outcome: String,
+    },
     /// Harness: a worker ended; `crashed` when it did not exit 0.
     ProcExit { status: String, crashed: bool },
     /// Harness: an external CLI wrote its own credentials file holding `refresh`.

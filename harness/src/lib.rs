@@ -15,6 +15,7 @@ pub mod gate;
 pub mod history;
 pub mod issuer;
 pub mod lifeline;
+pub mod observe;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -76,6 +76,11 @@ fn dispatch(cmd: Cmd, progress: Style) -> Result<ExitCode, BadInput> {
                 (Some(cmd), _) => {
                     Target::Subject(subject_timeout.parse(&[cmd]).map_err(BadInput)?.remove(0))
                 }
+                (None, Some(_)) if subject_timeout.observe.is_some() => {
+                    return Err(BadInput(
+                        "--observe syscalls watches an external subject: give --subject CMD (pool-core strategies report their own events)".into(),
+                    ))
+                }
                 (None, Some(st)) => {
                     Target::Model(Strategy::parse(&st).map_err(|e| BadInput(e.to_string()))?)
                 }
@@ -227,6 +232,7 @@ fn dispatch(cmd: Cmd, progress: Style) -> Result<ExitCode, BadInput> {
                 expect,
                 &subject_timeout.parse(&subject).map_err(BadInput)?,
                 subject_timeout.subject_timeout_ms,
+                subject_timeout.observe.is_some(),
                 opts,
                 out,
                 progress,
@@ -452,6 +458,7 @@ fn gate_dispatch(
     expect: Option<PathBuf>,
     subjects: &[SubjectSpec],
     timeout_ms: u64,
+    observe: bool,
     opts: GateOptions,
     out: GateOutputs,
     progress: Style,
@@ -467,6 +474,12 @@ fn gate_dispatch(
         ),
     }
     .map_err(BadInput)?;
+    let mut expects = expects;
+    for e in &mut expects {
+        if let Target::Subject(s) = &mut e.strategy {
+            s.observe = observe; // the file's subjects too
+        }
+    }
     let report =
         gate::run(&expects, &scenarios, &opts, progress).map_err(|e| BadInput(e.to_string()))?;
     emit_gate(&report, &out)

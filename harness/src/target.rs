@@ -111,6 +111,7 @@ pub fn parse_subject(arg: &str, timeout: Duration) -> Result<SubjectSpec, String
         name,
         command,
         timeout,
+        observe: false,
     })
 }
 
@@ -146,6 +147,7 @@ pub fn of_report(r: &RunReport) -> Target {
             name: r.strategy.clone(),
             command: r.spec.clone(),
             timeout: SubjectSpec::new("").timeout,
+            observe: false,
         }),
     }
 }

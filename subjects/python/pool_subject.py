@@ -33,7 +33,8 @@ write=rename,refresh=openai-codex:serial+blind/retry2/presync``):
   marked exhausted is the copy from before this pass re-synced it from the other CLI's file.
 
 ``--black-box`` makes the adapter report no events (only pauses), as a pool wrapped without
-instrumentation would.
+instrumentation would; ``--silent`` reports neither events nor pauses (judge it with
+``poolcheck --observe syscalls``).
 
 The adapter at the bottom (``Adapter`` and ``serve``, a few lines over ``poolcheck_adapter``,
 the protocol helper in this directory) speaks ``poolcheck-subject/1`` on stdin/stdout (see
@@ -616,7 +617,7 @@ def serve(args, inp=sys.stdin, out=sys.stdout):
             seed=h.get("seed", 1),
             external={x["source"]: x["path"] for x in h.get("external", [])}))
     return poolcheck_adapter.serve(make, inp, out, subject="python-pool", mode=mode(args),
-                                   black_box=args.black_box, errors=ERRORS)
+                                   black_box=args.black_box, errors=ERRORS, silent=args.silent)
 
 
 SWITCHES = ("flock_per_write", "batched", "merge", "serialized_refresh")
@@ -640,6 +641,9 @@ def parse_args(argv):
                         "takes none of the switches above")
     p.add_argument("--black-box", action="store_true",
                    help="report no events (pauses only), to test what poolcheck judges alone")
+    p.add_argument("--silent", action="store_true",
+                   help="report no events and no pauses (an uninstrumented pool), for "
+                        "poolcheck --observe syscalls")
     args = p.parse_args(argv)
     if args.upstream_main and any(getattr(args, n) for n in SWITCHES):
         p.error("--upstream-main is a whole mode: drop --%s" % next(

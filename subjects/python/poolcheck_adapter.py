@@ -115,8 +115,10 @@ NullHooks = Hooks
 class ProtocolHooks(Hooks):
     """Streams events to the harness and waits at pause points for its resume."""
 
-    def __init__(self, inp, out, black_box=False):
-        self.inp, self.out, self.black_box = inp, out, black_box
+    def __init__(self, inp, out, black_box=False, silent=False):
+        # silent: no events and no pauses, as an uninstrumented pool (for --observe syscalls)
+        self.inp, self.out = inp, out
+        self.black_box, self.silent = black_box or silent, silent
 
     def send(self, msg):
         self.out.write(json.dumps(msg) + "\n")
@@ -127,6 +129,8 @@ class ProtocolHooks(Hooks):
             self.send({"event": ev})
 
     def pause(self, point):
+        if self.silent:
+            return
         self.send({"pause": point})
         line = self.inp.readline()
         if not line:
@@ -230,7 +234,7 @@ def handle(adapter, req, errors=(Exception,)):
 
 
 def serve(make_adapter, inp=None, out=None, subject="python", mode=None, black_box=False,
-          errors=(Exception,)):
+          errors=(Exception,), silent=False):
     """The protocol loop: hello, then one reply per request until stdin closes. Returns the
     exit status (0; 2 for a protocol version it does not speak).
 
@@ -240,7 +244,7 @@ def serve(make_adapter, inp=None, out=None, subject="python", mode=None, black_b
     the hooks to give the pool, and an ``Http`` for the harness's issuer."""
     inp = sys.stdin if inp is None else inp
     out = sys.stdout if out is None else out
-    hooks = ProtocolHooks(inp, out, black_box)
+    hooks = ProtocolHooks(inp, out, black_box, silent)
     first = inp.readline()
     if not first:
         return 0

@@ -20,6 +20,17 @@
 //! version observed, or content no completed write produced) is not judged. Counted per write
 //! and aspect.
 //!
+//! A write that does not tell its base (`base: null`, as the syscall observer records every
+//! write) is also judged from content: when its value of an entry's presence or bench differs
+//! from the latest version its process observed but equals an older one it observed, it was
+//! built from that older snapshot, and the change in between is lost if no operation could
+//! have made it: no operation removes an entry or brings one back, and a cooldown is cleared
+//! only once it has ended (checked against the longest the run could have lasted by then:
+//! the write's time since the run's first record) or when the entry takes new tokens (a
+//! refresh, a re-sync from another CLI's file). Priorities are not judged this way (a
+//! round-robin pass renumbers them). This is weaker than a told base: a pool that re-reads and
+//! deliberately reverts a change in one of these ways would be reported.
+//!
 //! A machine crash that took back an acknowledged write is a lost update too
 //! ([`super::crash_loss`], counted per crash; its witness comes after the overwrites').
 
@@ -99,6 +110,25 @@ fn status_name(s: Status) -> &'static str {
 }
 
 impl Index<'_> {
+    /// For a write `k` that did not tell its base: the newest version its process observed
+    /// before its latest one whose value of `a` is `now` (the snapshot `k` was built from, by
+    /// content), as a write position.
+    fn older_source(&self, k: usize, a: Aspect<'_>, now: Option<Value>) -> Option<usize> {
+        let w = &self.writes[k];
+        let seen: Vec<&str> = self
+            .observed
+            .get(&w.proc)?
+            .iter()
+            .filter(|(r, _)| *r < w.rec)
+            .map(|(_, h)| *h)
+            .collect();
+        let (_, older) = seen.split_last()?;
+        older.iter().rev().find_map(|h| {
+            let b = self.base_write(h, k)?;
+            (value(self.writes[b].entries, a) == now).then_some(b)
+        })
+    }
+
     /// The write a hash names, seen from write `k`: the latest earlier write with that hash,
     /// else (records are logged just after the bytes land) the earliest other one.
     fn base_write(&self, hash: &str, k: usize) -> Option<usize> {
@@ -191,6 +221,9 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         };
         let w = &ix.writes[k];
         let b = ix.writes[base].entries;
+        // The longest the run can have lasted at W: an upper bound of W's wall time is any
+        // status stamped in the run plus this.
+        let run_ms = (w.t_ns - ix.h.records.first().map_or(w.t_ns, |r| r.t_ns)) / 1_000_000;
         let mut ids: Vec<&str> = w.entries.iter().map(|e| e.id.as_str()).collect();
         for &p in &preds {
             ids.extend(ix.writes[p].entries.iter().map(|e| e.id.as_str()));
@@ -208,8 +241,17 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                 if now.is_none() && a != Aspect::Presence(id) {
                     continue; // W dropped the entry: judged as its presence
                 }
+                // The snapshot W's value of A came from: its base, or (untold base) an older
+                // version its process observed with that value.
+                let mut source = None;
                 if now != value(b, a) {
-                    continue; // W changed it itself
+                    if w.base.is_some() || matches!(a, Aspect::Priority(_)) {
+                        continue; // W changed it itself
+                    }
+                    match ix.older_source(k, a, now) {
+                        Some(o) => source = Some(o),
+                        None => continue, // W changed it itself
+                    }
                 }
                 let mut by = None;
                 let lost = preds.iter().all(|&p| {
@@ -222,6 +264,33 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                     let Some(i) = ix.introduced(p, a) else {
                         return false;
                     };
+                    if let Some(o) = source {
+                        // Judged from content: the change must be one no operation of W's
+                        // undoes, and its snapshot must not have absorbed it.
+                        if let (
+                            Some(Value::Bench(None)),
+                            Value::Bench(Some(bh)),
+                            Aspect::Bench(id),
+                        ) = (now, had, a)
+                        {
+                            if until(bh) <= bh.1.saturating_add(run_ms) {
+                                return false; // the cooldown may have ended: cleared legitimately
+                            }
+                            let tokens = |es: &'_ [EntrySummary]| {
+                                entry(es, id).map(|e| (e.refresh.clone(), e.access.clone()))
+                            };
+                            if tokens(w.entries) != tokens(ix.writes[p].entries) {
+                                return false; // new tokens (a refresh, a re-sync) clear a bench
+                            }
+                        }
+                        let mut anc = ix.ancestors(o);
+                        anc.insert(o);
+                        if anc.contains(&i) || i == k {
+                            return false;
+                        }
+                        by.get_or_insert((i, had));
+                        return true;
+                    }
                     let anc = ancestors.get_or_insert_with(|| ix.ancestors(k));
                     if anc.contains(&i) || i == k {
                         return false;
@@ -716,5 +785,89 @@ mod tests {
             "{w:?}"
         );
         assert_eq!(check(&h(false)), Finding::none());
+    }
+
+    /// Issue 16: the syscall observer records no base. P loaded h0, re-read h1 (which holds
+    /// the entry p2 added) right before writing, and wrote its old snapshot: h2 lacks the entry.
+    /// The latest version P observed holds it, an older one does not, and no operation
+    /// removes entries: lost, from content.
+    fn untold(p_entries: &[EntrySummary], added: EntrySummary) -> History {
+        HistoryBuilder::new()
+            .role(1, "gateway")
+            .role(2, "auth-add")
+            .init(&[e("aaaaaa")])
+            .op(1, 1, OpKind::LoadPool)
+            .read(1, 1, "h0")
+            .op(2, 1, OpKind::AddEntry)
+            .read(2, 1, "h0")
+            .write(2, 1, "h1", None, &[e("aaaaaa"), added])
+            .op(1, 2, OpKind::Select)
+            .read(1, 2, "h1")
+            .write(1, 2, "h2", None, p_entries)
+            .build()
+    }
+
+    #[test]
+    fn an_untold_base_is_judged_from_content() {
+        let f = check(&untold(&[exhausted("aaaaaa", 50)], e("cccccc")));
+        assert_eq!(f.count, 1, "{:?}", f.witness);
+        let w = f.witness.unwrap();
+        assert!(
+            w.iter().any(|l| l.contains("entry cccccc is gone")),
+            "{w:?}"
+        );
+        // The writer that kept what it re-read lost nothing.
+        let f = check(&untold(
+            &[exhausted("aaaaaa", 50), e("cccccc")],
+            e("cccccc"),
+        ));
+        assert_eq!(f.count, 0, "{:?}", f.witness);
+    }
+
+    #[test]
+    fn an_untold_base_erasing_a_cooldown_in_force_loses_it_but_not_an_ended_one() {
+        // p2 benched aaaaaa (default cooldown: an hour); P wrote it usable again from h0.
+        let f = check(&untold(&[e("aaaaaa")], e("bbbbbb")));
+        assert_eq!(f.count, 1, "{:?}", f.witness); // bbbbbb is gone
+        let benched = |reset_at| {
+            HistoryBuilder::new()
+                .role(1, "gateway")
+                .role(2, "gateway")
+                .init(&[e("aaaaaa")])
+                .op(1, 1, OpKind::LoadPool)
+                .read(1, 1, "h0")
+                .op(2, 1, OpKind::MarkExhausted)
+                .read(2, 1, "h0")
+                .write(
+                    2,
+                    1,
+                    "h1",
+                    None,
+                    &[EntrySummary {
+                        reset_at,
+                        ..exhausted("aaaaaa", 50)
+                    }],
+                )
+                .op(1, 2, OpKind::Select)
+                .read(1, 2, "h1")
+                .write(1, 2, "h2", None, &[e("aaaaaa")])
+                .build()
+        };
+        assert_eq!(check(&benched(None)).count, 1);
+        // A cooldown that had ended (reset at its own stamp) may be cleared by a select.
+        assert_eq!(check(&benched(Some(50))).count, 0);
+        // So may one whose entry took new tokens (a re-sync from another CLI's file).
+        let mut h = benched(None);
+        for r in &mut h.records {
+            if let Ev::Pool {
+                event: Event::Write { hash, entries, .. },
+            } = &mut r.ev
+            {
+                if hash == "h2" {
+                    entries[0].refresh = Some("t:0000beef".into());
+                }
+            }
+        }
+        assert_eq!(check(&h).count, 0);
     }
 }

@@ -57,6 +57,9 @@ pub struct SubjectSpec {
     pub command: String,
     /// How long the subject may take to answer one request (pauses excluded).
     pub timeout: Duration,
+    /// Run it under the syscall observer (`--observe syscalls`, [`crate::observe`]): its
+    /// reads, writes, refreshes and pause points come from its system calls.
+    pub observe: bool,
 }
 
 impl SubjectSpec {
@@ -65,6 +68,7 @@ impl SubjectSpec {
             name: "subject".into(),
             command: command.into(),
             timeout: Duration::from_secs(10),
+            observe: false,
         }
     }
 }
@@ -78,6 +82,8 @@ enum Line {
     Text(usize, String),
     Eof(usize),
     Failed(usize, String),
+    /// What the syscall observer saw the subject do.
+    Observed(crate::observe::Report),
 }
 
 /// A running subject and the conversation with it.
@@ -100,6 +106,14 @@ struct Conn<'h, 'a> {
     last_line: usize,
     /// Kills the subject's process group if this worker dies (dropped with the connection).
     _guard: crate::lifeline::GroupGuard,
+    /// The syscall observer, when the subject runs under it: its events and pauses are the
+    /// ones recorded and applied; what the subject reports itself is only compared with them.
+    observer: Option<crate::observe::Observer>,
+    check: SelfCheck,
+    /// The kind of the operation in flight, and whether an observed `load_pool` has passed
+    /// its `after_load` point.
+    op_kind: Option<OpKind>,
+    loaded: bool,
 }
 
 /// Start the subject for the worker of `plan` and greet it: the pool under test this worker's
@@ -156,7 +170,8 @@ impl<'h, 'a> Conn<'h, 'a> {
                 "seed": plan.seed,
             }
         });
-        let mut child = crate::lifeline::bind_command(&mut Command::new("sh"))
+        let mut cmd = Command::new("sh");
+        crate::lifeline::bind_command(&mut cmd)
             .arg("-c")
             .arg(&spec.command)
             .env("POOLCHECK_PROTOCOL", PROTOCOL)
@@ -168,15 +183,37 @@ impl<'h, 'a> Conn<'h, 'a> {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Broken(format!("{name}: cannot start: {e}")))?;
+            .process_group(0);
+        let (tx, rx) = mpsc::channel();
+        let (mut child, observer) = if spec.observe {
+            let obs_tx = tx.clone();
+            let cfg = crate::observe::Config {
+                store: store.clone(),
+                external: cfg
+                    .external
+                    .iter()
+                    .map(|x| (x.format.source().to_string(), x.path.clone()))
+                    .collect(),
+                issuer_port: port_of(&plan.issuer_url),
+                provider: cfg.provider.clone(),
+            };
+            let sink = Box::new(move |r| {
+                let _ = obs_tx.send(Line::Observed(r));
+            });
+            crate::observe::spawn(cmd, cfg, sink)
+                .map(|(c, o)| (c, Some(o)))
+                .map_err(|e| Broken(format!("{name}: cannot start under the observer: {e}")))?
+        } else {
+            let c = cmd
+                .spawn()
+                .map_err(|e| Broken(format!("{name}: cannot start: {e}")))?;
+            (c, None)
+        };
         // The subject's group (its shell and what the shell starts) dies with this worker.
         let guard = crate::lifeline::guard_group(nix::unistd::Pid::from_raw(child.id() as i32))
             .map_err(|e| Broken(format!("{name}: cannot watch it: {e}")))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut r = BufReader::new(stdout);
             let mut n = 0;
@@ -209,6 +246,10 @@ impl<'h, 'a> Conn<'h, 'a> {
             last_sent_ns: crate::history::now_ns(),
             last_line: 0,
             _guard: guard,
+            observer,
+            check: SelfCheck::default(),
+            op_kind: None,
+            loaded: false,
         };
         let reply = c.exchange(&hello, "hello")?;
         if reply.get("protocol").and_then(Value::as_str) != Some(PROTOCOL) {
@@ -226,9 +267,23 @@ impl<'h, 'a> Conn<'h, 'a> {
         self.op = self.next_op;
         self.next_op += 1;
         self.io_events = 0;
+        self.op_kind = Some(kind);
+        self.loaded = false;
         self.hooks.record(Event::OpBegin { op: self.op, kind });
+        if let Some(o) = &self.observer {
+            // An unmodified program has no operation boundary of its own: the worker's is
+            // `op_start`, before the operation is sent.
+            o.set_op(self.op);
+            self.hooks.pause(Pause::OpStart);
+        }
         let what = req["op"].as_str().unwrap_or("op").to_string();
         let reply = self.exchange(&req, &what);
+        if let Some(o) = &self.observer {
+            o.set_op(0);
+            if let Some(d) = self.check.op_end(self.op, &what) {
+                eprintln!("poolcheck: self-check: {} {d}", self.name);
+            }
+        }
         let (ok, error) = match &reply {
             Ok(v) => (
                 ok(v),
@@ -255,6 +310,7 @@ impl<'h, 'a> Conn<'h, 'a> {
             error,
         });
         self.op = 0;
+        self.op_kind = None;
         reply
     }
 
@@ -285,6 +341,10 @@ impl<'h, 'a> Conn<'h, 'a> {
                 Line::Failed(n, e) => {
                     return Err(self.fail(format!("line {n} of its stdout cannot be read: {e}")))
                 }
+                Line::Observed(r) => {
+                    self.observed(r);
+                    continue;
+                }
             };
             self.last_line = n;
             let msg: Value = match serde_json::from_str(text.trim_end()) {
@@ -304,7 +364,10 @@ impl<'h, 'a> Conn<'h, 'a> {
             };
             if let Some(ev) = msg.get("event") {
                 let ev = self.event(ev, n)?;
-                if let Event::WriteBegin { .. } = ev {
+                if self.observer.is_some() {
+                    // Observed subjects' own reports are checked, not recorded.
+                    self.check.told(&ev);
+                } else if let Event::WriteBegin { .. } = ev {
                     // The line arrived after the subject sent it, maybe after its rename: the
                     // moment the subject was last sent a line is the bound that holds.
                     let at = self.last_sent_ns;
@@ -323,10 +386,51 @@ impl<'h, 'a> Conn<'h, 'a> {
                             .join(", ")
                     ))
                 })?;
-                self.hooks.pause(point);
+                if self.observer.is_none() {
+                    self.hooks.pause(point);
+                }
                 self.send(&json!({"resume": true}), "resume")?;
             } else {
                 return Ok(msg);
+            }
+        }
+    }
+
+    /// Record an observed event, or apply the pause rule the observed subject is held at.
+    fn observed(&mut self, r: crate::observe::Report) {
+        match r {
+            crate::observe::Report::Event { t_ns, event } => {
+                if matches!(event, Event::Read { .. } | Event::Write { .. }) {
+                    self.io_events += 1;
+                }
+                self.check.saw(&event);
+                self.hooks.log().push_at(t_ns, Ev::Pool { event });
+            }
+            crate::observe::Report::Lock {
+                t_ns,
+                path,
+                inode,
+                op,
+                outcome,
+            } => self.hooks.log().push_at(
+                t_ns,
+                Ev::Lock {
+                    path,
+                    inode,
+                    op: op.into(),
+                    outcome: outcome.into(),
+                },
+            ),
+            crate::observe::Report::Pause { point, resume } => {
+                // Every parsed store read is a candidate `after_load`; a self-reporting pool
+                // announces it once, in `load_pool`.
+                let applies = point != Pause::AfterLoad
+                    || (self.op_kind == Some(OpKind::LoadPool)
+                        && !std::mem::replace(&mut self.loaded, true));
+                if applies {
+                    self.hooks.pause(point);
+                }
+                let _ = resume.send(());
             }
         }
     }
@@ -381,13 +485,26 @@ impl<'h, 'a> Conn<'h, 'a> {
     fn kill(&mut self) {
         let pgid = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
         let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
+        if self.observer.is_none() {
+            let _ = self.child.wait();
+        }
+    }
+
+    /// How the subject ended, if it has (the observer reaps an observed one).
+    fn exited(&mut self) -> Option<String> {
+        match &self.observer {
+            Some(o) => o.exit_status(),
+            None => match self.child.try_wait() {
+                Ok(Some(s)) => Some(s.to_string()),
+                _ => None,
+            },
+        }
     }
 
     /// The exit status, waiting a little for it.
     fn reap(&mut self) -> String {
         for _ in 0..100 {
-            if let Ok(Some(s)) = self.child.try_wait() {
+            if let Some(s) = self.exited() {
                 return format!("it exited: {s}");
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -496,7 +613,12 @@ impl PoolUnderTest for Conn<'_, '_> {
         drop(self.stdin.take());
         let until = std::time::Instant::now() + Duration::from_secs(2);
         while std::time::Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            while let Ok(line) = self.lines.try_recv() {
+                if let Line::Observed(r) = line {
+                    self.observed(r);
+                }
+            }
+            if self.exited().is_some() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -515,6 +637,86 @@ fn credential_id(v: &Value) -> Option<String> {
     v.get("credential_id")
         .and_then(Value::as_str)
         .map(str::to_string)
+}
+
+/// The issuer's port in its URL (`http://127.0.0.1:PORT`); 0 if it has none.
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or(0)
+}
+
+/// Self-check of an observed subject that also reports its events: per operation, the store
+/// reads and writes it told (kind and hash) against those the observer saw. Disagreements are
+/// printed on the worker's stderr, one line each.
+#[derive(Default)]
+struct SelfCheck {
+    told: Vec<(&'static str, String)>,
+    saw: Vec<(&'static str, String)>,
+}
+
+impl SelfCheck {
+    fn key(ev: &Event) -> Option<(&'static str, String)> {
+        match ev {
+            Event::Read {
+                hash, file: None, ..
+            } => Some(("read", hash.clone())),
+            Event::Write {
+                hash, file: None, ..
+            } => Some(("write", hash.clone())),
+            _ => None,
+        }
+    }
+
+    fn told(&mut self, ev: &Event) {
+        self.told.extend(Self::key(ev));
+    }
+
+    fn saw(&mut self, ev: &Event) {
+        self.saw.extend(Self::key(ev));
+    }
+
+    /// The operation ended: its disagreement, if any.
+    fn op_end(&mut self, op: u64, what: &str) -> Option<String> {
+        let told = std::mem::take(&mut self.told);
+        let saw = std::mem::take(&mut self.saw);
+        if told.is_empty() {
+            return None; // a silent subject: nothing to compare
+        }
+        let mut only_seen = saw.clone();
+        let mut only_told = Vec::new();
+        for t in told {
+            match only_seen.iter().position(|s| *s == t) {
+                Some(i) => {
+                    only_seen.remove(i);
+                }
+                None => only_told.push(t),
+            }
+        }
+        let list = |v: &[(&str, String)]| {
+            v.iter()
+                .map(|(k, h)| {
+                    format!(
+                        "{k} {}",
+                        if h.is_empty() {
+                            "(missing)"
+                        } else {
+                            &h[..h.len().min(8)]
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        (!only_told.is_empty() || !only_seen.is_empty()).then(|| {
+            format!(
+                "op {op} {what}: reported but not observed [{}]; observed but not reported [{}]",
+                list(&only_told),
+                list(&only_seen)
+            )
+        })
+    }
 }
 
 fn ok(v: &Value) -> bool {
@@ -539,6 +741,29 @@ mod tests {
     fn clip_keeps_output_short_and_on_one_line() {
         assert_eq!(clip("a\nb\n"), "a b");
         assert_eq!(clip(&"x".repeat(200)).len(), 123);
+    }
+
+    #[test]
+    fn the_self_check_names_what_was_told_and_not_seen_and_the_reverse() {
+        let read = |h: &str| Event::Read {
+            op: 1,
+            hash: h.into(),
+            outcome: ReadOutcome::Parsed,
+            file: None,
+        };
+        let mut c = SelfCheck::default();
+        c.told(&read("aaaaaaaaaaaaaaaa"));
+        c.saw(&read("aaaaaaaaaaaaaaaa"));
+        assert_eq!(c.op_end(1, "load_pool"), None);
+        c.told(&read("aaaaaaaaaaaaaaaa"));
+        c.saw(&read("bbbbbbbbbbbbbbbb"));
+        assert_eq!(
+            c.op_end(2, "select").as_deref(),
+            Some("op 2 select: reported but not observed [read aaaaaaaa]; observed but not reported [read bbbbbbbb]")
+        );
+        // A silent subject tells nothing: nothing to compare.
+        c.saw(&read("bbbbbbbbbbbbbbbb"));
+        assert_eq!(c.op_end(3, "select"), None);
     }
 
     #[test]

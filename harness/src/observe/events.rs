@@ -1,0 +1,868 @@
+//! What the subject's system calls mean for the history: each stopped call is decoded
+//! ([`Call`]), followed to its return when its result matters, and turned into the events a
+//! self-reporting subject sends (`read`, `write_begin`, `write`, `refresh`) and into pause
+//! points, held until the worker releases them.
+//!
+//! - A read of a watched file is the bytes read from offset 0 through one open file, finished
+//!   at the call that returns 0 (EOF) or at the last close; a read that skipped bytes is
+//!   dropped (not a whole version). Its hash is that of those bytes; it is `parsed` when they
+//!   parse as a store (or, for an external file, as JSON).
+//! - A write by `rename(2)` onto a watched path begins at the call (after `before_rename`) and
+//!   completes at its successful return; its bytes are the renamed file's, read while the
+//!   subject is stopped at the call. An in-place write begins at the truncating open (or its
+//!   first write call or `ftruncate`), is the content its own calls leave, and completes at its
+//!   last write call, reported when its last descriptor closes.
+//! - A write's `base` is not told (`null`): the checkers take the newest store version the
+//!   subject read or wrote before it, and judge lost updates from content too
+//!   (`check::lost_update`).
+//! - A refresh is a `POST` whose request line names `/oauth/token` on a socket connected to the
+//!   issuer's port; `before_redeem` holds its first send, `after_redeem` the return of the first
+//!   receive of its response, whose status line gives the outcome. Its entry is the one whose
+//!   refresh token the last version the subject saw holds (`unknown` when none does).
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use pool_core::digest::{content_hash, tag};
+use pool_core::world::{EntrySummary, Event, Pause, ReadOutcome, RefreshOutcome};
+
+use super::files::{
+    Fd, OpenFile, ReadSession, Socket, Tables, Watched, WriteSession, REQUEST_PREFIX,
+};
+use super::{canonical, Config, Report, Sink};
+use crate::history::now_ns;
+
+/// A stopped call, decoded. Addresses and lengths are the tracee's.
+#[derive(Debug)]
+pub enum Call {
+    Open {
+        dirfd: i32,
+        path: u64,
+        flags: i32,
+    },
+    /// read, pread64, readv, preadv, preadv2, recvfrom, recvmsg: `offset` is `None` for the
+    /// descriptor's own position.
+    Read {
+        fd: i32,
+        iov: Iov,
+        offset: Option<u64>,
+    },
+    Write {
+        fd: i32,
+        iov: Iov,
+        offset: Option<u64>,
+    },
+    Close {
+        fd: i32,
+    },
+    /// dup, dup2, dup3, fcntl(F_DUPFD*): the new descriptor is the return value.
+    Dup {
+        fd: i32,
+        onto: Option<i32>,
+    },
+    Truncate {
+        fd: i32,
+        len: u64,
+    },
+    Rename {
+        olddir: i32,
+        old: u64,
+        newdir: i32,
+        new: u64,
+    },
+    Connect {
+        fd: i32,
+        addr: u64,
+        len: u64,
+    },
+    /// flock(2) (`op` its operation) or fcntl(2) record locks (`op`: the `l_type` at `lock`).
+    Lock {
+        fd: i32,
+        kind: LockCall,
+    },
+    /// A call the observer has no use for.
+    Other,
+}
+
+/// A lock call's request.
+#[derive(Clone, Copy, Debug)]
+pub enum LockCall {
+    Flock(i32),
+    /// The tracee's `struct flock`.
+    Fcntl(u64),
+}
+
+/// Where a call's buffers are: one buffer, or an `iovec` array.
+#[derive(Clone, Copy, Debug)]
+pub enum Iov {
+    Buf(u64, u64),
+    Vec(u64, u64),
+}
+
+/// What the tracee's memory and `/proc` entries give the interpreter.
+pub trait Tracee {
+    fn tid(&self) -> i32;
+    fn tgid(&self) -> i32;
+    /// Up to `len` bytes at `addr`.
+    fn read_mem(&self, addr: u64, len: usize) -> Vec<u8>;
+}
+
+/// What to do at the call's return.
+pub enum Pending {
+    Open {
+        what: Option<Watched>,
+        trunc: bool,
+        t: u64,
+    },
+    Read {
+        file: Rc<RefCell<OpenFile>>,
+        iov: Iov,
+        offset: u64,
+    },
+    Write {
+        file: Rc<RefCell<OpenFile>>,
+        iov: Iov,
+        offset: u64,
+    },
+    Recv {
+        sock: Rc<RefCell<Socket>>,
+        iov: Iov,
+    },
+    Dup {
+        from: Fd,
+    },
+    Truncate {
+        file: Rc<RefCell<OpenFile>>,
+        len: u64,
+    },
+    Rename {
+        what: Watched,
+        t: u64,
+        op: u64,
+        hash: String,
+        entries: Vec<EntrySummary>,
+    },
+    Lock {
+        path: String,
+        inode: u64,
+        op: &'static str,
+    },
+}
+
+/// The interpreter's state for one subject process tree.
+pub struct Observed {
+    cfg: Config,
+    store: PathBuf,
+    external: Vec<(String, PathBuf)>,
+    names: Vec<std::ffi::OsString>,
+    pub tables: Tables,
+    sink: Sink,
+    op: Arc<AtomicU64>,
+    /// Hash and entries of the newest store version the subject read or wrote.
+    seen: Option<(String, Vec<EntrySummary>)>,
+    /// (operation, store writes it completed): a later write of that operation begins at
+    /// `between_persists`.
+    persisted: (u64, u32),
+}
+
+impl Observed {
+    pub fn new(cfg: Config, sink: Sink, op: Arc<AtomicU64>) -> Observed {
+        let store = canonical(&cfg.store);
+        let external: Vec<(String, PathBuf)> = cfg
+            .external
+            .iter()
+            .map(|(s, p)| (s.clone(), canonical(p)))
+            .collect();
+        let mut names: Vec<_> = std::iter::once(&store)
+            .chain(external.iter().map(|(_, p)| p))
+            .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+            .collect();
+        names.dedup();
+        Observed {
+            cfg,
+            store,
+            external,
+            names,
+            tables: Tables::default(),
+            sink,
+            op,
+            seen: None,
+            persisted: (0, 0),
+        }
+    }
+
+    fn op(&self) -> u64 {
+        self.op.load(Ordering::SeqCst)
+    }
+
+    fn emit(&self, t_ns: u64, event: Event) {
+        (self.sink)(Report::Event { t_ns, event });
+    }
+
+    /// Hold the tracee at `point` until the worker releases it.
+    fn pause(&self, point: Pause) {
+        let (tx, rx) = mpsc::channel();
+        (self.sink)(Report::Pause { point, resume: tx });
+        let _ = rx.recv();
+    }
+
+    /// A store write begins: if its operation already completed one, this is the window
+    /// between two persists.
+    fn store_write_begins(&self) {
+        let op = self.op();
+        if op != 0 && self.persisted.0 == op && self.persisted.1 > 0 {
+            self.pause(Pause::BetweenPersists);
+        }
+    }
+
+    /// Which watched file `path` (absolute) names.
+    fn watched(&self, path: &Path) -> Option<Watched> {
+        let name = path.file_name()?;
+        if !self.names.iter().any(|n| n == name) {
+            return None;
+        }
+        let p = canonical(path);
+        if p == self.store {
+            return Some(Watched::Store);
+        }
+        self.external
+            .iter()
+            .find(|(_, x)| *x == p)
+            .map(|(s, _)| Watched::External(s.clone()))
+    }
+
+    /// The call's entry: returns what to do at its return, if anything.
+    pub fn entry(&mut self, t: &dyn Tracee, call: Call) -> Option<Pending> {
+        let tgid = t.tgid();
+        match call {
+            Call::Open { dirfd, path, flags } => {
+                let path = resolve(t, dirfd, path)?;
+                let what = self.watched(&path);
+                let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+                let trunc = what.is_some() && writable && flags & libc::O_TRUNC != 0;
+                if trunc && what == Some(Watched::Store) {
+                    self.store_write_begins();
+                }
+                // Every open's descriptor matters only if it names a watched file, but a
+                // descriptor number reused for another file must be forgotten: at the return.
+                Some(Pending::Open {
+                    what,
+                    trunc,
+                    t: now_ns(),
+                })
+            }
+            Call::Read { fd, iov, offset } => match self.tables.get(tgid, fd)? {
+                Fd::File(file) => {
+                    let offset = offset.or_else(|| position(t, fd))?;
+                    Some(Pending::Read { file, iov, offset })
+                }
+                Fd::Issuer(sock) => Some(Pending::Recv { sock, iov }),
+            },
+            Call::Write { fd, iov, offset } => match self.tables.get(tgid, fd)? {
+                Fd::File(file) => {
+                    let offset = offset.or_else(|| position(t, fd))?;
+                    let calls = self.begin_in_place(t, fd, &file, now_ns());
+                    if calls > 0 && file.borrow().what == Watched::Store {
+                        self.pause(Pause::MidWrite);
+                    }
+                    Some(Pending::Write { file, iov, offset })
+                }
+                Fd::Issuer(sock) => {
+                    self.sending(t, &sock, iov);
+                    None
+                }
+            },
+            Call::Close { fd } => {
+                if let Some(f) = self.tables.remove(tgid, fd) {
+                    self.finish(&f);
+                }
+                None
+            }
+            Call::Dup { fd, onto } => {
+                if let Some(new) = onto.filter(|&n| n != fd) {
+                    if let Some(f) = self.tables.remove(tgid, new) {
+                        self.finish(&f);
+                    }
+                }
+                let from = self.tables.get(tgid, fd)?;
+                Some(Pending::Dup { from })
+            }
+            Call::Truncate { fd, len } => match self.tables.get(tgid, fd)? {
+                Fd::File(file) => {
+                    self.begin_in_place(t, fd, &file, now_ns());
+                    Some(Pending::Truncate { file, len })
+                }
+                Fd::Issuer(_) => None,
+            },
+            Call::Rename {
+                olddir,
+                old,
+                newdir,
+                new,
+            } => {
+                let dst = resolve(t, newdir, new)?;
+                let what = self.watched(&dst)?;
+                let src = resolve(t, olddir, old)?;
+                if what == Watched::Store {
+                    self.store_write_begins();
+                    self.pause(Pause::BeforeRename);
+                }
+                // The renamed file's bytes, read while the subject is stopped at the call.
+                let bytes = std::fs::read(in_root(t, &src)).ok()?;
+                let hash = content_hash(&bytes);
+                let entries = match what {
+                    Watched::Store => self.entries(&bytes),
+                    Watched::External(_) => Vec::new(),
+                };
+                Some(Pending::Rename {
+                    what,
+                    t: now_ns(),
+                    op: self.op(),
+                    hash,
+                    entries,
+                })
+            }
+            Call::Connect { fd, addr, len } => {
+                let a = t.read_mem(addr, (len as usize).min(128));
+                if a.len() >= 4 {
+                    let family = u16::from_ne_bytes([a[0], a[1]]) as i32;
+                    let port = u16::from_be_bytes([a[2], a[3]]);
+                    if (family == libc::AF_INET || family == libc::AF_INET6)
+                        && port == self.cfg.issuer_port
+                    {
+                        self.tables.insert(
+                            tgid,
+                            fd,
+                            Fd::Issuer(Rc::new(RefCell::new(Socket::default()))),
+                        );
+                        return None;
+                    }
+                }
+                if let Some(f) = self.tables.remove(tgid, fd) {
+                    self.finish(&f);
+                }
+                None
+            }
+            Call::Lock { fd, kind } => {
+                let op = match kind {
+                    LockCall::Flock(op) if op & libc::LOCK_UN != 0 => "unlock",
+                    LockCall::Flock(op) if op & libc::LOCK_EX != 0 => "exclusive",
+                    LockCall::Flock(_) => "shared",
+                    LockCall::Fcntl(addr) => {
+                        let b = t.read_mem(addr, 2);
+                        match (b.len() == 2).then(|| i16::from_ne_bytes([b[0], b[1]]) as i32) {
+                            Some(libc::F_WRLCK) => "exclusive",
+                            Some(libc::F_RDLCK) => "shared",
+                            Some(libc::F_UNLCK) => "unlock",
+                            _ => return None,
+                        }
+                    }
+                };
+                let link = format!("/proc/{}/fd/{fd}", t.tid());
+                let path = std::fs::read_link(&link).ok()?.display().to_string();
+                let inode = std::fs::metadata(&link)
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                    .unwrap_or(0);
+                (self.sink)(Report::Lock {
+                    t_ns: now_ns(),
+                    path: path.clone(),
+                    inode,
+                    op,
+                    outcome: "requested",
+                });
+                Some(Pending::Lock { path, inode, op })
+            }
+            Call::Other => None,
+        }
+    }
+
+    /// The call returned `ret`.
+    pub fn exit(&mut self, t: &dyn Tracee, p: Pending, ret: i64) {
+        let tgid = t.tgid();
+        let now = now_ns();
+        match p {
+            Pending::Open {
+                what,
+                trunc,
+                t: began,
+            } => {
+                if ret >= 0 {
+                    let fd = ret as i32;
+                    if let Some(f) = self.tables.remove(tgid, fd) {
+                        self.finish(&f);
+                    }
+                    if let Some(what) = what {
+                        let write = trunc.then(|| WriteSession {
+                            begin_ns: began,
+                            op: self.op(),
+                            content: Vec::new(),
+                            calls: 0,
+                            last_ns: now,
+                        });
+                        let f = OpenFile {
+                            what,
+                            read: None,
+                            write,
+                        };
+                        self.tables
+                            .insert(tgid, fd, Fd::File(Rc::new(RefCell::new(f))));
+                    }
+                } else if ret == -(libc::ENOENT as i64) {
+                    if let Some(what) = what {
+                        self.emit(
+                            now,
+                            Event::Read {
+                                op: self.op(),
+                                hash: String::new(),
+                                outcome: ReadOutcome::Missing,
+                                file: what.file_name(),
+                            },
+                        );
+                    }
+                }
+            }
+            Pending::Read { file, iov, offset } => {
+                if ret < 0 {
+                    return;
+                }
+                let n = ret as usize;
+                let done = {
+                    let mut f = file.borrow_mut();
+                    if n > 0 {
+                        let bytes = gather(t, iov, n);
+                        match &mut f.read {
+                            Some(s) if s.bytes.len() as u64 == offset => {
+                                s.bytes.extend_from_slice(&bytes)
+                            }
+                            _ if offset == 0 => {
+                                f.read = Some(ReadSession {
+                                    bytes,
+                                    last_ns: now,
+                                })
+                            }
+                            _ => f.read = None,
+                        }
+                        if let Some(s) = &mut f.read {
+                            s.last_ns = now;
+                        }
+                        false
+                    } else {
+                        if offset == 0 && f.read.is_none() {
+                            f.read = Some(ReadSession {
+                                bytes: Vec::new(),
+                                last_ns: now,
+                            });
+                        }
+                        f.read
+                            .as_ref()
+                            .is_some_and(|s| s.bytes.len() as u64 == offset)
+                    }
+                };
+                if done {
+                    self.finish_read(&file);
+                }
+            }
+            Pending::Write { file, iov, offset } => {
+                if ret <= 0 {
+                    return;
+                }
+                let bytes = gather(t, iov, ret as usize);
+                let mut f = file.borrow_mut();
+                if let Some(w) = &mut f.write {
+                    let at = offset as usize;
+                    if w.content.len() < at + bytes.len() {
+                        w.content.resize(at + bytes.len(), 0);
+                    }
+                    w.content[at..at + bytes.len()].copy_from_slice(&bytes);
+                    w.calls += 1;
+                    w.last_ns = now;
+                }
+            }
+            Pending::Truncate { file, len } => {
+                if ret == 0 {
+                    if let Some(w) = &mut file.borrow_mut().write {
+                        w.content.resize(len as usize, 0);
+                        w.last_ns = now;
+                    }
+                }
+            }
+            Pending::Dup { from } => {
+                if ret >= 0 {
+                    let fd = ret as i32;
+                    if let Some(f) = self.tables.remove(tgid, fd) {
+                        self.finish(&f);
+                    }
+                    self.tables.insert(tgid, fd, from);
+                }
+            }
+            Pending::Recv { sock, iov } => {
+                if ret <= 0 {
+                    return;
+                }
+                let redeeming = {
+                    let mut s = sock.borrow_mut();
+                    let r = s.redeeming;
+                    s.redeeming = false;
+                    r
+                };
+                if redeeming {
+                    let head = gather(t, iov, (ret as usize).min(64));
+                    let outcome = match status_code(&head) {
+                        Some(200) => RefreshOutcome::Rotated,
+                        Some(400..=499) => RefreshOutcome::Refused,
+                        _ => RefreshOutcome::Unavailable,
+                    };
+                    let token = refresh_token(&sock.borrow().request);
+                    if let Some(token) = token {
+                        let tg = tag(&token);
+                        let entry = self
+                            .seen
+                            .as_ref()
+                            .and_then(|(_, es)| {
+                                es.iter()
+                                    .find(|e| e.refresh.as_deref() == Some(tg.as_str()))
+                            })
+                            .map(|e| e.id.clone())
+                            .unwrap_or_else(|| "unknown".into());
+                        self.emit(
+                            now,
+                            Event::Refresh {
+                                op: self.op(),
+                                entry,
+                                token: tg,
+                                outcome,
+                            },
+                        );
+                    }
+                    sock.borrow_mut().request.clear();
+                    self.pause(Pause::AfterRedeem);
+                } else {
+                    sock.borrow_mut().request.clear();
+                }
+            }
+            Pending::Lock { path, inode, op } => {
+                (self.sink)(Report::Lock {
+                    t_ns: now,
+                    path,
+                    inode,
+                    op,
+                    outcome: if ret == 0 { "granted" } else { "refused" },
+                });
+            }
+            Pending::Rename {
+                what,
+                t: began,
+                op,
+                hash,
+                entries,
+            } => {
+                if ret != 0 {
+                    return;
+                }
+                let file = what.file_name();
+                self.emit(
+                    began,
+                    Event::WriteBegin {
+                        op,
+                        hash: hash.clone(),
+                        file: file.clone(),
+                    },
+                );
+                self.wrote(now, op, &what, hash, entries);
+                if what == Watched::Store {
+                    self.pause(Pause::AfterRename);
+                }
+            }
+        }
+    }
+
+    /// A process exited or exec'd: its files open only there are finished.
+    pub fn process_gone(&mut self, tgid: i32) {
+        for f in self.tables.drop_process(tgid) {
+            self.finish(&f);
+        }
+    }
+
+    /// Start an in-place write on `file` if none is in progress (its content is the file's
+    /// current bytes); returns the write calls it has had.
+    fn begin_in_place(
+        &self,
+        t: &dyn Tracee,
+        fd: i32,
+        file: &Rc<RefCell<OpenFile>>,
+        at: u64,
+    ) -> u32 {
+        let mut f = file.borrow_mut();
+        if let Some(w) = &f.write {
+            return w.calls;
+        }
+        if f.what == Watched::Store {
+            self.store_write_begins();
+        }
+        let content = std::fs::read(format!("/proc/{}/fd/{fd}", t.tid())).unwrap_or_default();
+        f.write = Some(WriteSession {
+            begin_ns: at,
+            op: self.op(),
+            content,
+            calls: 0,
+            last_ns: at,
+        });
+        0
+    }
+
+    /// The last descriptor of `file` closed: its read and its in-place write end.
+    fn finish(&mut self, file: &Rc<RefCell<OpenFile>>) {
+        self.finish_read(file);
+        let (what, w) = {
+            let mut f = file.borrow_mut();
+            (f.what.clone(), f.write.take())
+        };
+        if let Some(w) = w {
+            let hash = content_hash(&w.content);
+            let entries = match what {
+                Watched::Store => self.entries(&w.content),
+                Watched::External(_) => Vec::new(),
+            };
+            self.emit(
+                w.begin_ns,
+                Event::WriteBegin {
+                    op: w.op,
+                    hash: hash.clone(),
+                    file: what.file_name(),
+                },
+            );
+            self.wrote(w.last_ns.max(w.begin_ns), w.op, &what, hash, entries);
+        }
+    }
+
+    fn finish_read(&mut self, file: &Rc<RefCell<OpenFile>>) {
+        let (what, r) = {
+            let mut f = file.borrow_mut();
+            (f.what.clone(), f.read.take())
+        };
+        let Some(r) = r else { return };
+        let hash = content_hash(&r.bytes);
+        let outcome = if r.bytes.is_empty() {
+            ReadOutcome::Corrupt("the file is empty".into())
+        } else {
+            match what {
+                Watched::Store => match serde_json::from_slice::<pool_core::store::Store>(&r.bytes)
+                {
+                    Ok(_) => ReadOutcome::Parsed,
+                    Err(e) => ReadOutcome::Corrupt(e.to_string()),
+                },
+                Watched::External(_) => match serde_json::from_slice::<serde_json::Value>(&r.bytes)
+                {
+                    Ok(_) => ReadOutcome::Parsed,
+                    Err(e) => ReadOutcome::Corrupt(e.to_string()),
+                },
+            }
+        };
+        let loaded = what == Watched::Store && outcome == ReadOutcome::Parsed;
+        if loaded {
+            let entries = self.entries(&r.bytes);
+            self.seen = Some((hash.clone(), entries));
+        }
+        self.emit(
+            r.last_ns,
+            Event::Read {
+                op: self.op(),
+                hash,
+                outcome,
+                file: what.file_name(),
+            },
+        );
+        if loaded {
+            // The worker applies it to the first such read of a `load_pool` only.
+            self.pause(Pause::AfterLoad);
+        }
+    }
+
+    fn wrote(
+        &mut self,
+        at: u64,
+        op: u64,
+        what: &Watched,
+        hash: String,
+        entries: Vec<EntrySummary>,
+    ) {
+        if *what == Watched::Store {
+            self.seen = Some((hash.clone(), entries.clone()));
+            self.persisted = match self.persisted {
+                (o, n) if o == op => (o, n + 1),
+                _ => (op, 1),
+            };
+        }
+        self.emit(
+            at,
+            Event::Write {
+                op,
+                hash,
+                base: None, // not told: the checkers infer it
+                entries,
+                file: what.file_name(),
+            },
+        );
+    }
+
+    /// This provider's entries in store bytes (empty when they do not parse).
+    fn entries(&self, bytes: &[u8]) -> Vec<EntrySummary> {
+        serde_json::from_slice::<pool_core::store::Store>(bytes)
+            .map(|s| {
+                s.entries(&self.cfg.provider)
+                    .iter()
+                    .map(pool_core::pool::summary)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A send on the issuer's socket: recognise a token request and hold it at
+    /// `before_redeem`.
+    fn sending(&self, t: &dyn Tracee, sock: &Rc<RefCell<Socket>>, iov: Iov) {
+        let starts = {
+            let mut s = sock.borrow_mut();
+            let room = REQUEST_PREFIX.saturating_sub(s.request.len());
+            if room == 0 || s.redeeming {
+                if !s.redeeming {
+                    return;
+                }
+                let more = gather(t, iov, room);
+                s.request.extend_from_slice(&more);
+                return;
+            }
+            let more = gather(t, iov, room);
+            s.request.extend_from_slice(&more);
+            let line_end = s
+                .request
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .unwrap_or(s.request.len());
+            let line = &s.request[..line_end];
+            let token_request =
+                line.starts_with(b"POST ") && line.windows(12).any(|w| w == b"/oauth/token");
+            if token_request {
+                s.redeeming = true;
+            }
+            token_request
+        };
+        if starts {
+            self.pause(Pause::BeforeRedeem);
+        }
+    }
+}
+
+/// `path` (a pointer in the tracee) made absolute against `dirfd` or the tracee's cwd.
+fn resolve(t: &dyn Tracee, dirfd: i32, path: u64) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let raw = t.read_mem(path, 4096);
+    let end = raw.iter().position(|&b| b == 0)?;
+    let p = Path::new(std::ffi::OsStr::from_bytes(&raw[..end]));
+    if p.is_absolute() {
+        return Some(p.to_path_buf());
+    }
+    let dir = if dirfd == libc::AT_FDCWD {
+        std::fs::read_link(format!("/proc/{}/cwd", t.tid())).ok()?
+    } else {
+        std::fs::read_link(format!("/proc/{}/fd/{dirfd}", t.tid())).ok()?
+    };
+    Some(dir.join(p))
+}
+
+/// `path` as the tracee sees it (through its root).
+fn in_root(t: &dyn Tracee, path: &Path) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/{}/root", t.tid()));
+    p.push(path.strip_prefix("/").unwrap_or(path));
+    p
+}
+
+/// A descriptor's file position, from `/proc/PID/fdinfo`.
+fn position(t: &dyn Tracee, fd: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", t.tid())).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("pos:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The first `n` bytes of a call's buffers.
+fn gather(t: &dyn Tracee, iov: Iov, n: usize) -> Vec<u8> {
+    match iov {
+        Iov::Buf(addr, len) => t.read_mem(addr, n.min(len as usize)),
+        Iov::Vec(addr, count) => {
+            let count = (count as usize).min(1024);
+            let raw = t.read_mem(addr, count * 16);
+            let mut out = Vec::new();
+            for c in raw.chunks_exact(16) {
+                if out.len() >= n {
+                    break;
+                }
+                let base = u64::from_ne_bytes(c[..8].try_into().expect("8 bytes"));
+                let len = u64::from_ne_bytes(c[8..].try_into().expect("8 bytes")) as usize;
+                let want = len.min(n - out.len());
+                out.extend_from_slice(&t.read_mem(base, want));
+            }
+            out
+        }
+    }
+}
+
+/// The status code of an HTTP response's first bytes.
+fn status_code(head: &[u8]) -> Option<u16> {
+    let s = std::str::from_utf8(head.get(..head.len().min(32))?).ok()?;
+    let mut parts = s.split(' ');
+    parts.next().filter(|p| p.starts_with("HTTP/"))?;
+    parts.next()?.get(..3)?.parse().ok()
+}
+
+/// The `refresh_token` form field of a request's body.
+fn refresh_token(request: &[u8]) -> Option<String> {
+    let at = request.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let body = std::str::from_utf8(&request[at + 4..]).ok()?;
+    body.split('&').find_map(|kv| {
+        let v = kv.strip_prefix("refresh_token=")?;
+        Some(percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_request_body_gives_its_refresh_token() {
+        let req = b"POST /oauth/token HTTP/1.1\r\nHost: x\r\n\r\ngrant_type=refresh_token&refresh_token=r%2Bx+y";
+        assert_eq!(refresh_token(req).as_deref(), Some("r+x y"));
+        assert_eq!(refresh_token(b"POST /oauth/token HTTP/1.1\r\n"), None);
+    }
+
+    #[test]
+    fn status_lines_give_codes() {
+        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(status_code(b"HTTP/1.0 400 Bad"), Some(400));
+        assert_eq!(status_code(b"garbage"), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! `--observe syscalls` (issue 16): pools that report nothing, judged from their system calls.
+//!
+//! - The Python pool in its silent mode (no events, no pauses) finds, under the observer, the
+//!   same anomaly kinds its self-reporting run finds in `seed-8040`, `refresh-race`,
+//!   `lost-update` and `cooldown-erasure` as of #8040, and is clean with its fixes on.
+//! - The Node.js pool (`subjects/node/pool.js`, no instrumentation at all) shows its torn reads
+//!   and its double redeem; its fixed mode is clean.
+//!
+//! Which kinds a run shows depends on its interleaving (the rendezvous have timeouts, and a
+//! torn read needs a reader to catch a write half done): kinds are gathered over a few runs
+//! (at most four). Nothing here is timed.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// One run at a time: each starts several interpreters under ptrace.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const PY: &str = "python3 subjects/python/pool_subject.py";
+const PY_FIXED: &str =
+    "python3 subjects/python/pool_subject.py --merge --batched --serialized-refresh";
+const SCENARIOS: [&str; 4] = [
+    "seed-8040",
+    "refresh-race",
+    "lost-update",
+    "cooldown-erasure",
+];
+
+/// `poolcheck run --format json --scenario SC --subject CMD [extra]`: the run's report.
+fn run(cmd: &str, scenario: &str, extra: &[&str]) -> Value {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+        .current_dir(root())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args([
+            "run",
+            "--format",
+            "json",
+            "--scenario",
+            scenario,
+            "--subject",
+            cmd,
+        ])
+        .args(extra)
+        .output()
+        .expect("poolcheck runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "not a JSON report ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["runs"][0].clone()
+}
+
+/// The anomaly kinds a run found (non-zero counts).
+fn kinds(run: &Value) -> BTreeSet<String> {
+    run["anomalies"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no anomalies in {run}"))
+        .iter()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The kinds one run found (never an errored run).
+fn run_kinds(cmd: &str, scenario: &str, extra: &[&str]) -> BTreeSet<String> {
+    let r = run(cmd, scenario, extra);
+    assert_ne!(r["verdict"], "error", "{scenario} with {cmd}: {r}");
+    kinds(&r)
+}
+
+const OBSERVE: [&str; 2] = ["--observe", "syscalls"];
+
+#[test]
+fn the_silent_python_pool_observed_finds_what_it_reports_itself() {
+    // Which kinds one run shows depends on the interleaving (a torn read needs a reader to
+    // catch an in-place write half done): the kinds over a few runs of each are compared,
+    // alternating, until they agree (at most four runs of each).
+    let silent = format!("{PY} --silent");
+    for sc in SCENARIOS {
+        let (mut told, mut seen) = (BTreeSet::new(), BTreeSet::new());
+        for _ in 0..4 {
+            told.extend(run_kinds(PY, sc, &[]));
+            seen.extend(run_kinds(&silent, sc, &OBSERVE));
+            if told == seen {
+                break;
+            }
+        }
+        assert!(
+            !told.is_empty(),
+            "{sc}: the self-reporting pool found nothing"
+        );
+        assert_eq!(seen, told, "{sc}: observed kinds, then the pool's own");
+    }
+}
+
+#[test]
+fn the_silent_python_pool_with_its_fixes_is_clean_observed() {
+    for sc in SCENARIOS {
+        let r = run(&format!("{PY_FIXED} --silent"), sc, &OBSERVE);
+        assert_eq!(r["verdict"], "clean", "{sc}: {r}");
+    }
+}
+
+#[test]
+fn a_silent_pool_without_the_observer_shows_none_of_it() {
+    // The same silent pool, not observed: no reads or writes reach the history, so the
+    // content anomalies are "not observed" (the comparison above is the observer's doing).
+    let r = run(&format!("{PY} --silent"), "lost-update", &[]);
+    assert!(kinds(&r).is_empty(), "{r}");
+}
+
+#[test]
+fn observe_is_for_subjects() {
+    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+        .current_dir(root())
+        .args(["run", "--scenario", "refresh-race", "--strategy", "none"])
+        .args(OBSERVE)
+        .output()
+        .expect("poolcheck runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--observe syscalls watches an external subject"),
+        "{err}"
+    );
+}
+
+const NODE: &str = "node subjects/node/pool.js";
+
+/// `node` must be installed: the Node.js subject is part of this test suite, not optional.
+fn require_node() {
+    let ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`node` (Node.js 18 or later) is not on PATH: install it to run the Node.js subject's tests (harness/tests/observe.rs)"
+    );
+}
+
+#[test]
+fn the_uninstrumented_node_pool_shows_its_torn_reads_and_double_redeem() {
+    require_node();
+    let want = |k: &BTreeSet<String>| k.contains("torn_read") && k.contains("double_redeem");
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = run(NODE, "refresh-race", &OBSERVE);
+        if want(&kinds(&last)) {
+            break;
+        }
+    }
+    assert!(want(&kinds(&last)), "{last}");
+    // The torn read is one the observer saw (the bytes' hash), not the harness's fallback for
+    // a pool that only answers `read_failed`.
+    let torn = last["witnesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["anomaly"] == "torn_read")
+        .expect("a torn_read witness")
+        .to_string();
+    assert!(!torn.contains("the subject reported"), "{torn}");
+}
+
+#[test]
+fn the_fixed_node_pool_is_clean_observed() {
+    require_node();
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("run");
+    let r = run(
+        &format!("{NODE} --fixed"),
+        "refresh-race",
+        &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
+    );
+    assert_eq!(r["verdict"], "clean", "{r}");
+    // Clean because its reads, writes and refreshes were seen and are sound, not because none
+    // were seen.
+    let mut evs = std::collections::BTreeMap::<String, usize>::new();
+    for f in std::fs::read_dir(keep.join("logs")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|x| x == "jsonl") && p.file_name().unwrap() != "p0.jsonl" {
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                if let Some(ev) = v["event"]["ev"].as_str() {
+                    *evs.entry(ev.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    for ev in ["read", "write_begin", "write", "refresh"] {
+        assert!(
+            evs.get(ev).copied().unwrap_or(0) > 0,
+            "no {ev} observed: {evs:?}"
+        );
+    }
+}
+
+#[test]
+fn observed_locks_are_in_the_history_with_their_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("run");
+    let r = run(
+        &format!("{PY_FIXED} --silent"),
+        "refresh-race",
+        &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
+    );
+    assert_ne!(r["verdict"], "error", "{r}");
+    let log = std::fs::read_to_string(keep.join("logs/p1.jsonl")).unwrap();
+    let locks: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "lock")
+        .collect();
+    let has = |op: &str, outcome: &str| {
+        locks.iter().any(|v| {
+            v["op"] == op
+                && v["outcome"] == outcome
+                && v["path"].as_str().unwrap().ends_with("auth.lock")
+                && v["inode"].as_u64().unwrap() > 0
+        })
+    };
+    assert!(
+        has("exclusive", "requested") && has("exclusive", "granted") && has("unlock", "granted"),
+        "{locks:?}"
+    );
+}
