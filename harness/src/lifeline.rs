@@ -10,10 +10,12 @@
 //! a write to a closed pipe or socket is an error, not a death), which `poolcheck` itself
 //! resets to the default so that a closed stdout ends it quietly.
 //!
-//! A spawned command that runs in its own process group (a subject: `sh -c CMD`, whose shell
-//! forks CMD rather than exec it) also gets a [`GroupGuard`]: a small forked watcher, bound to
-//! the spawning process like any child, that kills the whole group when that process dies, so
-//! the command's own children go too.
+//! A spawned command whose own children must go too (a subject: `sh -c CMD`, whose shell may
+//! fork CMD rather than exec it) runs in the process group of a [`GroupGuard`]: a small forked
+//! watcher, bound to the spawning process like any child, made before the command and leader
+//! of the group the command joins, that kills the whole group when the spawning process dies.
+//! Because the group exists before the command does, there is no moment in which the command
+//! (or a child it forked) is outside a watched group.
 //!
 //! Not guaranteed: a descendant that leaves the group (`setsid`) is its own business.
 //! Elsewhere than Linux only the parent check is made.
@@ -23,7 +25,7 @@ use std::process::Command;
 
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
+use nix::unistd::{fork, getpid, getppid, setpgid, ForkResult, Pid};
 
 /// The process about to fork: take this before `fork()` and hand it to [`bind`] in the child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,15 +70,16 @@ pub struct GroupGuard {
     watcher: Pid,
 }
 
-/// Watch process group `pgid` for the calling process: fork a watcher that waits for the
-/// caller's death (`SIGTERM` by [`bind`]) and then sends `SIGKILL` to the group.
-pub fn guard_group(pgid: Pid) -> std::io::Result<GroupGuard> {
+/// Fork a watcher that leads a new process group and waits for the caller's death (`SIGTERM`
+/// by [`bind`]), then sends `SIGKILL` to its group. Spawn the command to guard with
+/// `process_group(guard.pgid())`.
+pub fn group_guard() -> std::io::Result<GroupGuard> {
     let parent = Parent::this_process();
     let mut term = SigSet::empty();
     term.add(Signal::SIGTERM);
-    // SAFETY: the child makes only async-signal-safe system calls (sigprocmask, signal, prctl,
-    // getppid, sigwait, kill) and leaves through `_exit`, so forking is sound even when the
-    // caller has other threads.
+    // SAFETY: the child makes only async-signal-safe system calls (close_range, setpgid,
+    // sigprocmask, signal, prctl, getppid, sigwait, kill) and leaves through `_exit`, so
+    // forking is sound even when the caller has other threads.
     match unsafe { fork() }.map_err(std::io::Error::from)? {
         ForkResult::Child => {
             // Hold none of the caller's files: a copy of the subject's stdin pipe here would
@@ -88,15 +91,29 @@ pub fn guard_group(pgid: Pid) -> std::io::Result<GroupGuard> {
                     unsafe { libc::close(fd) };
                 }
             }
+            let me = getpid();
+            let _ = setpgid(me, me);
             let _ = term.thread_block();
             if bind(parent, Signal::SIGTERM) {
                 let _ = term.wait();
             }
-            let _ = kill(Pid::from_raw(-pgid.as_raw()), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(-me.as_raw()), Signal::SIGKILL);
             // SAFETY: leave without running the caller's destructors.
             unsafe { libc::_exit(0) }
         }
-        ForkResult::Parent { child } => Ok(GroupGuard { watcher: child }),
+        ForkResult::Parent { child } => {
+            // Both sides set the group, so it exists before the caller spawns into it,
+            // whichever runs first (as shells do for their jobs).
+            let _ = setpgid(child, child);
+            Ok(GroupGuard { watcher: child })
+        }
+    }
+}
+
+impl GroupGuard {
+    /// The process group to spawn the guarded command into.
+    pub fn pgid(&self) -> i32 {
+        self.watcher.as_raw()
     }
 }
 

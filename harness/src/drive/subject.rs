@@ -105,7 +105,7 @@ struct Conn<'h, 'a> {
     last_sent_ns: u64,
     last_line: usize,
     /// Kills the subject's process group if this worker dies (dropped with the connection).
-    _guard: crate::lifeline::GroupGuard,
+    group: crate::lifeline::GroupGuard,
     /// The syscall observer, when the subject runs under it: its events and pauses are the
     /// ones recorded and applied; what the subject reports itself is only compared with them.
     observer: Option<crate::observe::Observer>,
@@ -170,6 +170,10 @@ impl<'h, 'a> Conn<'h, 'a> {
                 "seed": plan.seed,
             }
         });
+        // The subject's group (its shell and what the shell starts) dies with this worker: the
+        // watcher leads the group before the subject exists.
+        let guard = crate::lifeline::group_guard()
+            .map_err(|e| Broken(format!("{name}: cannot watch it: {e}")))?;
         let mut cmd = Command::new("sh");
         crate::lifeline::bind_command(&mut cmd)
             .arg("-c")
@@ -183,7 +187,7 @@ impl<'h, 'a> Conn<'h, 'a> {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
-            .process_group(0);
+            .process_group(guard.pgid());
         let (tx, rx) = mpsc::channel();
         let (mut child, observer) = if spec.observe {
             let obs_tx = tx.clone();
@@ -209,9 +213,6 @@ impl<'h, 'a> Conn<'h, 'a> {
                 .map_err(|e| Broken(format!("{name}: cannot start: {e}")))?;
             (c, None)
         };
-        // The subject's group (its shell and what the shell starts) dies with this worker.
-        let guard = crate::lifeline::guard_group(nix::unistd::Pid::from_raw(child.id() as i32))
-            .map_err(|e| Broken(format!("{name}: cannot watch it: {e}")))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         std::thread::spawn(move || {
@@ -245,7 +246,7 @@ impl<'h, 'a> Conn<'h, 'a> {
             io_events: 0,
             last_sent_ns: crate::history::now_ns(),
             last_line: 0,
-            _guard: guard,
+            group: guard,
             observer,
             check: SelfCheck::default(),
             op_kind: None,
@@ -483,7 +484,7 @@ impl<'h, 'a> Conn<'h, 'a> {
     }
 
     fn kill(&mut self) {
-        let pgid = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let pgid = nix::unistd::Pid::from_raw(-self.group.pgid());
         let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
         if self.observer.is_none() {
             let _ = self.child.wait();
