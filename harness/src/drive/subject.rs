@@ -154,6 +154,9 @@ impl<'h, 'a> Conn<'h, 'a> {
                     "path": x.path,
                 })).collect::<Vec<_>>(),
                 "seed": plan.seed,
+                // The only points at which a pause does anything for this worker: a subject
+                // may skip announcing the others, so its writes take as long as pool-core's.
+                "pauses": hooks.points().iter().map(|p| p.name()).collect::<Vec<_>>(),
             }
         });
         let mut child = crate::lifeline::bind_command(&mut Command::new("sh"))
