@@ -52,6 +52,14 @@ elif [ -n "${POOLCHECK_SRC:-}" ]; then
   pc="$(install "src-$rev" --path "$POOLCHECK_SRC/harness")"
 elif [ -n "${POOLCHECK_GIT:-}" ]; then
   [ -n "${POOLCHECK_REV:-}" ] || die "set POOLCHECK_REV to the poolcheck commit (or tag) to pin"
+  # The workflow template ships placeholders: refuse them before cargo spends minutes on them.
+  case "$POOLCHECK_GIT" in
+    *"/OWNER/"*) die "POOLCHECK_GIT=$POOLCHECK_GIT is the template's placeholder: set it to the git URL you install poolcheck from (your fork or mirror), or use POOLCHECK_BIN / POOLCHECK_SRC" ;;
+  esac
+  case "$POOLCHECK_REV" in
+    *[!0]*) ;;
+    *) die "POOLCHECK_REV=$POOLCHECK_REV is the template's placeholder: set it to the poolcheck commit (or tag) to pin" ;;
+  esac
   pc="$(install "git-$POOLCHECK_REV" --git "$POOLCHECK_GIT" --rev "$POOLCHECK_REV" poolcheck)"
 elif command -v poolcheck >/dev/null 2>&1; then
   pc="$(command -v poolcheck)"

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod campaign;
 pub mod check;
+pub mod cli;
 pub mod drive;
 pub mod expect;
 pub mod explore;
@@ -15,6 +16,7 @@ pub mod history;
 pub mod issuer;
 pub mod lifeline;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod sim;

@@ -1,13 +1,14 @@
 //! `poolcheck`: the command line. Each subcommand is a thin layer over the library.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use harness::cli::{self, Cmd, Format, GateOutputs};
 use harness::drive::fork::RunOptions;
 use harness::drive::subject::SubjectSpec;
 use harness::expect::Expect;
 use harness::gate::{self, GateOptions};
+use harness::progress::{Progress, Style};
+use harness::report::replay::Invocation;
 use harness::report::{self, render, Report};
 use harness::scenario::Scenario;
 use harness::target::{self, Target};
@@ -15,274 +16,13 @@ use pool_core::strategy::{Lock, Persist, Refresh, Scope, WritePath};
 use pool_core::{Strategy, PRESETS};
 use std::path::PathBuf;
 
-#[derive(Parser)]
-#[command(
-    name = "poolcheck",
-    version,
-    about = "Finds cross-process races in file-backed OAuth credential pools",
-    long_about = "Finds cross-process races in file-backed OAuth credential pools.\n\n\
-        poolcheck drives a faithful model of a credential pool (one JSON store shared by \
-        several processes) under a choice of lock strategies, with real forked processes, \
-        real files and a real loopback OAuth token endpoint, and reports which strategies \
-        let torn reads, lost updates, refresh-token double spends and the rest happen.\n\n\
-        Start with `poolcheck matrix`.\n\n\
-        Exit codes: 0 every expectation met; 1 an expectation failed; 2 bad usage or bad input."
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
-    Markdown,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// List the strategy presets with their five dimensions.
-    Strategies,
-    /// List the scenario catalog.
-    Scenarios,
-    /// Run one scenario under one strategy on real processes, and judge it.
-    Run {
-        /// A catalog scenario name (see `poolcheck scenarios`) or a path to a scenario file.
-        #[arg(long)]
-        scenario: String,
-        /// A preset name (see `poolcheck strategies`) or a spec such as
-        /// lock=flock,scope=op,persist=txn,write=rename,refresh=adopt
-        #[arg(long, required_unless_present = "subject", conflicts_with = "subject")]
-        strategy: Option<String>,
-        /// Play the pool roles with an external pool: a shell command speaking the
-        /// poolcheck-subject/1 protocol (docs/subjects.md), as CMD or NAME=CMD.
-        /// A run in which a process failed on its own has verdict `error` (exit 2).
-        #[arg(long, value_name = "CMD")]
-        subject: Option<String>,
-        #[command(flatten)]
-        subject_timeout: SubjectTimeout,
-        /// Number of processes of the scenario's first role (1 to 256 processes in all).
-        #[arg(long, value_parser = procs_range())]
-        procs: Option<u32>,
-        /// Seed (default: the scenario's).
-        #[arg(long)]
-        seed: Option<u64>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// Run in DIR and keep the store, logs and ledger there (default: a temp dir, removed).
-        #[arg(long, value_name = "DIR")]
-        keep: Option<std::path::PathBuf>,
-        /// At most two iterations per process (as `matrix --quick` and `gate --quick` run).
-        #[arg(long)]
-        quick: bool,
-        /// Start from a copy of this store (your own auth.json): its entries, order, sources,
-        /// statuses and unknown fields, with every token replaced by one the run's issuer
-        /// mints. The file is only read, never written.
-        #[arg(long, value_name = "FILE")]
-        store: Option<PathBuf>,
-        /// Write an HTML report to DIR/index.html with one timeline SVG per witness.
-        #[arg(long, value_name = "DIR")]
-        html: Option<std::path::PathBuf>,
-    },
-    /// Every strategy x scenario x driver, judged; prints the verdict table.
-    Matrix {
-        /// Comma-separated drivers: fork, loom, shuttle (= shuttle-pct), shuttle-random, shuttle-dfs.
-        #[arg(long, default_value = "fork", value_delimiter = ',')]
-        drivers: Vec<String>,
-        /// Comma-separated presets or specs (default: every preset); a spec's own commas are
-        /// kept: `none,lock=flock,scope=op,persist=txn,write=rename,refresh=adopt`.
-        #[arg(long)]
-        strategies: Vec<String>,
-        /// Comma-separated catalog names or files (default: the whole catalog).
-        #[arg(long, value_delimiter = ',')]
-        scenarios: Vec<String>,
-        /// Also an external subject, one row beside the strategies (repeatable): NAME=CMD.
-        /// Subjects run on the fork driver only.
-        #[arg(long, value_name = "NAME=CMD")]
-        subject: Vec<String>,
-        #[command(flatten)]
-        subject_timeout: SubjectTimeout,
-        /// Fewer iterations per process (at most 2), for a fast check.
-        #[arg(long)]
-        quick: bool,
-        /// Seed for every run (default: each scenario's).
-        #[arg(long)]
-        seed: Option<u64>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// Write an HTML report to DIR/index.html with one timeline SVG per witness.
-        #[arg(long, value_name = "DIR")]
-        html: Option<std::path::PathBuf>,
-    },
-    /// Crash campaign: kill workers at pause points until N kills, per strategy; count
-    /// corrupt stores, dead credentials, rollbacks and lost updates.
-    Crash {
-        /// Comma-separated presets or specs (default: flock-txn and none, unless --subject
-        /// is given).
-        #[arg(long)]
-        strategies: Vec<String>,
-        /// An external subject to crash instead (repeatable): CMD or NAME=CMD.
-        #[arg(long, value_name = "NAME=CMD")]
-        subject: Vec<String>,
-        #[command(flatten)]
-        subject_timeout: SubjectTimeout,
-        /// Kills to reach per strategy (1 to 100000).
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        kills: u32,
-        /// A scenario with a [nemesis] section.
-        #[arg(long, default_value = "crash-mid-persist")]
-        scenario: String,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Give up after this many runs per strategy (1 to 1000000).
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        max_runs: u32,
-        /// table or json.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
-    /// CI regression gate: run what an expectations file asks for and judge it.
-    Gate {
-        /// Expectations file (TOML; see ci/expectations.toml). Default: the built-in copy of
-        /// ci/expectations.toml.
-        #[arg(long, value_name = "FILE")]
-        expect: Option<PathBuf>,
-        /// The per-push budget: one seed per cell, at most two iterations per process.
-        #[arg(long)]
-        quick: bool,
-        /// Seeds per strategy x scenario cell, 1 to 10000 (default: 1 with --quick, 5 without).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-        seeds: Option<u32>,
-        /// First seed of the campaign.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Run only shard I of N of the campaign (combine the JSON reports with `merge`).
-        #[arg(long, value_name = "I/N")]
-        shard: Option<String>,
-        /// Define (or override) a subject the expectations file names (repeatable): NAME=CMD.
-        #[arg(long, value_name = "NAME=CMD")]
-        subject: Vec<String>,
-        #[command(flatten)]
-        subject_timeout: SubjectTimeout,
-        #[command(flatten)]
-        out: GateOutputs,
-    },
-    /// Combine the JSON reports of a sharded gate campaign into one verdict.
-    Merge {
-        /// JSON reports written by `poolcheck gate --json` (or --format json).
-        #[arg(required = true)]
-        reports: Vec<PathBuf>,
-        /// Merge even when shards are missing: a provisional view (finds-verdicts pending,
-        /// the missing shards named) instead of a refusal.
-        #[arg(long)]
-        partial: bool,
-        #[command(flatten)]
-        out: GateOutputs,
-    },
-    /// Lock contention: throughput, latency and lock wait of real processes per strategy,
-    /// process count and file system, beside the physical floor and SQLite, with the anomaly
-    /// counts of the same runs.
-    Bench {
-        #[command(flatten)]
-        args: harness::bench::BenchArgs,
-        #[command(flatten)]
-        refuse: NoSubject,
-    },
-    /// Model-check one scenario under one strategy with loom or shuttle on a simulated kernel.
-    Model {
-        #[command(flatten)]
-        args: harness::drive::model::ModelArgs,
-        #[command(flatten)]
-        refuse: NoSubject,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
-    /// Generated workloads and schedules on the shuttle driver; the first anomaly is shrunk to
-    /// a minimal witness and written as a scenario file (exit 1). See docs/explore.md.
-    Explore {
-        #[command(flatten)]
-        args: harness::explore::ExploreArgs,
-        #[command(flatten)]
-        refuse: NoSubject,
-    },
-}
-
-/// How long a subject may take to answer one request.
-#[derive(clap::Args)]
-struct SubjectTimeout {
-    /// How long a subject may take to answer one request (pauses excluded; 1 to 3600000).
-    #[arg(long, value_name = "MS", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    subject_timeout_ms: u64,
-}
-
-impl SubjectTimeout {
-    fn parse(&self, args: &[String]) -> Result<Vec<SubjectSpec>, BadInput> {
-        let t = std::time::Duration::from_millis(self.subject_timeout_ms);
-        args.iter()
-            .map(|a| target::parse_subject(a, t).map_err(BadInput))
-            .collect()
-    }
-}
-
-/// Commands that run pool-core on the simulated kernel or measure its strategies cannot
-/// drive an external subject: they say so instead of ignoring `--subject`.
-#[derive(clap::Args)]
-struct NoSubject {
-    #[arg(long, hide = true, value_name = "CMD")]
-    subject: Option<String>,
-}
-
-impl NoSubject {
-    fn check(&self, cmd: &str, why: &str) -> Result<(), BadInput> {
-        match &self.subject {
-            None => Ok(()),
-            Some(_) => Err(BadInput(format!(
-                "`poolcheck {cmd}` cannot drive an external subject: {why}. Subjects run with \
-                 `poolcheck run`, `matrix`, `gate` and `crash` (--subject)"
-            ))),
-        }
-    }
-}
-
-/// Where a gate or merge writes its verdicts besides stdout.
-#[derive(clap::Args)]
-struct GateOutputs {
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
-    /// Also write JUnit XML (one test case per expectation) to FILE.
-    #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
-    /// Also write the JSON report to FILE (the input of `poolcheck merge`).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Also write the Markdown summary to FILE (it is also appended to $GITHUB_STEP_SUMMARY
-    /// when that is set).
-    #[arg(long, value_name = "FILE")]
-    markdown: Option<PathBuf>,
-}
-
 /// An error the user can fix: printed with its advice, exit 2.
 struct BadInput(String);
 
-/// The most processes a run may fork in all: `--procs` and a scenario's `count` share it.
-fn procs_range() -> clap::builder::RangedI64ValueParser<u32> {
-    clap::value_parser!(u32).range(1..=i64::from(harness::scenario::MAX_PROCESSES))
-}
-
-/// Parse the command line; every subcommand takes `-1` as a value (refused as an invalid
-/// value of its type, exit 2) rather than as an unknown flag.
-fn parse_cli() -> Cli {
-    use clap::{CommandFactory, FromArgMatches};
-    let cmd = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
-    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
-}
-
 fn main() -> ExitCode {
     harness::lifeline::default_sigpipe();
-    let cli = parse_cli();
-    match dispatch(cli.cmd) {
+    let cli = cli::parse();
+    match dispatch(cli.cmd, Style::detect(cli.quiet)) {
         Ok(code) => code,
         Err(BadInput(msg)) => {
             eprintln!("poolcheck: {msg}");
@@ -291,7 +31,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
+fn dispatch(cmd: Cmd, progress: Style) -> Result<ExitCode, BadInput> {
     match cmd {
         Cmd::Strategies => {
             print!("{}", strategies_table());
@@ -333,7 +73,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 ..RunOptions::default()
             };
             let target = match (subject, strategy) {
-                (Some(cmd), _) => Target::Subject(subject_timeout.parse(&[cmd])?.remove(0)),
+                (Some(cmd), _) => {
+                    Target::Subject(subject_timeout.parse(&[cmd]).map_err(BadInput)?.remove(0))
+                }
                 (None, Some(st)) => {
                     Target::Model(Strategy::parse(&st).map_err(|e| BadInput(e.to_string()))?)
                 }
@@ -345,7 +87,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             if let Some(dir) = &rec.kept {
                 eprintln!("run files kept in {}", dir.display());
             }
-            let report = Report::new(vec![run]);
+            let mut report = Report::new(vec![run]);
+            report.invocation = Invocation::quick(quick);
+            report.invocation.scenario(&sc.name, &scenario);
             if let Some(dir) = &html {
                 let page = report::html::write(dir, &report, &[rec.history]).map_err(BadInput)?;
                 eprintln!("HTML report: {}", page.display());
@@ -368,21 +112,27 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 (true, false) => Vec::new(),
                 (false, _) => strategy_list(&strategies)?,
             };
-            let targets = targets(&names, &subject_timeout.parse(&subject)?)?;
-            let progress = std::io::stderr().is_terminal();
+            let targets = targets(&names, &subject_timeout.parse(&subject).map_err(BadInput)?)?;
             let mut rows = Vec::new();
+            let mut p = Progress::new(progress, "crash", targets.len() as u64);
             for t in &targets {
+                p.start(&format!("{} x {}", t.label(), sc.name));
                 let s = harness::campaign::crash(&sc, t, kills, seed, max_runs, |k, r| {
-                    if progress {
-                        eprint!("\r\x1b[2K{}: {k}/{kills} kills in {r} runs ...", t.label());
-                    }
+                    p.advance(&format!("{k}/{kills} kills in {r} runs"));
                 })
                 .map_err(|e| BadInput(e.to_string()))?;
+                p.done(&format!(
+                    "{} kills in {} runs; corrupt {}, dead {}, rollback {}, lost {}",
+                    s.kills,
+                    s.runs,
+                    s.corrupt_stores,
+                    s.dead_credentials,
+                    s.rollbacks,
+                    s.lost_updates
+                ));
                 rows.push(s);
             }
-            if progress {
-                eprint!("\r\x1b[2K");
-            }
+            p.finish();
             match format {
                 Format::Json => println!(
                     "{}",
@@ -475,10 +225,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             };
             gate_dispatch(
                 expect,
-                &subject_timeout.parse(&subject)?,
+                &subject_timeout.parse(&subject).map_err(BadInput)?,
                 subject_timeout.subject_timeout_ms,
                 opts,
                 out,
+                progress,
             )
         }
         Cmd::Merge {
@@ -502,11 +253,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             emit_gate(&merged, &out)
         }
         Cmd::Bench { args, refuse } => {
-            refuse.check(
-                "bench",
-                "it measures pool-core's strategies against SQLite and the syscall floor",
-            )?;
-            harness::bench::main(&args)
+            refuse
+                .check(
+                    "bench",
+                    "it measures pool-core's strategies against SQLite and the syscall floor",
+                )
+                .map_err(BadInput)?;
+            harness::bench::main(&args, progress)
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(BadInput)
         }
@@ -528,7 +281,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             };
             nonempty_items("--drivers", &drivers)?;
             nonempty_items("--scenarios", &scenarios)?;
-            let subjects = subject_timeout.parse(&subject)?;
+            let subjects = subject_timeout.parse(&subject).map_err(BadInput)?;
             if let Some(s) = subjects.iter().find(|s| s.name == "subject") {
                 return Err(BadInput(format!(
                     "matrix --subject '{}' has no name: write --subject NAME=CMD (the row's label)",
@@ -536,19 +289,32 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                 )));
             }
             let strategies = targets(&names, &subjects)?;
+            let mut invocation = Invocation::quick(quick);
             let mut scs: Vec<Scenario> = if scenarios.is_empty() {
                 Scenario::catalog()
             } else {
                 scenarios
                     .iter()
-                    .map(|s| Scenario::find(s).map_err(|e| BadInput(e.to_string())))
+                    .map(|s| {
+                        let sc = Scenario::find(s).map_err(|e| BadInput(e.to_string()))?;
+                        invocation.scenario(&sc.name, s);
+                        Ok(sc)
+                    })
                     .collect::<Result<_, _>>()?
             };
             if quick {
                 scs.iter_mut().for_each(Scenario::make_quick);
             }
-            let total = strategies.len() * scs.len() * drivers.len();
-            let progress = std::io::stderr().is_terminal();
+            // The cells: a subject has its fork row only (whatever --drivers says).
+            let total: usize = strategies
+                .iter()
+                .map(|st| match st.strategy() {
+                    Some(_) => drivers.len(),
+                    None => 1,
+                })
+                .sum::<usize>()
+                * scs.len();
+            let mut p = Progress::new(progress, "matrix", total as u64);
             let mut runs = Vec::with_capacity(total);
             let mut pages = match &html {
                 Some(dir) => Some(report::html::HtmlReport::create(dir).map_err(BadInput)?),
@@ -559,8 +325,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                     // The model checkers run pool-core only: a subject gets its fork row.
                     for d in drivers.iter().filter(|d| d.as_str() != "fork") {
                         let Some(model) = st.strategy() else { continue };
-                        let run = harness::drive::model::matrix_run(d, sc, model, seed);
-                        runs.push(run.map_err(|e| BadInput(e.to_string()))?);
+                        p.start(&format!("{} x {} ({d})", st.label(), sc.name));
+                        let run = harness::drive::model::matrix_run(d, sc, model, seed)
+                            .map_err(|e| BadInput(e.to_string()))?;
+                        p.done(&render::cell(&run));
+                        runs.push(run);
                     }
                     if !drivers.iter().any(|d| d == "fork") && st.strategy().is_some() {
                         continue;
@@ -569,27 +338,20 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
                         seed,
                         ..RunOptions::default()
                     };
-                    if progress {
-                        eprint!(
-                            "\r\x1b[2K[{}/{total}] {} x {} ...",
-                            runs.len() + 1,
-                            st.label(),
-                            sc.name
-                        );
-                    }
+                    p.start(&format!("{} x {}", st.label(), sc.name));
                     let (run, rec) =
                         target::run_and_judge(sc, st, &opts, &Expect::from_scenario(sc))
                             .map_err(|e| BadInput(e.to_string()))?;
+                    p.done(&render::cell(&run));
                     if let Some(p) = &mut pages {
                         p.add(&run, &rec.history).map_err(BadInput)?;
                     }
                     runs.push(run);
                 }
             }
-            if progress {
-                eprint!("\r\x1b[2K");
-            }
-            let report = Report::new(runs);
+            p.finish();
+            let mut report = Report::new(runs);
+            report.invocation = invocation;
             if let Some(p) = pages {
                 let page = p.finish(&report).map_err(BadInput)?;
                 eprintln!("HTML report: {}", page.display());
@@ -601,22 +363,40 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, BadInput> {
             refuse,
             format,
         } => {
-            refuse.check(
-                "model",
-                "the model checkers run pool-core on a simulated kernel, not a program",
-            )?;
+            refuse
+                .check(
+                    "model",
+                    "the model checkers run pool-core on a simulated kernel, not a program",
+                )
+                .map_err(BadInput)?;
             let run = harness::drive::model::run(&args).map_err(|e| BadInput(e.to_string()))?;
-            Ok(emit(&Report::new(vec![run]), format, None))
+            let mut report = Report::new(vec![run]);
+            if let Some(sc) = report.runs.first().map(|r| r.scenario.clone()) {
+                report.invocation.scenario(&sc, &args.scenario);
+            }
+            for (flag, v) in [("--procs", args.procs), ("--ops", args.ops)] {
+                if let Some(v) = v {
+                    report
+                        .invocation
+                        .model_args
+                        .extend([flag.to_string(), v.to_string()]);
+                }
+            }
+            Ok(emit(&report, format, None))
         }
         Cmd::Explore { args, refuse } => {
-            refuse.check(
-                "explore",
-                "it generates workloads for pool-core on a simulated kernel",
-            )?;
-            Ok(match harness::explore::run(&args).map_err(BadInput)? {
-                true => ExitCode::from(1),
-                false => ExitCode::SUCCESS,
-            })
+            refuse
+                .check(
+                    "explore",
+                    "it generates workloads for pool-core on a simulated kernel",
+                )
+                .map_err(BadInput)?;
+            Ok(
+                match harness::explore::run(&args, progress).map_err(BadInput)? {
+                    true => ExitCode::from(1),
+                    false => ExitCode::SUCCESS,
+                },
+            )
         }
     }
 }
@@ -670,6 +450,7 @@ fn gate_dispatch(
     timeout_ms: u64,
     opts: GateOptions,
     out: GateOutputs,
+    progress: Style,
 ) -> Result<ExitCode, BadInput> {
     let timeout = std::time::Duration::from_millis(timeout_ms.clamp(1, 3_600_000));
     let (expects, scenarios) = match &expect {
@@ -682,22 +463,8 @@ fn gate_dispatch(
         ),
     }
     .map_err(BadInput)?;
-    let progress = std::io::stderr().is_terminal();
-    let report = gate::run(&expects, &scenarios, &opts, |i, n, u| {
-        if progress {
-            eprint!(
-                "\r\x1b[2K[{}/{n}] {} x {} seed {} ...",
-                i + 1,
-                u.strategy.label(),
-                u.scenario,
-                u.seed
-            );
-        }
-    })
-    .map_err(|e| BadInput(e.to_string()))?;
-    if progress {
-        eprint!("\r\x1b[2K");
-    }
+    let report =
+        gate::run(&expects, &scenarios, &opts, progress).map_err(|e| BadInput(e.to_string()))?;
     emit_gate(&report, &out)
 }
 

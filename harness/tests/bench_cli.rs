@@ -55,6 +55,17 @@ fn quick_json_bench_emits_every_cell_with_floor_and_sqlite_rows() {
         "sqlite",
     ];
     assert_eq!(cells.len(), subjects.len() * 2 * 2, "{cells:#?}");
+    // stderr is not a terminal: one progress line per finished cell (none on stdout).
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("bench ["))
+        .collect();
+    assert_eq!(progress.len(), cells.len(), "{stderr}");
+    assert!(
+        progress[0].starts_with("bench [1/20] none x 1 procs on shm: ")
+            && progress[0].contains(" ops/s, "),
+        "{stderr}"
+    );
     for fs in ["shm", "disk"] {
         for procs in [1, 2] {
             for s in subjects {

@@ -127,7 +127,7 @@ fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
         "{text}"
     );
     let junit = std::fs::read_to_string(repo.join("poolcheck-out/junit.xml")).unwrap();
-    assert!(junit.contains("tests=\"2\" failures=\"0\""), "{junit}");
+    assert_eq!(junit_counts(&junit), (2, 0), "{junit}");
     for f in ["report.json", "summary.md"] {
         assert!(
             repo.join("poolcheck-out").join(f).is_file(),
@@ -153,9 +153,56 @@ fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
         "{text}"
     );
     let junit = std::fs::read_to_string(repo.join("poolcheck-out/junit.xml")).unwrap();
-    assert!(junit.contains("failures=\"1\""), "{junit}");
+    assert_eq!(junit_counts(&junit), (2, 1), "{junit}");
     assert!(
         junit.contains("first witness") && junit.contains("redeemed t:"),
         "{junit}"
     );
+}
+
+/// The workflow template's placeholders (`OWNER` URL, all-zero revision) are refused with the
+/// fix, before anything is built.
+#[test]
+fn the_templates_placeholders_are_refused_with_the_fix() {
+    if !have("bash") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("ci")).unwrap();
+    std::fs::copy(root().join("ci/gate.sh"), dir.path().join("ci/gate.sh")).unwrap();
+    for (url, rev, says) in [
+        (
+            "https://github.com/OWNER/poolcheck",
+            "0123456789abcdef0123456789abcdef01234567",
+            "POOLCHECK_GIT=https://github.com/OWNER/poolcheck is the template's placeholder",
+        ),
+        (
+            "https://example.invalid/poolcheck",
+            "0000000000000000000000000000000000000000",
+            "is the template's placeholder: set it to the poolcheck commit",
+        ),
+    ] {
+        let out = Command::new("bash")
+            .current_dir(dir.path())
+            .env_remove("POOLCHECK_BIN")
+            .env_remove("POOLCHECK_SRC")
+            .env("POOLCHECK_GIT", url)
+            .env("POOLCHECK_REV", rev)
+            .env("POOLCHECK_CACHE", dir.path().join("cache"))
+            .args(["ci/gate.sh", "--quick"])
+            .output()
+            .expect("bash runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!dir.path().join("cache").exists(), "it tried to install: {err}");
+    }
+}
+
+/// (tests, failures) of a JUnit document's `<testsuites>`.
+fn junit_counts(xml: &str) -> (u32, u32) {
+    let doc = roxmltree::Document::parse(xml).expect("JUnit is well-formed XML");
+    let root = doc.root_element();
+    let n = |a: &str| root.attribute(a).unwrap_or("0").parse().unwrap();
+    (n("tests"), n("failures"))
 }

@@ -14,7 +14,6 @@ pub mod report;
 pub mod svg;
 pub mod workload;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use pool_core::{Strategy, PRESETS};
@@ -100,8 +99,8 @@ pub struct BenchOptions {
     /// Repetitions per cell (each a fresh directory and fresh processes): the cell reports
     /// the median and the spread.
     pub reps: u32,
-    /// Print progress on stderr.
-    pub progress: bool,
+    /// How progress is shown on stderr.
+    pub progress: crate::progress::Style,
 }
 
 /// Repetitions per cell unless `--reps` says otherwise; also the least allowed: a median and
@@ -137,7 +136,7 @@ impl BenchOptions {
             mix: Mix::default(),
             quick,
             reps: MIN_REPS,
-            progress: false,
+            progress: crate::progress::Style::Quiet,
         }
     }
 
@@ -159,24 +158,27 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let subjects = opts.subjects();
     let total = subjects.len() * opts.procs.len() * opts.fs.len();
     let mut cells = Vec::with_capacity(total);
+    let mut progress = crate::progress::Progress::new(opts.progress, "bench", total as u64);
     for fs in &opts.fs {
         for &procs in &opts.procs {
             for subject in &subjects {
-                if opts.progress {
-                    eprint!(
-                        "\r\x1b[2K[{}/{total}] {} x {procs} procs on {} ...",
-                        cells.len() + 1,
-                        subject.name(),
-                        fs.label
-                    );
-                }
-                cells.push(run_cell(*subject, procs, fs, opts)?);
+                progress.start(&format!(
+                    "{} x {procs} procs on {}",
+                    subject.name(),
+                    fs.label
+                ));
+                let cell = run_cell(*subject, procs, fs, opts)?;
+                progress.done(&format!(
+                    "{:.0} ops/s, {} errors{}",
+                    cell.figures.ops_per_s,
+                    cell.errors_all_reps,
+                    if cell.valid { "" } else { " (not valid)" }
+                ));
+                cells.push(cell);
             }
         }
     }
-    if opts.progress {
-        eprint!("\r\x1b[2K");
-    }
+    progress.finish();
     Ok(BenchReport::new(opts, cells))
 }
 
@@ -314,14 +316,14 @@ impl BenchArgs {
         if let Some(n) = self.reps {
             o.reps = n;
         }
-        o.progress = std::io::stderr().is_terminal();
         Ok(o)
     }
 }
 
 /// `poolcheck bench`: run, print in `format`, write the files to `--out`.
-pub fn main(args: &BenchArgs) -> Result<(), String> {
-    let opts = args.options()?;
+pub fn main(args: &BenchArgs, progress: crate::progress::Style) -> Result<(), String> {
+    let mut opts = args.options()?;
+    opts.progress = progress;
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
             .map_err(|e| format!("cannot create {}: {e}", out.display()))?;

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use pool_core::Strategy;
 
-pub use search::{search, Found, Outcome};
+pub use search::{search, search_with, Found, Outcome};
 
 /// `poolcheck explore` arguments.
 #[derive(clap::Args, Clone, Debug)]
@@ -74,7 +74,7 @@ pub fn witness_file(f: &Found, strategy: &Strategy, out: &str, cmd: &str) -> Str
 }
 
 /// `poolcheck explore`: prints the outcome; `Ok(true)` when an anomaly was found.
-pub fn run(a: &ExploreArgs) -> Result<bool, String> {
+pub fn run(a: &ExploreArgs, progress: crate::progress::Style) -> Result<bool, String> {
     if a.driver != "shuttle" {
         return Err(format!(
             "--driver '{}': explore runs only on the shuttle driver (allowed: shuttle)",
@@ -96,7 +96,10 @@ pub fn run(a: &ExploreArgs) -> Result<bool, String> {
             a.out.display()
         ));
     }
-    let outcome = search(st, a.cases, a.seed, a.anomaly.as_deref())?;
+    // Two cells: the search, then (when it found something) the shrinking.
+    let mut p = crate::progress::Progress::new(progress, "explore", 2);
+    let outcome = search_with(st, a.cases, a.seed, a.anomaly.as_deref(), &mut p)?;
+    p.finish();
     let section = match &outcome {
         Outcome::Clean { cases, seconds } => serde_json::json!({
             "strategy": st.label(),

@@ -14,6 +14,7 @@ use super::schedule::run_case;
 use super::workload::{workload, Workload};
 use crate::check::{self, Verdict};
 use crate::history::History;
+use crate::progress::Progress;
 
 /// What a search came to.
 pub enum Outcome {
@@ -57,7 +58,21 @@ pub fn search(
     seed: u64,
     want: Option<&str>,
 ) -> Result<Outcome, String> {
+    search_with(strategy, cases, seed, want, &mut Progress::quiet())
+}
+
+/// [`search`], telling `progress` of its two cells: the search (its cases) and the shrinking
+/// (its runs).
+pub fn search_with(
+    strategy: PoolStrategy,
+    cases: u32,
+    seed: u64,
+    want: Option<&str>,
+    progress: &mut Progress,
+) -> Result<Outcome, String> {
     let started = Instant::now();
+    let progress = RefCell::new(progress);
+    progress.borrow_mut().start("search");
     let config = Config {
         cases,
         failure_persistence: None,
@@ -76,8 +91,14 @@ pub fn search(
     let result = runner.run(&workload(), |w| {
         if found_first.get() {
             shrink_runs.set(shrink_runs.get() + 1);
+            let n = shrink_runs.get();
+            progress.borrow_mut().advance(&format!("{n} runs"));
         } else {
             cases_run.set(cases_run.get() + 1);
+            let n = cases_run.get();
+            progress
+                .borrow_mut()
+                .advance(&format!("case {n} of at most {cases}"));
         }
         let run = match run_case(Arc::new(w.plan(strategy)), &w.choices) {
             Ok(r) => r,
@@ -97,6 +118,15 @@ pub fn search(
             .as_deref()
             .is_some_and(|a| v.counts.get(a).copied().unwrap_or(0) > 0);
         if hit {
+            if !found_first.get() {
+                let mut p = progress.borrow_mut();
+                p.done(&format!(
+                    "{} after {} cases",
+                    t.as_deref().unwrap_or(""),
+                    cases_run.get()
+                ));
+                p.start("shrink");
+            }
             found_first.set(true);
             return Err(TestCaseError::fail(t.clone().unwrap_or_default()));
         }
@@ -104,6 +134,11 @@ pub fn search(
     });
     if let Some(e) = error.into_inner() {
         return Err(e);
+    }
+    let progress = progress.into_inner();
+    match found_first.get() {
+        true => progress.done(&format!("shrunk in {} runs", shrink_runs.get())),
+        false => progress.done(&format!("{} cases clean", cases_run.get())),
     }
     match result {
         Ok(()) => Ok(Outcome::Clean {

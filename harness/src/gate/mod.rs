@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use crate::check::{ANOMALIES, TOLERATED};
 use crate::drive::fork::{DriveError, RunOptions};
 use crate::expect::{Expect, Want};
+use crate::progress::{Progress, Style};
 use crate::report::{GateResult, GateSection, Report, RunReport, ERROR};
 use crate::scenario::Scenario;
 use crate::target::{run_and_judge, Target};
@@ -91,18 +92,24 @@ pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
     Ok((i, n))
 }
 
-/// Run the campaign (this shard of it) and judge every expectation. `progress` is told each
-/// unit before it runs.
+/// Run the campaign (this shard of it) and judge every expectation. `progress` shows each
+/// unit as a cell (`strategy x scenario seed N`).
 pub fn run(
     expects: &[Expect],
     scenarios: &[Scenario],
     opts: &GateOptions,
-    mut progress: impl FnMut(usize, usize, &Unit),
+    progress: Style,
 ) -> Result<Report, DriveError> {
     let units = plan(expects, opts);
     let mut runs = Vec::with_capacity(units.len());
-    for (i, u) in units.iter().enumerate() {
-        progress(i, units.len(), u);
+    let mut progress = Progress::new(progress, "gate", units.len() as u64);
+    for u in &units {
+        progress.start(&format!(
+            "{} x {} seed {}",
+            u.strategy.label(),
+            u.scenario,
+            u.seed
+        ));
         let mut sc = scenarios
             .iter()
             .find(|s| s.name == u.scenario)
@@ -116,13 +123,16 @@ pub fn run(
             ..RunOptions::default()
         };
         let (run, _) = run_and_judge(&sc, &u.strategy, &opts, expects)?;
+        progress.done(&crate::report::render::cell(&run));
         runs.push(run);
     }
+    progress.finish();
     let results = expects
         .iter()
         .map(|e| judge(e, &runs, opts.quick))
         .collect();
     let mut report = Report::new(runs);
+    report.invocation = crate::report::replay::Invocation::quick(opts.quick);
     report.gate = Some(GateSection {
         budget: if opts.quick { "quick" } else { "deep" }.into(),
         seed: opts.seed,
@@ -135,13 +145,8 @@ pub fn run(
 }
 
 fn replay_command(r: &RunReport, quick: bool) -> String {
-    format!(
-        "poolcheck run --scenario {} {} --seed {}{}",
-        r.scenario,
-        crate::target::of_report(r).run_option(),
-        r.stats.seed,
-        if quick { " --quick" } else { "" }
-    )
+    crate::report::replay::command(r, &crate::report::replay::Invocation::quick(quick))
+        .expect("fork and subject runs always have one")
 }
 
 /// Judge one expectation over the runs of its cell.

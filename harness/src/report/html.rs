@@ -1,5 +1,6 @@
-//! The HTML report: `DIR/index.html` (the verdict matrix; each anomalous cell links to its
-//! run's section with the witness stories and timelines) plus one SVG per witness
+//! The HTML report: `DIR/index.html` (the verdict matrix; each anomalous or failed cell links
+//! to its run's section with the command that replays it ([`super::replay`]), the witness
+//! stories and timelines) plus one SVG per witness
 //! ([`super::timeline`]). Timelines are rendered as each run is added, so a matrix keeps no
 //! history in memory; only file names are kept until [`HtmlReport::finish`].
 //!
@@ -108,7 +109,8 @@ pre{background:#f7f7f7;padding:8px;font-size:12px;overflow-x:auto}\
 section{border-top:2px solid #ddd;margin-top:28px}\
 .timeline{overflow-x:auto;border:1px solid #ddd;margin-bottom:18px}\
 .timeline img{display:block}\
-.meta{color:#666;font-size:13px}";
+.meta{color:#666;font-size:13px}\
+.replay code{background:#f7f7f7;padding:2px 6px;user-select:all}";
 
 fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
     let mut o = String::new();
@@ -117,7 +119,7 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
     o.push_str("<h1>poolcheck report</h1>\n");
     let _ = writeln!(
         o,
-        "<p class=\"meta\">{} run(s). Each anomalous cell links to its witnesses: the story and a timeline (lanes = processes and the issuer's ledger; numbered marks = the witness's steps). Click a timeline to open the SVG, whose marks carry tooltips.</p>",
+        "<p class=\"meta\">{} run(s). Each anomalous or failed cell links to its run: the command that replays it, the witness stories and their timelines (lanes = processes and the issuer's ledger; numbered marks = the witness's steps). Click a timeline to open the SVG, whose marks carry tooltips.</p>",
         report.runs.len()
     );
 
@@ -174,7 +176,7 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
                 if k > 0 {
                     o.push_str(", ");
                 }
-                if r.witnesses.is_empty() {
+                if !super::replay::wanted(r) {
                     o.push_str(&esc(&cell(r)));
                 } else {
                     let _ = write!(o, "<a href=\"#{}\">{}</a>", anchor(*i), esc(&cell(r)));
@@ -190,9 +192,9 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
     }
     let _ = writeln!(o, "<p class=\"meta\">{}</p>", esc(LEGEND));
 
-    // One section per anomalous run.
+    // One section per anomalous or failed run.
     for (i, r) in report.runs.iter().enumerate() {
-        if r.witnesses.is_empty() {
+        if !super::replay::wanted(r) {
             continue;
         }
         let _ = writeln!(
@@ -219,6 +221,13 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
                 "<p class=\"meta\">expected {}: {}</p>",
                 esc(&e.expect),
                 if e.held { "held" } else { "<b>FAILED</b>" }
+            );
+        }
+        if let Some(cmd) = super::replay::command(r, &report.invocation) {
+            let _ = writeln!(
+                o,
+                "<p class=\"replay\">Replay: <code>{}</code></p>",
+                esc(&cmd)
             );
         }
         let files = svgs.get(&i);

@@ -8,6 +8,7 @@
 pub mod gate;
 pub mod html;
 pub mod render;
+pub mod replay;
 pub mod timeline;
 pub mod xml;
 
@@ -36,6 +37,10 @@ pub struct Report {
     /// Present in reports of `poolcheck gate` and `poolcheck merge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateSection>,
+    /// How the command ran its cells, for the replay commands the renderers print beside
+    /// each failure ([`replay::command`]); not part of the JSON contract.
+    #[serde(skip)]
+    pub invocation: replay::Invocation,
 }
 
 /// One judged run.
@@ -109,6 +114,7 @@ impl Report {
             schema: SCHEMA.to_string(),
             runs,
             gate: None,
+            invocation: replay::Invocation::default(),
         }
     }
 

@@ -235,6 +235,17 @@ fn failures_text(report: &Report, out: &mut String, md: bool) {
                 let _ = writeln!(out, "    {step}");
             }
         }
+        if let Some(cmd) = super::replay::command(r, &report.invocation) {
+            let _ = writeln!(
+                out,
+                "{}",
+                if md {
+                    format!("  replay: `{cmd}`")
+                } else {
+                    format!("    replay: {cmd}")
+                }
+            );
+        }
     }
 }
 
@@ -296,8 +307,14 @@ fn model_runs(report: &Report, out: &mut String) {
         if let Some(note) = &m.note {
             let _ = writeln!(out, "    {note}");
         }
-        if let Some(h) = &m.replay {
-            let _ = writeln!(out, "    replay: --checker {} --replay {h}", m.checker);
+        match (super::replay::command(r, &report.invocation), &m.replay) {
+            (Some(cmd), _) => {
+                let _ = writeln!(out, "    replay: {cmd}");
+            }
+            (None, Some(h)) => {
+                let _ = writeln!(out, "    replay: --checker {} --replay {h}", m.checker);
+            }
+            (None, None) => {}
         }
         for w in &r.witnesses {
             let _ = writeln!(out, "    {}:", w.anomaly);
@@ -343,6 +360,7 @@ pub fn markdown_linked(report: &Report, html_dir: Option<&std::path::Path>) -> S
             );
         }
         for (i, r) in anomalous {
+            let replay = super::replay::command(r, &report.invocation);
             for w in &r.witnesses {
                 let _ = writeln!(
                     out,
@@ -355,6 +373,9 @@ pub fn markdown_linked(report: &Report, html_dir: Option<&std::path::Path>) -> S
                 if let Some(dir) = html_dir {
                     let svg = dir.join(super::html::svg_name(i, &w.anomaly));
                     let _ = writeln!(out, "\n[timeline]({})", svg.display());
+                }
+                if let Some(cmd) = &replay {
+                    let _ = writeln!(out, "\nReplay: `{cmd}`");
                 }
                 let _ = writeln!(out, "\n</details>");
             }
