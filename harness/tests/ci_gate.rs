@@ -195,7 +195,10 @@ fn the_templates_placeholders_are_refused_with_the_fix() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(says), "{err}");
-        assert!(!dir.path().join("cache").exists(), "it tried to install: {err}");
+        assert!(
+            !dir.path().join("cache").exists(),
+            "it tried to install: {err}"
+        );
     }
 }
 

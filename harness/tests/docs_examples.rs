@@ -266,7 +266,11 @@ fn every_documented_poolcheck_command_parses_with_the_current_cli() {
             }
         }
     }
-    assert!(failures.is_empty(), "stale examples:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "stale examples:\n{}",
+        failures.join("\n")
+    );
     // The extractor found the examples (it is not checking nothing).
     assert!(checked >= 50, "only {checked} commands found");
 }

@@ -12,7 +12,7 @@ fn poolcheck(args: &[&str]) -> Output {
         .expect("poolcheck runs")
 }
 
-fn lines<'a>(o: &'a Output, prefix: &str) -> Vec<String> {
+fn lines(o: &Output, prefix: &str) -> Vec<String> {
     String::from_utf8_lossy(&o.stderr)
         .lines()
         .filter(|l| l.starts_with(prefix))
