@@ -73,6 +73,10 @@ pub enum Ev {
     ExternalWrite { path: String, refresh: String },
     /// Harness: the store at the end of the run.
     FinalStore { hash: String, outcome: FinalStore },
+    /// Harness: the whole machine crashed (power loss: what was not synced is gone, and every
+    /// running process with it, each `killed` just before); `hash` and `outcome` are the store
+    /// as the machine came back, before any process ran again.
+    Crash { hash: String, outcome: FinalStore },
 }
 
 /// What the token endpoint did with one refresh request.
@@ -114,25 +118,36 @@ pub enum FinalStore {
 impl Ev {
     /// The `final_store` record of store bytes as a run left them (`None`: no file).
     pub fn final_store(bytes: Option<&[u8]>, provider: &str) -> Ev {
-        let (hash, outcome) = match bytes {
-            None => (String::new(), FinalStore::Missing),
-            Some(b) => (
-                pool_core::digest::content_hash(b),
-                match serde_json::from_slice::<pool_core::Store>(b) {
-                    Ok(s) => FinalStore::Parsed {
-                        entries: s
-                            .entries(provider)
-                            .iter()
-                            .map(pool_core::pool::summary)
-                            .collect(),
-                    },
-                    Err(e) => FinalStore::Corrupt {
-                        detail: e.to_string(),
-                    },
-                },
-            ),
-        };
+        let (hash, outcome) = store_state(bytes, provider);
         Ev::FinalStore { hash, outcome }
+    }
+
+    /// The `crash` record of the store bytes a crash left (`None`: no file).
+    pub fn crash(bytes: Option<&[u8]>, provider: &str) -> Ev {
+        let (hash, outcome) = store_state(bytes, provider);
+        Ev::Crash { hash, outcome }
+    }
+}
+
+/// The content hash and the judged state of store bytes (`None`: no file).
+fn store_state(bytes: Option<&[u8]>, provider: &str) -> (String, FinalStore) {
+    match bytes {
+        None => (String::new(), FinalStore::Missing),
+        Some(b) => (
+            pool_core::digest::content_hash(b),
+            match serde_json::from_slice::<pool_core::Store>(b) {
+                Ok(s) => FinalStore::Parsed {
+                    entries: s
+                        .entries(provider)
+                        .iter()
+                        .map(pool_core::pool::summary)
+                        .collect(),
+                },
+                Err(e) => FinalStore::Corrupt {
+                    detail: e.to_string(),
+                },
+            },
+        ),
     }
 }
 

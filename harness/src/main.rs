@@ -290,6 +290,7 @@ fn dispatch(cmd: Cmd, progress: Style) -> Result<ExitCode, BadInput> {
             }
             let strategies = targets(&names, &subjects)?;
             let mut invocation = Invocation::quick(quick);
+            invocation.matrix = true;
             let mut scs: Vec<Scenario> = if scenarios.is_empty() {
                 Scenario::catalog()
             } else {
@@ -381,6 +382,9 @@ fn dispatch(cmd: Cmd, progress: Style) -> Result<ExitCode, BadInput> {
                         .model_args
                         .extend([flag.to_string(), v.to_string()]);
                 }
+            }
+            if args.matrix_sizes {
+                report.invocation.model_args.push("--matrix-sizes".into());
             }
             Ok(emit(&report, format, None))
         }

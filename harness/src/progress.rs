@@ -8,7 +8,8 @@
 //! [`HEARTBEAT`]; with `-q/--quiet` nothing.
 //!
 //! Guarantees: progress goes to stderr only, never to stdout (reports are unchanged by it),
-//! and the bar is cleared before the command prints its report. It does not: measure
+//! the bar is cleared before the command prints its report, and no thread is started (the
+//! fork driver must fork from a single-threaded process). It does not: measure
 //! anything a report relies on (its times are the wall clock, for people).
 
 use std::io::IsTerminal;
@@ -69,7 +70,8 @@ impl Progress {
                 .progress_chars("=> "),
             );
             b.set_prefix(command.to_string());
-            b.enable_steady_tick(Duration::from_millis(200));
+            // No steady tick: it would start a thread, and the fork driver forks only from a
+            // single-threaded process. The bar redraws at each start, advance and finish.
             b
         });
         let now = Instant::now();

@@ -63,6 +63,23 @@ fn the_default_gate_passes_quick_and_writes_every_output() {
         .count();
     assert_eq!(cases, expectations.len());
     assert!(cases >= 10);
+    // Each test case says what it ran: seed, pool (spec), scenario (issue #17 item 7).
+    for (tc, e) in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .zip(expectations)
+    {
+        let prop = |name: &str| {
+            tc.descendants()
+                .find(|n| n.has_tag_name("property") && n.attribute("name") == Some(name))
+                .and_then(|n| n.attribute("value"))
+                .map(str::to_string)
+        };
+        assert_eq!(prop("seed").as_deref(), Some("1"));
+        assert_eq!(prop("spec").as_deref(), e["spec"].as_str());
+        assert_eq!(prop("scenario").as_deref(), e["scenario"].as_str());
+        assert_eq!(prop("shard"), None, "not a shard");
+    }
     assert_eq!(
         doc.descendants()
             .filter(|n| n.has_tag_name("failure"))

@@ -142,3 +142,24 @@ fn gate_crash_and_explore_report_progress_in_lines_too() {
     );
     assert_eq!(shape(&q), shape(&o), "--quiet changed the report");
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`) the bar is drawn with its ETA,
+/// and drawing it starts no thread: the fork driver, which refuses to fork from a
+/// multi-threaded process, still runs every cell.
+#[test]
+fn on_a_terminal_the_bar_is_drawn_and_the_cells_still_fork() {
+    let cmd = format!(
+        "{} matrix --quick --strategies none,flock-txn --scenarios lost-update",
+        env!("CARGO_BIN_EXE_poolcheck")
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .expect("util-linux `script` runs (it gives the command a terminal)");
+    let all = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    assert!(all.contains("ETA"), "no bar: {all}");
+    assert!(all.contains("flock-txn  clean (expected)"), "{all}");
+    assert!(!all.contains("single-threaded"), "{all}");
+}

@@ -148,3 +148,146 @@ fn the_gate_replay_command_finds_the_same_anomaly() {
         "{replay}"
     );
 }
+
+/// Issue #17 item 7: a failed cell of `matrix` shows the command that replays it in the
+/// Markdown and in the HTML report, the same command in both, and run, it shows the same
+/// anomaly and fails the same expectation again.
+#[test]
+fn a_failed_matrix_cell_shows_its_replay_command_in_markdown_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    // lost-update with an expectation that cannot hold: `none` clean.
+    let catalog = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lost-update.toml"),
+    )
+    .unwrap();
+    let start = catalog
+        .find("\n[expect]")
+        .expect("the catalog file has [expect]");
+    let end = catalog[start + 1..]
+        .find("\n[")
+        .map_or(catalog.len(), |i| start + 1 + i);
+    let text = format!(
+        "{}\n[expect]\nclean = [\"none\"]\n{}",
+        &catalog[..start],
+        &catalog[end..]
+    );
+    let file = dir.path().join("lu.toml");
+    std::fs::write(&file, text).unwrap();
+    let html = dir.path().join("html");
+    let o = poolcheck(&[
+        "-q",
+        "matrix",
+        "--quick",
+        "--strategies",
+        "none,flock-txn",
+        "--scenarios",
+        file.to_str().unwrap(),
+        "--format",
+        "markdown",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let md = String::from_utf8_lossy(&o.stdout);
+    let failed = md
+        .split("Expectations that failed:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no failures section: {md}"));
+    let replay = failed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replay: `"))
+        .and_then(|l| l.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("no replay line: {md}"));
+    assert!(
+        replay.starts_with("poolcheck run --scenario ") && replay.ends_with(" --seed 1 --quick"),
+        "{replay}"
+    );
+    assert!(replay.contains(file.to_str().unwrap()), "{replay}");
+    let page = std::fs::read_to_string(html.join("index.html")).unwrap();
+    assert!(
+        page.contains(&format!("Replay: <code>{replay}</code>")),
+        "{page}"
+    );
+    // Only the failed or anomalous cells carry one: flock-txn's clean cell has none.
+    assert_eq!(page.matches("Replay: <code>").count(), 1, "{page}");
+    // Pasted, it runs the same cell: the lost update again, the expectation failed again.
+    let r = run_printed(replay, &["--format", "json"]);
+    assert_eq!(r.status.code(), Some(1), "{replay}");
+    let rv: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(rv["runs"][0]["strategy"], "none");
+    assert!(story(&rv, "lost_update").is_some(), "{replay}: {rv}");
+    assert_eq!(rv["runs"][0]["expectations"][0]["held"], false);
+}
+
+/// A model counterexample's Markdown replay command reproduces its story exactly.
+#[test]
+fn a_model_counterexample_shows_a_replay_command_that_tells_the_same_story() {
+    let args = [
+        "model",
+        "--checker",
+        "shuttle-pct",
+        "--strategy",
+        "none",
+        "--scenario",
+        "refresh-race",
+        "--procs",
+        "2",
+    ];
+    let mut md_args = args.to_vec();
+    md_args.extend(["--format", "markdown"]);
+    let md = String::from_utf8_lossy(&poolcheck(&md_args).stdout).into_owned();
+    let replay = md
+        .lines()
+        .find_map(|l| l.strip_prefix("Replay: `"))
+        .and_then(|l| l.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("no replay line: {md}"));
+    assert!(
+        replay.contains(" --procs 2 ") && replay.contains(" --replay "),
+        "{replay}"
+    );
+    let mut json_args = args.to_vec();
+    json_args.extend(["--format", "json"]);
+    let found: Value = serde_json::from_slice(&poolcheck(&json_args).stdout).unwrap();
+    let replayed: Value =
+        serde_json::from_slice(&run_printed(replay, &["--format", "json"]).stdout).unwrap();
+    assert_eq!(
+        story(&replayed, "double_redeem"),
+        story(&found, "double_redeem"),
+        "{replay}"
+    );
+}
+
+/// A `matrix` model cell (resized by the matrix profile and `--quick`) is replayed at the
+/// matrix's sizes: the printed command tells the cell's story.
+#[test]
+fn a_matrix_model_cell_replays_at_the_matrix_sizes() {
+    let args = [
+        "-q",
+        "matrix",
+        "--quick",
+        "--drivers",
+        "shuttle",
+        "--strategies",
+        "none",
+        "--scenarios",
+        "refresh-race",
+    ];
+    let table = String::from_utf8_lossy(&poolcheck(&args).stdout).into_owned();
+    let replay = table
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replay: "))
+        .unwrap_or_else(|| panic!("no replay line: {table}"));
+    assert!(replay.contains(" --matrix-sizes "), "{replay}");
+    let mut json = args.to_vec();
+    json.extend(["--format", "json"]);
+    let cell: Value = serde_json::from_slice(&poolcheck(&json).stdout).unwrap();
+    let replayed: Value =
+        serde_json::from_slice(&run_printed(replay, &["--format", "json"]).stdout).unwrap();
+    let anomaly = cell["runs"][0]["witnesses"][0]["anomaly"].as_str().unwrap();
+    assert_eq!(story(&replayed, anomaly), story(&cell, anomaly), "{replay}");
+}

@@ -488,13 +488,19 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                 visible();
                 os.close(f).map_err(io_err("cannot close", path))
             }
-            WritePath::Rename => {
+            WritePath::Rename | WritePath::RenameNoFsync | WritePath::RenameNoDirsync => {
                 let (mut f, tmp) = os
                     .create_temp(path)
                     .map_err(io_err("cannot create a temp file beside", path))?;
                 let done = os
                     .write(&mut f, bytes)
-                    .and_then(|()| os.sync(&mut f))
+                    .and_then(|()| {
+                        if write == WritePath::RenameNoFsync {
+                            Ok(())
+                        } else {
+                            os.sync(&mut f)
+                        }
+                    })
                     .map_err(io_err("cannot write", &tmp));
                 let closed = os.close(f).map_err(io_err("cannot close", &tmp));
                 if let Err(e) = done.and(closed) {
@@ -509,6 +515,9 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                 }
                 visible();
                 pause(Pause::AfterRename);
+                if write == WritePath::RenameNoDirsync {
+                    return Ok(());
+                }
                 let dir = path.parent().unwrap_or(Path::new("."));
                 os.sync_dir(dir)
                     .map_err(io_err("cannot fsync directory", dir))

@@ -104,6 +104,12 @@ dimension!(
         InPlace = "in-place",
         /// Temp file (0600) + fsync + rename + fsync of the directory.
         Rename = "rename",
+        /// Pitfall: `rename` without the temp file's fsync (a crash after the rename may
+        /// leave the new name on an empty or partial file).
+        RenameNoFsync = "rename-nofsync",
+        /// Pitfall: `rename` without the directory's fsync (a crash may bring the old file
+        /// back after the write was reported done).
+        RenameNoDirsync = "rename-nodirsync",
     }
 );
 

@@ -1,7 +1,12 @@
-//! `corrupt_store`: the final store does not parse or fails the schema (or is gone).
+//! `corrupt_store`: the final store does not parse or fails the schema (or is gone), or a
+//! machine crash left it so.
 //!
-//! 1 when the harness's `FinalStore` is `Corrupt` or `Missing`, else 0. A history without a
-//! `FinalStore` (the harness never got to look) is not judged here: 0.
+//! 1 when the harness's `FinalStore` is `Corrupt` or `Missing`, plus 1 for each machine crash
+//! ([`Ev::Crash`]) after which the store came back `Corrupt` or `Missing` (whatever the
+//! restarted processes did next: a crash-safe store never needs repairing). A history without
+//! a `FinalStore` and without a crash (the harness never got to look) is not judged: 0.
+
+use pool_core::world::Event;
 
 use super::{scrub, short, Finding, Index};
 use crate::history::{Ev, FinalStore, History};
@@ -11,25 +16,59 @@ pub fn check(h: &History) -> Finding {
 }
 
 pub(crate) fn find(ix: &Index<'_>) -> Finding {
-    let Some((i, hash, outcome)) = final_store(ix.h) else {
-        return Finding::none();
-    };
-    let why = match outcome {
-        FinalStore::Parsed { .. } => return Finding::none(),
-        FinalStore::Missing => "the store file is missing".to_string(),
-        FinalStore::Corrupt { detail } => {
-            format!("store {} does not parse ({})", short(hash), scrub(detail))
+    let mut looks: Vec<(usize, &str, &FinalStore)> = ix
+        .crashes
+        .iter()
+        .filter_map(|&c| match &ix.h.records[c].ev {
+            Ev::Crash { hash, outcome } => Some((c, hash.as_str(), outcome)),
+            _ => None,
+        })
+        .collect();
+    looks.extend(final_store(ix.h));
+    let mut count = 0;
+    let mut witness = None;
+    for (i, hash, outcome) in looks {
+        let why = match outcome {
+            FinalStore::Parsed { .. } => continue,
+            FinalStore::Missing => "the store file is missing".to_string(),
+            FinalStore::Corrupt { detail } => {
+                format!("store {} does not parse ({})", short(hash), scrub(detail))
+            }
+        };
+        count += 1;
+        if witness.is_some() {
+            continue;
         }
-    };
-    let mut s = ix.story();
-    if let Some(last) = ix.writes.len().checked_sub(1) {
-        ix.write_step(&mut s, last, "the last completed write");
+        let t = ix.h.records[i].t_ns;
+        let mut s = ix.story();
+        let last = ix.writes.iter().rposition(|w| w.t_ns <= t);
+        if let Some(last) = last {
+            ix.write_step(&mut s, last, "the last completed write");
+        }
+        // A write under way after it (begun, never completed: its writer died).
+        let since = last.map_or(0, |l| ix.writes[l].t_ns);
+        if let Some(p) = ix
+            .pending
+            .iter()
+            .rev()
+            .find(|p| p.begin_ns > since && p.begin_ns < t)
+        {
+            if let Ev::Pool {
+                event: Event::WriteBegin { op, .. },
+            } = &ix.h.records[p.rec].ev
+            {
+                let text = format!("began writing store {} (never completed)", short(p.hash));
+                ix.pool_step(&mut s, p.rec, *op, &text);
+            }
+        }
+        let when = match ix.h.records[i].ev {
+            Ev::Crash { .. } => "machine crash: after it",
+            _ => "final check:",
+        };
+        s.push_as(i, format!("{when} {why}"));
+        witness = Some(s.finish());
     }
-    s.push_as(i, format!("final check: {why}"));
-    Finding {
-        count: 1,
-        witness: Some(s.finish()),
-    }
+    Finding { count, witness }
 }
 
 /// The last `FinalStore` record: its index, hash and outcome.

@@ -19,6 +19,9 @@
 //! read or write stands in, and the witness says so. A write whose base is unknown (no
 //! version observed, or content no completed write produced) is not judged. Counted per write
 //! and aspect.
+//!
+//! A machine crash that took back an acknowledged write is a lost update too
+//! ([`super::crash_loss`], counted per crash; its witness comes after the overwrites').
 
 use std::collections::HashSet;
 
@@ -245,7 +248,11 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
             }
         }
     }
-    Finding { count, witness }
+    let crashed = super::crash_loss::find(ix);
+    Finding {
+        count: count + crashed.count,
+        witness: witness.or(crashed.witness),
+    }
 }
 
 fn bench_text(b: Option<(Status, u64, Option<u64>)>) -> String {

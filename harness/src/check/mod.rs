@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::history::{Ev, History, ProcId, Record};
 
 pub mod corrupt_store;
+pub mod crash_loss;
 pub mod dead_credential;
 pub mod double_redeem;
 pub mod lost_update;
@@ -223,6 +224,10 @@ pub struct Index<'h> {
     /// `Redeemed` record index -> the pool `Refresh` record that made that request, when one
     /// matches (same token, not adopted, at or after the ledger time, first come first served).
     pub requester: HashMap<usize, usize>,
+    /// The machine crashes ([`Ev::Crash`] record indices), in time order.
+    pub crashes: Vec<usize>,
+    /// How each operation ended, by (process, op id): the `op_end` record index and `ok`.
+    pub op_ends: HashMap<(ProcId, u64), (usize, bool)>,
 }
 
 impl<'h> Index<'h> {
@@ -241,8 +246,21 @@ impl<'h> Index<'h> {
         // Latest beginning of each (process, op), and begun-not-completed store writes.
         let mut op_began: HashMap<(ProcId, u64), u64> = HashMap::new();
         let mut begun: HashMap<(ProcId, u64, &str), usize> = HashMap::new();
+        let mut crashes = Vec::new();
+        let mut op_ends = HashMap::new();
         for (i, r) in h.records.iter().enumerate() {
             match &r.ev {
+                // What a crash left was on disk: a read of it read bytes the crash produced
+                // (a store it left corrupt is `corrupt_store`, not a torn read).
+                Ev::Crash { hash, .. } => {
+                    crashes.push(i);
+                    produced.insert((None, hash.as_str()));
+                }
+                Ev::Pool {
+                    event: Event::OpEnd { op, ok, .. },
+                } => {
+                    op_ends.insert((r.proc, *op), (i, *ok));
+                }
                 Ev::Pool {
                     event: Event::WriteBegin { op, hash, file },
                 } => {
@@ -382,7 +400,19 @@ impl<'h> Index<'h> {
             issued_refresh,
             issued_access,
             requester,
+            crashes,
+            op_ends,
         }
+    }
+
+    /// The time of the latest machine crash before `t_ns` (0: none).
+    pub fn crash_before(&self, t_ns: u64) -> u64 {
+        self.crashes
+            .iter()
+            .map(|&c| self.h.records[c].t_ns)
+            .filter(|&t| t < t_ns)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The write that produced `hash` as seen from time `t`: the latest one at or before `t`,

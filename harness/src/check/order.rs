@@ -12,6 +12,12 @@
 //! never recorded complete ([`super::Pending`]) and may have landed in between makes the
 //! version before unknown, and nothing is claimed.
 //!
+//! A machine crash ([`crate::history::Ev::Crash`]) puts back on disk whatever was durable, which
+//! is not the content of the write that landed last: for a write after a crash, only writes
+//! that began after that crash are candidates, and if none of them certainly came before it,
+//! the version before it is the crash's, which is no write: nothing is claimed (what a crash
+//! took back is [`super::crash_loss`]'s to judge).
+//!
 //! Not guaranteed: the exact on-disk order. The bounds are sound, not tight, so some real
 //! anomalies between writes that overlap are not reported.
 
@@ -43,12 +49,18 @@ impl Index<'_> {
     /// when nothing came before `k`.
     pub fn predecessors(&self, k: usize) -> Option<Vec<usize>> {
         let wk = &self.writes[k];
+        // Only writes since the last crash before k count (all of them, without a crash).
+        let crash = self.crash_before(wk.begin_ns);
+        let since = |j: usize| crash == 0 || self.writes[j].begin_ns > crash;
+        if crash > 0 && !(0..self.writes.len()).any(|j| since(j) && self.before(j, k)) {
+            return None; // the version before k is what the crash left
+        }
         // Writes certainly before k: the latest beginning among them, and per process the
         // last of them. A write that ended before that beginning, or that its own process
         // followed with one of them, certainly landed before another write before k.
         let mut latest_begin = 0;
         let mut last_of: std::collections::HashMap<u32, usize> = Default::default();
-        for j in 0..self.writes.len() {
+        for j in (0..self.writes.len()).filter(|&j| since(j)) {
             if self.before(j, k) {
                 let w = &self.writes[j];
                 latest_begin = latest_begin.max(w.begin_ns);
@@ -73,7 +85,7 @@ impl Index<'_> {
             return None;
         }
         let preds: Vec<usize> = (0..self.writes.len())
-            .filter(|&j| may_precede(j) && !dominated(j))
+            .filter(|&j| since(j) && may_precede(j) && !dominated(j))
             .collect();
         (!preds.is_empty()).then_some(preds)
     }

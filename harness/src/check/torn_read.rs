@@ -4,7 +4,8 @@
 //! A `Read` that did not parse, or that parsed to content whose hash no write of that file
 //! (the harness's initial ones included) ever began or completed, at any time in the run. A
 //! begun write counts: a process killed between its rename and its completion record left
-//! bytes that a write did produce.
+//! bytes that a write did produce. So does a machine crash: a read after it of what it left is
+//! not torn (a store the crash left corrupt is `corrupt_store`'s).
 
 use pool_core::world::{Event, ReadOutcome};
 
@@ -31,7 +32,12 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         else {
             continue;
         };
+        let left_by_crash = file.is_none()
+            && ix.crashes.iter().any(|&c| {
+                c < i && matches!(&ix.h.records[c].ev, Ev::Crash { hash: h, .. } if h == hash)
+            });
         let why = match outcome {
+            _ if left_by_crash => continue,
             ReadOutcome::Corrupt(detail) => format!("does not parse ({})", scrub(detail)),
             ReadOutcome::Parsed if !ix.produced.contains(&(file.as_deref(), hash.as_str())) => {
                 "parses, but no write ever produced these bytes".to_string()

@@ -2,10 +2,17 @@
 //! interleaving of the simulated processes within a preemption bound, judges every execution
 //! with the checkers and stops at the first counterexample.
 //!
+//! Crashes: when the plan lets the machine crash, loom explores one model per crash point N
+//! (the machine crashes right before the execution's shared step N + 1: [`CrashPlan::AtStep`]),
+//! N = 0, 1, 2, ... until no execution of the model took N steps any more (that last model has
+//! no crash in it: the crash-free executions are explored too). So every crash point of every
+//! interleaving within the bound is explored, whatever the bound.
+//!
 //! Replay: loom has no schedule string to hand out, but its exploration order is deterministic
-//! for a given model and bound. The handle is `pb=B,iteration=N`: re-running the same
-//! scenario, strategy, process and op counts with that bound and stopping at execution N
-//! reproduces the counterexample exactly (at the cost of re-exploring the N-1 before it).
+//! for a given model and bound. The handle is `pb=B,iteration=N` (`pb=B,crash=C,iteration=N`
+//! with crashes): re-running the same scenario, strategy, process and op counts with that
+//! bound (and crash point) and stopping at execution N reproduces the counterexample exactly
+//! (at the cost of re-exploring the N-1 before it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +22,7 @@ use super::fork::DriveError;
 use super::model::{Catch, Exploration, Goal};
 use crate::history::History;
 use crate::sim::facade::LOOM_STACK;
-use crate::sim::{execute, Loom, ModelPlan};
+use crate::sim::{execute_counting, CrashPlan, Loom, ModelPlan};
 
 /// The panic payload that ends a loom exploration on purpose.
 struct Stop;
@@ -46,12 +53,22 @@ enum Target {
     Iteration(u64, Option<History>),
 }
 
+/// The replay handle of execution `n` of a model with `bound` and `crash`.
+fn handle(bound: usize, crash: CrashPlan, n: u64) -> String {
+    match crash {
+        CrashPlan::AtStep(c) => format!("pb={bound},crash={c},iteration={n}"),
+        _ => format!("pb={bound},iteration={n}"),
+    }
+}
+
+/// Explore one model; the executions run, the target, and the most shared steps any
+/// execution took.
 fn run(
     plan: Arc<ModelPlan>,
     bound: usize,
     max_permutations: Option<usize>,
     target: Target,
-) -> Result<(u64, Target), DriveError> {
+) -> Result<(u64, Target, u64), DriveError> {
     if plan.processes() > max_processes() {
         return Err(DriveError(format!(
             "loom models at most {} processes (it has {} threads, two run the model itself); this run has {}: use --procs {} or less, or a shuttle checker",
@@ -69,22 +86,25 @@ fn run(
     b.max_permutations = max_permutations;
     b.checkpoint_file = None;
     let count = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
     let target = Arc::new(Mutex::new(target));
-    let (c, t) = (count.clone(), target.clone());
+    let (c, t, m) = (count.clone(), target.clone(), most.clone());
+    let crash = plan.crash;
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         b.check(move || {
             let n = c.fetch_add(1, Ordering::SeqCst) + 1;
             // The world is built and judged on a thread of its own: loom's main coroutine
             // has a small stack.
             let p = plan.clone();
-            let h = loom::thread::Builder::new()
+            let (h, steps) = loom::thread::Builder::new()
                 .stack_size(LOOM_STACK)
-                .spawn(move || execute::<Loom>(&p))
+                .spawn(move || execute_counting::<Loom>(&p))
                 .expect("loom thread")
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            m.fetch_max(steps, Ordering::SeqCst);
             let stop = match &mut *t.lock().unwrap_or_else(|e| e.into_inner()) {
-                Target::Search(catch) => catch.offer(h, || format!("pb={bound},iteration={n}")),
+                Target::Search(catch) => catch.offer(h, || handle(bound, crash, n)),
                 Target::Iteration(i, out) => {
                     if *i == n {
                         *out = Some(h);
@@ -98,6 +118,7 @@ fn run(
         })
     }));
     let n = count.load(Ordering::SeqCst);
+    let most = most.load(Ordering::SeqCst);
     let target = std::mem::replace(
         &mut *target.lock().unwrap_or_else(|p| p.into_inner()),
         Target::Iteration(0, None),
@@ -107,8 +128,8 @@ fn run(
         Target::Iteration(_, out) => out.is_some(),
     };
     match checked {
-        Ok(()) => Ok((n, target)),
-        Err(_) if stopped => Ok((n, target)),
+        Ok(()) => Ok((n, target, most)),
+        Err(_) if stopped => Ok((n, target, most)),
         Err(p) => {
             let msg = p
                 .downcast_ref::<String>()
@@ -121,7 +142,7 @@ fn run(
 }
 
 /// Explore every interleaving within `bound` preemptions (and at most `max_permutations`
-/// executions, if given), looking for `goal`.
+/// executions in all, if given), looking for `goal`; with crashes, at every crash point.
 pub fn explore(
     plan: Arc<ModelPlan>,
     bound: usize,
@@ -129,51 +150,104 @@ pub fn explore(
     goal: Goal,
 ) -> Result<Exploration, DriveError> {
     let started = Instant::now();
-    let (schedules, target) = run(
-        plan,
-        bound,
-        max_permutations,
-        Target::Search(Catch::new(goal)),
-    )?;
+    let crashes = plan.crash != CrashPlan::Never;
+    let mut target = Target::Search(Catch::new(goal));
+    let mut schedules = 0u64;
+    let mut capped = false;
+    let mut point = 0u64;
+    let mut points = 0u64;
+    loop {
+        let left = max_permutations.map(|m| m.saturating_sub(schedules as usize));
+        if left == Some(0) {
+            capped = true;
+            break;
+        }
+        let model = if crashes {
+            let mut p = (*plan).clone();
+            p.crash = CrashPlan::AtStep(point);
+            Arc::new(p)
+        } else {
+            plan.clone()
+        };
+        let (n, t, most) = run(model, bound, left, target)?;
+        target = t;
+        schedules += n;
+        points += 1;
+        capped |= left.is_some_and(|l| (n as usize) >= l);
+        let Target::Search(catch) = &target else {
+            unreachable!("a search stays a search")
+        };
+        // Done: the search, or (with crashes) the crash points: no execution reached this one.
+        if catch.done() || capped || !crashes || most < point {
+            break;
+        }
+        point += 1;
+    }
     let Target::Search(catch) = target else {
         unreachable!("a search stays a search")
     };
-    let complete = catch.done() || max_permutations.is_none_or(|m| (schedules as usize) < m);
+    let complete = catch.done() || !capped;
     let mut stated = format!("loom, every interleaving with at most {bound} preemptions");
+    if crashes {
+        stated.push_str(&format!(
+            ", at each of {points} crash points (the last: none)"
+        ));
+    }
     if let Some(m) = max_permutations {
         stated.push_str(&format!(", at most {m} executions"));
     }
     Ok(catch.conclude(schedules, complete, stated, started.elapsed().as_secs_f64()))
 }
 
-/// Parse a loom replay handle `pb=B,iteration=N`.
-pub fn parse_handle(handle: &str) -> Result<(usize, u64), DriveError> {
+/// Parse a loom replay handle `pb=B[,crash=C],iteration=N`.
+pub fn parse_handle(handle: &str) -> Result<(usize, Option<u64>, u64), DriveError> {
     let bad = || {
         DriveError(format!(
-            "--replay '{handle}': a loom handle looks like 'pb=2,iteration=17' (as a loom counterexample printed it)"
+            "--replay '{handle}': a loom handle looks like 'pb=2,iteration=17' or 'pb=2,crash=5,iteration=17' (as a loom counterexample printed it)"
         ))
     };
     let mut pb = None;
+    let mut crash = None;
     let mut it = None;
     for part in handle.split(',') {
         match part.split_once('=') {
             Some(("pb", v)) => pb = Some(v.parse().map_err(|_| bad())?),
+            Some(("crash", v)) => crash = Some(v.parse().map_err(|_| bad())?),
             Some(("iteration", v)) => it = Some(v.parse().map_err(|_| bad())?),
             _ => return Err(bad()),
         }
     }
     match (pb, it) {
-        (Some(pb), Some(it)) if it > 0 => Ok((pb, it)),
+        (Some(pb), Some(it)) if it > 0 => Ok((pb, crash, it)),
         _ => Err(bad()),
     }
 }
 
-/// Re-run the exploration with the handle's bound up to its execution; that execution's history.
+/// Re-run the exploration with the handle's bound (and crash point) up to its execution; that
+/// execution's history.
 pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError> {
-    let (bound, iteration) = parse_handle(handle)?;
+    let (bound, crash, iteration) = parse_handle(handle)?;
+    let plan = match (crash, plan.crash) {
+        (Some(c), CrashPlan::Never) => {
+            return Err(DriveError(format!(
+                "--replay '{handle}': a crash point ({c}) for a run without crashes (replay with the same arguments that found it, --crash included)"
+            )))
+        }
+        (Some(c), _) => {
+            let mut p = (*plan).clone();
+            p.crash = CrashPlan::AtStep(c);
+            Arc::new(p)
+        }
+        (None, CrashPlan::Never) => plan,
+        (None, _) => {
+            return Err(DriveError(format!(
+                "--replay '{handle}': this run crashes the machine, and the handle has no crash point (replay with the same arguments that found it)"
+            )))
+        }
+    };
     match run(plan, bound, None, Target::Iteration(iteration, None))? {
-        (_, Target::Iteration(_, Some(h))) => Ok(h),
-        (n, _) => Err(DriveError(format!(
+        (_, Target::Iteration(_, Some(h)), _) => Ok(h),
+        (n, _, _) => Err(DriveError(format!(
             "--replay '{handle}': the exploration has only {n} executions with this bound (replay with the same arguments that found it)"
         ))),
     }

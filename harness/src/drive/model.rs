@@ -19,7 +19,7 @@ use crate::expect::{Expect, Want};
 use crate::history::History;
 use crate::report::{self, ModelStats, RunReport, Stats};
 use crate::scenario::Scenario;
-use crate::sim::ModelPlan;
+use crate::sim::{CrashPlan, ModelPlan};
 
 /// Which model checker, and how it searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -87,10 +87,20 @@ pub struct ModelArgs {
     /// Re-run one schedule: a shuttle schedule string, or a loom `pb=B,iteration=N`.
     #[arg(long, value_name = "HANDLE")]
     pub replay: Option<String>,
+    /// Model the scenario at the sizes `matrix --drivers` models it (every role at most 2
+    /// processes and 2 iterations; loom at most 3 processes in all): what a matrix model
+    /// cell's replay command passes (instead of --procs/--ops).
+    #[arg(long, conflicts_with_all = ["procs", "ops"])]
+    pub matrix_sizes: bool,
     /// Search for these anomalies (comma-separated): executions that show only other
     /// anomalies do not end the search (default: stop at the first anomaly of any kind).
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     pub anomaly: Vec<String>,
+    /// Let the machine crash once per execution, at any step (power loss: unsynced data and
+    /// directory entries lost; the running processes restart). On by default for a scenario
+    /// with a [nemesis].
+    #[arg(long)]
+    pub crash: bool,
 }
 
 /// The model verdicts.
@@ -322,7 +332,14 @@ impl ModelRun {
     pub fn from_args(a: &ModelArgs) -> Result<ModelRun, DriveError> {
         let sc = Scenario::find(&a.scenario).map_err(|e| DriveError(e.to_string()))?;
         let st = Strategy::parse(&a.strategy).map_err(|e| DriveError(e.to_string()))?;
-        let mut run = ModelRun::new(a.checker, sc, st, a.seed, a.procs, a.ops);
+        let mut run = if a.matrix_sizes {
+            MatrixProfile::default().run(a.checker, &sc, st, a.seed)
+        } else {
+            ModelRun::new(a.checker, sc, st, a.seed, a.procs, a.ops)
+        };
+        if a.crash {
+            run.crash_machine();
+        }
         run.preemption_bound = a.preemption_bound;
         run.depth = a.depth;
         run.iterations = a.iterations;
@@ -357,6 +374,11 @@ impl ModelRun {
         ModelRun {
             checker,
             plan: Arc::new(ModelPlan {
+                crash: if modelled.nemesis.is_some() {
+                    CrashPlan::Anywhere
+                } else {
+                    CrashPlan::Never
+                },
                 scenario: modelled,
                 strategy,
                 seed,
@@ -372,16 +394,25 @@ impl ModelRun {
         }
     }
 
-    /// Why this run cannot be modelled, if it cannot: the model drivers do not crash
-    /// executions, so a scenario with a `[nemesis]` would run without its crashes and look
-    /// safer than it is; loom models at most [`loom::max_processes`] processes.
-    pub fn unsupported(&self) -> Option<String> {
-        if self.scenario.nemesis.is_some() {
-            return Some(format!(
-                "scenario '{}' has a [nemesis] (processes killed and restarted), which the model drivers do not simulate yet: run it with the fork driver (`poolcheck run`)",
-                self.scenario.name
-            ));
+    /// Let every execution crash the machine once (a scenario with a `[nemesis]` does).
+    pub fn crash_machine(&mut self) {
+        let mut plan = (*self.plan).clone();
+        plan.crash = CrashPlan::Anywhere;
+        self.plan = Arc::new(plan);
+    }
+
+    /// The search's bound in words, with the crash if executions crash.
+    fn stated(&self, bound: String) -> String {
+        if self.plan.crash != CrashPlan::Never {
+            format!("{bound}; one machine crash at any scheduling point (or none), the killed processes restarted")
+        } else {
+            bound
         }
+    }
+
+    /// Why this run cannot be modelled, if it cannot: loom models at most
+    /// [`loom::max_processes`] processes.
+    pub fn unsupported(&self) -> Option<String> {
         let n = self.plan.processes();
         if self.checker == Checker::Loom && n > loom::max_processes() {
             return Some(format!(
@@ -423,7 +454,7 @@ impl ModelRun {
             });
         }
         let goal = self.goal.clone();
-        Ok(match self.checker {
+        let mut ex = match self.checker {
             Checker::Loom => loom::explore(plan, self.preemption_bound, self.iterations, goal)?,
             Checker::ShuttlePct => shuttle::explore(
                 plan,
@@ -449,7 +480,9 @@ impl ModelRun {
                 },
                 goal,
             ),
-        })
+        };
+        ex.bound = self.stated(ex.bound);
+        Ok(ex)
     }
 
     /// Judge an exploration in the report contract.
@@ -533,6 +566,12 @@ pub struct MatrixProfile {
     /// every role keeps one); never more than [`loom::max_processes`]. Each process multiplies
     /// loom's interleavings; shuttle samples, so its cost grows only with the steps.
     pub loom_processes: u32,
+    /// loom with machine crashes (a `[nemesis]` scenario): processes in all at most, and
+    /// iterations per process at most. loom explores every interleaving once per crash
+    /// point, so a crash cell costs about the steps of an execution times a crash-free one.
+    /// A scenario with more roles than this many processes is `n/a` for loom.
+    pub loom_crash_processes: u32,
+    pub loom_crash_ops: u32,
     pub preemption_bound: usize,
     /// loom's execution budget.
     pub loom_executions: usize,
@@ -544,12 +583,15 @@ pub struct MatrixProfile {
 
 impl Default for MatrixProfile {
     /// The `matrix` profile: every role at most 2 processes and 2 iterations; loom with
-    /// preemption bound 2 and at most 5000 executions; shuttle-pct depth 3, 2000 schedules.
+    /// preemption bound 2 and at most 5000 executions (with crashes: at most 2 processes x 1
+    /// iteration); shuttle-pct depth 3, 2000 schedules.
     fn default() -> Self {
         MatrixProfile {
             max_count: 2,
             max_ops: 2,
             loom_processes: u32::MAX,
+            loom_crash_processes: 2,
+            loom_crash_ops: 1,
             preemption_bound: DEFAULT_PREEMPTION_BOUND,
             loom_executions: 5000,
             shuttle_schedules: 2000,
@@ -596,34 +638,8 @@ pub fn matrix_run_with(
     seed: Option<u64>,
 ) -> Result<RunReport, DriveError> {
     let checker = matrix_checker(driver)?;
-    let mut small = sc.clone();
-    for r in &mut small.roles {
-        r.count = r.count.min(profile.max_count);
-        r.ops = r.ops.min(profile.max_ops);
-    }
-    if checker == Checker::Loom {
-        let cap = profile.loom_processes.min(loom::max_processes());
-        while small.processes() > cap {
-            let Some(r) = small
-                .roles
-                .iter_mut()
-                .filter(|r| r.count > 1)
-                .max_by_key(|r| r.count)
-            else {
-                break;
-            };
-            r.count -= 1;
-        }
-    }
-    let mut run = ModelRun::new(checker, small, strategy, seed, None, None);
-    run.scenario = sc.clone();
-    run.note = (sizes(&run.plan.scenario) != sizes(sc)).then(|| {
-        format!(
-            "matrix model profile: modelled {} (the scenario file says {})",
-            sizes(&run.plan.scenario),
-            sizes(sc)
-        )
-    });
+    let loom_crashes = checker == Checker::Loom && sc.nemesis.is_some();
+    let mut run = profile.run(checker, sc, strategy, seed);
     run.preemption_bound = profile.preemption_bound;
     run.iterations = Some(match checker {
         Checker::Loom => profile.loom_executions,
@@ -637,11 +653,72 @@ pub fn matrix_run_with(
         }
     }
     run.goal = Goal::named(&wanted)?;
+    if loom_crashes && run.plan.processes() > profile.loom_crash_processes {
+        return Ok(run.not_applicable(format!(
+            "loom explores every interleaving once per crash point, which the matrix profile affords for at most {} processes; '{}' has {} roles (each keeps one process): use shuttle, or `poolcheck model --checker loom` on a smaller scenario file",
+            profile.loom_crash_processes,
+            sc.name,
+            sc.roles.len()
+        )));
+    }
     if let Some(why) = run.unsupported() {
         return Ok(run.not_applicable(why));
     }
     let ex = run.explore(None)?;
     Ok(run.judge(&ex))
+}
+
+impl MatrixProfile {
+    /// A run of `sc` at this profile's sizes (`poolcheck model --matrix-sizes` and every
+    /// matrix model cell), the difference stated in its note.
+    pub fn run(
+        &self,
+        checker: Checker,
+        sc: &Scenario,
+        strategy: Strategy,
+        seed: Option<u64>,
+    ) -> ModelRun {
+        let mut small = sc.clone();
+        for r in &mut small.roles {
+            r.count = r.count.min(self.max_count);
+            r.ops = r.ops.min(self.max_ops);
+        }
+        // loom explores every interleaving once per crash point: a `[nemesis]` scenario is
+        // modelled smaller still.
+        let loom_crashes = checker == Checker::Loom && sc.nemesis.is_some();
+        if loom_crashes {
+            for r in &mut small.roles {
+                r.ops = r.ops.min(self.loom_crash_ops);
+            }
+        }
+        if checker == Checker::Loom {
+            let mut cap = self.loom_processes.min(loom::max_processes());
+            if loom_crashes {
+                cap = cap.min(self.loom_crash_processes);
+            }
+            while small.processes() > cap {
+                let Some(r) = small
+                    .roles
+                    .iter_mut()
+                    .filter(|r| r.count > 1)
+                    .max_by_key(|r| r.count)
+                else {
+                    break;
+                };
+                r.count -= 1;
+            }
+        }
+        let mut run = ModelRun::new(checker, small, strategy, seed, None, None);
+        run.scenario = sc.clone();
+        run.note = (sizes(&run.plan.scenario) != sizes(sc)).then(|| {
+            format!(
+                "matrix model profile: modelled {} (the scenario file says {})",
+                sizes(&run.plan.scenario),
+                sizes(sc)
+            )
+        });
+        run
+    }
 }
 
 impl ModelRun {

@@ -5,6 +5,12 @@
 //! The schedule is recorded by a thin wrapper around shuttle's scheduler ([`Recording`]) and
 //! encoded with shuttle's own serialization, so `shuttle::replay`-style replay
 //! ([`ReplayScheduler::new_from_encoded`]) runs exactly that schedule again.
+//!
+//! Crashes: when the plan lets the machine crash, each execution crashes it right before a
+//! shared step drawn at random ([`Crashes`]: uniform over the most steps an execution has
+//! taken so far, from the search's seed; the first execution has no crash), so shuttle samples
+//! crash points as it samples schedules. The handle is then `crash=N:` + the schedule. DFS
+//! cannot claim every crash point of every schedule: with crashes it is never `verified`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +25,7 @@ use shuttle_engine::scheduler::serialization::{deserialize_schedule, serialize_s
 use super::fork::DriveError;
 use super::model::{Catch, Exploration, Goal};
 use crate::history::History;
-use crate::sim::{execute, ModelPlan, Shuttle};
+use crate::sim::{execute, execute_counting, CrashPlan, ModelPlan, Shuttle};
 
 /// Which shuttle scheduler, and its budget.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +61,35 @@ impl Search {
     }
 }
 
+/// The crash point of each execution, drawn at random (xorshift64* from the search's seed)
+/// over the most shared steps an execution has taken so far.
+struct Crashes {
+    state: u64,
+    most: Option<u64>,
+}
+
+impl Crashes {
+    fn new(seed: u64) -> Crashes {
+        Crashes {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            most: None,
+        }
+    }
+
+    /// The next execution's crash point; none for the first (it measures the steps).
+    fn next(&mut self) -> Option<u64> {
+        let most = self.most?;
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        Some(self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) % (most + 1))
+    }
+
+    fn saw(&mut self, steps: u64) {
+        self.most = Some(self.most.unwrap_or(0).max(steps));
+    }
+}
+
 /// What the executions share with the driver.
 #[derive(Default)]
 struct Shared {
@@ -62,6 +97,9 @@ struct Shared {
     stop: AtomicBool,
     catch: Mutex<Catch>,
     current: Mutex<Schedule>,
+    /// With crashes: the sampler, and the current execution's crash point.
+    crashes: Mutex<Option<Crashes>>,
+    crash_at: Mutex<Option<u64>>,
 }
 
 impl Shared {
@@ -71,10 +109,13 @@ impl Shared {
     /// judged (its threads exit), and a replay needs those steps too.
     fn finish_execution(&self) {
         let mut catch = self.catch.lock().unwrap_or_else(|p| p.into_inner());
-        let handle: String =
+        let mut handle: String =
             serialize_schedule(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
                 .split_whitespace()
                 .collect();
+        if let Some(n) = *self.crash_at.lock().unwrap_or_else(|p| p.into_inner()) {
+            handle = format!("crash={n}:{handle}");
+        }
         catch.fill_handles(&handle);
     }
 }
@@ -158,9 +199,12 @@ fn run_with<S: Scheduler + 'static>(
     scheduler: S,
     drain: bool,
     goal: &Goal,
+    seed: u64,
 ) -> (Arc<Shared>, usize) {
+    let crashes = (plan.crash != CrashPlan::Never).then(|| Crashes::new(seed));
     let shared = Arc::new(Shared {
         catch: Mutex::new(Catch::new(goal.clone())),
+        crashes: Mutex::new(crashes),
         ..Shared::default()
     });
     let runner = Runner::new(
@@ -175,7 +219,23 @@ fn run_with<S: Scheduler + 'static>(
     let n = keeping_panic_hook(|| {
         runner.run(move || {
             sh.executions.fetch_add(1, Ordering::SeqCst);
-            let h = execute::<Shuttle>(&p);
+            let mut crashes = sh.crashes.lock().unwrap_or_else(|e| e.into_inner());
+            let at = crashes.as_mut().and_then(Crashes::next);
+            *sh.crash_at.lock().unwrap_or_else(|e| e.into_inner()) = at;
+            let mut plan = (*p).clone();
+            if crashes.is_some() {
+                plan.crash = at.map_or(CrashPlan::Never, CrashPlan::AtStep);
+            }
+            drop(crashes);
+            let (h, steps) = execute_counting::<Shuttle>(&plan);
+            if let Some(c) = sh
+                .crashes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                c.saw(steps);
+            }
             let done = sh
                 .catch
                 .lock()
@@ -203,6 +263,7 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search, goal: Goal) -> Exploration 
                 PctScheduler::new_from_seed(seed, depth, iterations),
                 false,
                 &goal,
+                seed,
             )
             .0,
             iterations,
@@ -214,6 +275,7 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search, goal: Goal) -> Exploration 
                 RandomScheduler::new_from_seed(seed, iterations),
                 true,
                 &goal,
+                seed,
             )
             .0,
             iterations,
@@ -225,6 +287,7 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search, goal: Goal) -> Exploration 
                 DfsScheduler::new(Some(max_iterations), false),
                 false,
                 &goal,
+                0,
             )
             .0,
             max_iterations,
@@ -236,7 +299,7 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search, goal: Goal) -> Exploration 
     let catch = std::mem::take(&mut *shared.catch.lock().unwrap_or_else(|p| p.into_inner()));
     // DFS stopped before its budget: it ran out of schedules, i.e. it saw them all. PCT /
     // random: every sampled schedule was judged (see the bound's wording).
-    let complete = !exhaustive || (schedules as usize) < budget;
+    let complete = !exhaustive || ((schedules as usize) < budget && plan.crash == CrashPlan::Never);
     catch.conclude(
         schedules,
         complete,
@@ -248,7 +311,29 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search, goal: Goal) -> Exploration 
 /// Run exactly the schedule `handle` (a string from [`explore`]) once; its history.
 pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError> {
     let handle: String = handle.split_whitespace().collect();
-    let handle = handle.as_str();
+    let (crash, handle) = match handle.strip_prefix("crash=").and_then(|r| r.split_once(':')) {
+        Some((n, rest)) => (
+            Some(n.parse::<u64>().map_err(|_| {
+                DriveError(format!(
+                    "--replay '{handle}': the crash point '{n}' is not a number (use the handle a shuttle-* counterexample printed)"
+                ))
+            })?),
+            rest,
+        ),
+        None => (None, handle.as_str()),
+    };
+    let mut plan = (*plan).clone();
+    match (crash, plan.crash) {
+        (Some(n), CrashPlan::Anywhere) => plan.crash = CrashPlan::AtStep(n),
+        (None, CrashPlan::Anywhere) => plan.crash = CrashPlan::Never,
+        (Some(_), _) => {
+            return Err(DriveError(
+                "--replay: the handle has a crash point, and this run does not crash the machine (replay with the same arguments that found it, --crash included)".to_string(),
+            ))
+        }
+        (None, _) => {}
+    }
+    let plan = Arc::new(plan);
     if deserialize_schedule(handle).is_none() {
         return Err(DriveError(format!(
             "--replay '{handle}': not a shuttle schedule string (use the replay handle a shuttle-* counterexample printed)"

@@ -159,6 +159,7 @@ impl Workload {
             scenario: self.scenario(),
             strategy,
             seed: WORLD_SEED,
+            crash: crate::sim::CrashPlan::Never,
         }
     }
 }

@@ -9,10 +9,9 @@
 //! [`Invocation`] of the command that made the report.
 //!
 //! Guarantees: every command returned parses with the current CLI, and run, shows the run's
-//! anomalies again (tests/replay_cli.rs). Not given: a command for a model cell that `matrix`
-//! resized (its profile, `--quick`) in a way `poolcheck model`'s flags cannot say (the reports
-//! still print its handle), or for a run with nothing to replay (a model run without a
-//! counterexample).
+//! anomalies again (tests/replay_cli.rs); a `matrix` model cell is replayed at the matrix's
+//! sizes (`model --matrix-sizes`). Not given: a command for a run with nothing to replay (a
+//! model run without a counterexample).
 
 use super::RunReport;
 use crate::target::{of_report, shell_quote};
@@ -27,6 +26,9 @@ pub struct Invocation {
     pub scenarios: Vec<(String, String)>,
     /// Extra `poolcheck model` arguments the model runs were sized with (`--procs 2`).
     pub model_args: Vec<String>,
+    /// The model runs are `matrix` cells, sized by its profile (`--matrix-sizes` replays them
+    /// at those sizes).
+    pub matrix: bool,
 }
 
 impl Invocation {
@@ -66,9 +68,11 @@ pub fn command(r: &RunReport, how: &Invocation) -> Option<String> {
         )),
         Some(m) => {
             let handle = m.replay.as_ref()?;
-            // A matrix model cell resized by its profile (or by `--quick`) cannot be said with
-            // `model`'s flags: only its handle is printed.
-            if (m.note.is_some() || how.quick) && how.model_args.is_empty() {
+            let mut sizes = how.model_args.clone();
+            if how.matrix {
+                // The profile caps iterations at 2, as `--quick` does: one flag says both.
+                sizes = vec!["--matrix-sizes".to_string()];
+            } else if how.quick && sizes.is_empty() {
                 return None;
             }
             let mut cmd = format!(
@@ -77,7 +81,7 @@ pub fn command(r: &RunReport, how: &Invocation) -> Option<String> {
                 shell_quote(&r.spec),
                 r.stats.seed
             );
-            for a in &how.model_args {
+            for a in &sizes {
                 cmd.push(' ');
                 cmd.push_str(&shell_quote(a));
             }

@@ -4,7 +4,9 @@
 //!
 //! A token request (and a credential use) is one atomic step under the scheduler's mutex, as
 //! in the server (which applies the rules under one mutex): a scheduling point, so the checker
-//! orders every request against every kernel call and every other request.
+//! orders every request against every kernel call and every other request. A dead process's
+//! request (the machine crashed since it started) never reaches the issuer: it fails as a
+//! request that got no answer.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use pool_core::world::{Clock, Grant, Issuer, RedeemError, UseOutcome};
 
 use super::facade::Facade;
 use super::kernel::Proc;
-use super::os::Recorder;
+use super::os::{Recorder, SharedKernel};
 use crate::history::{Record, UseVerdict};
 use crate::issuer::rules::{IssuerState, LedgerSink};
 
@@ -45,23 +47,36 @@ pub type SharedIssuer<F> = Arc<<F as Facade>::Mutex<IssuerState>>;
 /// One simulated process's connection to the shared issuer.
 pub struct SimIssuer<F: Facade> {
     pub proc: Proc,
+    /// The machine's life the process was started in, and the kernel that says whether it
+    /// still runs.
+    pub life: u64,
+    pub kernel: Arc<SharedKernel<F>>,
     pub state: SharedIssuer<F>,
     pub clock: LogicalClock,
 }
 
+/// What a dead process's request gets.
+const NO_ANSWER: &str = "no answer: the machine crashed";
+
 impl<F: Facade> SimIssuer<F> {
-    /// One request: a scheduling point (the mutex), then the rules, atomically.
-    fn with<R>(&self, f: impl FnOnce(&mut IssuerState, u64) -> R) -> R {
+    /// One request: a scheduling point (the mutex), then the rules, atomically; `None` (and
+    /// no scheduling point once known) when the process is dead.
+    fn with<R>(&self, f: impl FnOnce(&mut IssuerState, u64) -> R) -> Option<R> {
+        if !self.kernel.alive(self.life) {
+            return None;
+        }
         F::with(&self.state, |st| {
-            let now = self.clock.now_ms();
-            f(st, now)
+            self.kernel.enter_step(self.life).then(|| {
+                let now = self.clock.now_ms();
+                f(st, now)
+            })
         })
     }
 }
 
 impl<F: Facade> Issuer for SimIssuer<F> {
     fn redeem(&self, refresh_token: &str) -> Result<Grant, RedeemError> {
-        self.with(|st, now| match st.redeem(self.proc, refresh_token, now) {
+        let reply = self.with(|st, now| match st.redeem(self.proc, refresh_token, now) {
             Ok(pair) => Ok(Grant {
                 expires_in_s: pair.expires_in_s(now),
                 access_token: pair.access,
@@ -70,7 +85,8 @@ impl<F: Facade> Issuer for SimIssuer<F> {
             Err(reason) => Err(RedeemError::Refused {
                 error: reason.error().to_string(),
             }),
-        })
+        });
+        reply.unwrap_or_else(|| Err(RedeemError::Unavailable(NO_ANSWER.into())))
     }
 
     fn use_credential(&self, credential: &str) -> UseOutcome {
@@ -86,5 +102,6 @@ impl<F: Facade> Issuer for SimIssuer<F> {
                 }
             }
         })
+        .unwrap_or_else(|| UseOutcome::Unavailable(NO_ANSWER.into()))
     }
 }

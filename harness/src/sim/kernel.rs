@@ -8,7 +8,9 @@
 //! - open file descriptions (OFDs) with their own offset and owning process; `O_TRUNC`;
 //!   `write(2)` at the OFD's offset (the pool writes in chunks, so a reader can land between);
 //! - `fsync` of a file and of a directory, and [`KernelState::crash`]: the state after a power
-//!   loss, where unsynced data and unsynced directory entries are gone;
+//!   loss, where unsynced data and unsynced directory entries are gone, and an `O_TRUNC` is
+//!   kept (a truncation is durable at once: the worst case of a journaled metadata change, so
+//!   an in-place write interrupted by a crash leaves an empty or partial file, not the old one);
 //! - `flock`: one exclusive lock per inode, owned by an OFD, released by `LOCK_UN` or by the
 //!   close of that OFD. Keyed by inode, so a lock on a path that `rename` later replaces locks
 //!   the old file, not the new one;
@@ -135,7 +137,12 @@ impl KernelState {
             None => return Err(not_found(path)),
         };
         if trunc {
-            self.inodes[ino].data.clear();
+            // The truncation is metadata: a journaling file system commits it on its own,
+            // long before the data written after it (ext4's zero-length files after a crash).
+            // Modelled as its worst case: durable at once, the later data only at `fsync`.
+            let i = &mut self.inodes[ino];
+            i.data.clear();
+            i.durable.clear();
         }
         self.inodes[ino].private = false;
         Ok(self.new_ofd(proc, ino))
@@ -468,9 +475,15 @@ mod tests {
     fn a_crash_keeps_only_what_was_synced() {
         let mut k = KernelState::new();
         k.install(&p("auth.json"), b"v1");
-        // In place, never synced: the crash brings back v1.
+        // In place, never synced: the truncation persists, the data after it does not.
         let f = k.open(1, &p("auth.json"), true, true).unwrap();
         k.write(f, b"v2-unsynced").unwrap();
+        k.close(f).unwrap();
+        assert_eq!(k.crash().contents(&p("auth.json")).unwrap(), b"");
+        // ... synced: it is kept.
+        let f = k.open(1, &p("auth.json"), true, true).unwrap();
+        k.write(f, b"v1").unwrap();
+        k.fsync(f).unwrap();
         k.close(f).unwrap();
         assert_eq!(k.crash().contents(&p("auth.json")).unwrap(), b"v1");
         // Temp + fsync + rename without a directory fsync: the rename is lost.

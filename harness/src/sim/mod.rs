@@ -16,4 +16,5 @@ pub mod os;
 pub mod world;
 
 pub use facade::{Facade, Loom, Shuttle};
-pub use world::{execute, ModelPlan};
+pub use os::CrashPlan;
+pub use world::{execute, execute_counting, ModelPlan};

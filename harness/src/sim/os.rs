@@ -7,6 +7,13 @@
 //! observation stamped with the shared logical clock. Why dropping the pause points hides no
 //! interleaving: docs/model.md, "Scheduling points".
 //!
+//! Machine crashes ([`CrashPlan`]): the kernel is replaced by its crash state, and
+//! every process running then is dead: each system call, issuer request or record of a dead
+//! process fails at once, with no scheduling point, until its role loop returns and the world
+//! restarts it ([`super::world`]). A process learns of the crash inside its next shared step
+//! (the check and the step are one), so nothing it does after the crash reaches the kernel,
+//! the issuer or the history.
+//!
 //! A write's intent ([`Event::WriteBegin`]) is stamped inside the step that can first make its
 //! bytes visible (the truncating open, the rename), not when the pool reports it: the pool
 //! reports it just before that step, and the scheduling point in between is where another
@@ -14,6 +21,7 @@
 //! the judge could order neither (a lost update under `lock=none` was never provable). Still
 //! a lower bound of the moment the bytes land: nothing runs between the stamp and the step.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,72 +86,251 @@ pub struct SharedKernel<F: Facade> {
     sched: F::Mutex<()>,
     changed: F::Condvar,
     state: Mutex<KernelState>,
+    /// The machine's life: each crash starts a new one. A process of an earlier life is dead.
+    /// Written only inside a step (the crash), so a read is never stale by more than the
+    /// steps of the reading process itself.
+    epoch: AtomicU64,
+    /// Processes started and not exited: the ones a crash kills (and the world restarts).
+    running: Mutex<BTreeSet<Proc>>,
+    /// Whether and where the machine may crash.
+    plan: CrashPlan,
+    /// Shared steps taken so far (kernel calls and issuer requests of live processes).
+    steps: AtomicU64,
+    /// Records a crash: the processes it killed, and the kernel as the machine came back.
+    report: Box<CrashReport>,
+}
+
+/// What records a crash: the processes it killed, and the kernel as the machine came back.
+pub type CrashReport = dyn Fn(&BTreeSet<Proc>, &KernelState) + Send + Sync;
+
+/// Whether and where an execution's machine crashes (once at most).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPlan {
+    /// Never.
+    Never,
+    /// Somewhere: the driver picks a crash point per execution (loom: each in turn; shuttle:
+    /// at random), as [`CrashPlan::AtStep`]. A kernel given this plan never crashes.
+    Anywhere,
+    /// Right before shared step number N + 1 (after N steps; N = every step taken: at the
+    /// end, when every process has exited).
+    AtStep(u64),
+}
+
+/// The error a dead process's system calls fail with.
+pub fn crashed() -> io::Error {
+    io::Error::other("the machine crashed")
 }
 
 impl<F: Facade> SharedKernel<F> {
     pub fn new(state: KernelState) -> Arc<SharedKernel<F>> {
+        SharedKernel::with_crashes(state, BTreeSet::new(), CrashPlan::Never, |_, _| {})
+    }
+
+    /// A kernel whose `running` processes a crash may kill, as `plan` says; `report` records
+    /// each crash.
+    pub fn with_crashes(
+        state: KernelState,
+        running: BTreeSet<Proc>,
+        plan: CrashPlan,
+        report: impl Fn(&BTreeSet<Proc>, &KernelState) + Send + Sync + 'static,
+    ) -> Arc<SharedKernel<F>> {
         Arc::new(SharedKernel {
             sched: F::mutex(()),
             changed: F::condvar(),
             state: Mutex::new(state),
+            epoch: AtomicU64::new(0),
+            running: Mutex::new(running),
+            plan,
+            steps: AtomicU64::new(0),
+            report: Box::new(report),
         })
+    }
+
+    /// Shared steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps.load(Ordering::SeqCst)
+    }
+
+    /// Whether executions may crash.
+    pub fn may_crash(&self) -> bool {
+        self.plan != CrashPlan::Never
+    }
+
+    /// Count one shared step of a live process, crashing the machine first if the plan puts
+    /// the crash right before it. Called inside the step (its lock held).
+    fn tick(&self) {
+        let n = self.steps.fetch_add(1, Ordering::SeqCst);
+        if self.plan == CrashPlan::AtStep(n) {
+            self.crash_here();
+        }
+    }
+
+    /// The crash itself, inside a step: every running process dies, the kernel becomes its
+    /// crash state, and the crash is recorded. Waiters are woken by the caller's step.
+    fn crash_here(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut k = self.state();
+        *k = k.crash();
+        (self.report)(&running, &k);
+    }
+
+    /// The end of an execution with [`CrashPlan::AtStep`] N where exactly N steps were taken:
+    /// the crash comes after the last one (no process left to kill).
+    pub fn crash_at_end(&self) {
+        if self.plan == CrashPlan::AtStep(self.steps()) {
+            F::with(&self.sched, |()| self.crash_here());
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, KernelState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One shared system call (a scheduling point).
+    /// The machine's current life (0 until the first crash).
+    pub fn life(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether a process started in `life` is still running (no crash since).
+    pub fn alive(&self, life: u64) -> bool {
+        self.life() == life
+    }
+
+    /// One shared system call (a scheduling point), by the harness.
     pub fn call<R>(&self, f: impl FnOnce(&mut KernelState) -> R) -> R {
         F::with(&self.sched, |()| f(&mut self.state()))
     }
 
-    /// One private step: no scheduling point. Only for steps no other process can observe
-    /// and whose outcome no other process can change (see docs/model.md, "Scheduling
-    /// points"): such a step commutes with every step of every other process.
-    pub fn private<R>(&self, f: impl FnOnce(&mut KernelState) -> R) -> R {
+    /// One shared system call of a process started in `life`: it fails with no scheduling
+    /// point once the process is known dead, and inside the step if it died just before.
+    pub fn call_in<R>(
+        &self,
+        life: u64,
+        f: impl FnOnce(&mut KernelState) -> io::Result<R>,
+    ) -> io::Result<R> {
+        if !self.alive(life) {
+            return Err(crashed());
+        }
+        let r = F::with(&self.sched, |()| {
+            self.tick();
+            if self.alive(life) {
+                f(&mut self.state())
+            } else {
+                Err(crashed())
+            }
+        });
+        if !self.alive(life) {
+            F::notify_all(&self.changed);
+        }
+        r
+    }
+
+    /// Count one shared step a process of `life` takes under another lock (an issuer
+    /// request), crashing the machine first if the plan puts the crash there: whether the
+    /// process is still alive to take it.
+    pub fn enter_step(&self, life: u64) -> bool {
+        self.tick();
+        let alive = self.alive(life);
+        if !alive {
+            F::notify_all(&self.changed);
+        }
+        alive
+    }
+
+    /// One private step of a process of `life`: no scheduling point. Only for steps no other
+    /// process can observe and whose outcome no other process can change (see docs/model.md,
+    /// "Scheduling points"): such a step commutes with every step of every other process.
+    /// (A crash can only come at another process's scheduling point, so whether this process
+    /// is dead is already decided when it runs.)
+    pub fn private<R>(
+        &self,
+        life: u64,
+        f: impl FnOnce(&mut KernelState) -> io::Result<R>,
+    ) -> io::Result<R> {
+        if !self.alive(life) {
+            return Err(crashed());
+        }
         f(&mut self.state())
     }
 
     /// A system call on an open description: private while the description's file is a temp
     /// file its creator has not renamed yet (no other process can name it), shared otherwise.
-    fn on_file<R>(&self, ofd: OfdId, f: impl FnOnce(&mut KernelState) -> R) -> R {
+    fn on_file<R>(
+        &self,
+        life: u64,
+        ofd: OfdId,
+        f: impl FnOnce(&mut KernelState) -> io::Result<R>,
+    ) -> io::Result<R> {
         let private = self.state().is_private(ofd);
         if private {
-            self.private(f)
+            self.private(life, f)
         } else {
-            self.call(f)
+            self.call_in(life, f)
         }
     }
 
     /// One shared system call that may release a lock: wakes the waiters if it did.
-    fn call_releasing<R>(&self, f: impl FnOnce(&mut KernelState) -> (R, bool)) -> R {
-        let (r, released) = self.call(f);
+    fn call_releasing<R>(
+        &self,
+        life: u64,
+        f: impl FnOnce(&mut KernelState) -> (io::Result<R>, bool),
+    ) -> io::Result<R> {
+        let mut released = false;
+        let r = self.call_in(life, |k| {
+            let (r, rel) = f(k);
+            released = rel;
+            r
+        });
         if released {
             F::notify_all(&self.changed);
         }
         r
     }
 
-    /// The process exits: the kernel closes its descriptions and drops its locks.
-    pub fn exit(&self, proc: Proc) {
-        self.call_releasing(|k| ((), k.exit(proc)))
+    /// The process of `life` exits: the kernel closes its descriptions and drops its locks.
+    /// False (and nothing done) if a crash killed it first: then it is to be restarted.
+    pub fn exit(&self, proc: Proc, life: u64) -> bool {
+        let exited = self.call_in(life, |k| {
+            self.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&proc);
+            Ok(k.exit(proc))
+        });
+        match exited {
+            Ok(released) => {
+                if released {
+                    F::notify_all(&self.changed);
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 
-    /// A blocking lock call: retried each time the kernel's locks change.
+    /// A blocking lock call of a process of `life`: retried each time the kernel's locks
+    /// change; fails if the process dies meanwhile.
     fn block_until(
         &self,
+        life: u64,
         mut f: impl FnMut(&mut KernelState) -> io::Result<bool>,
     ) -> io::Result<()> {
-        F::wait_until(
-            &self.sched,
-            &self.changed,
-            |()| match f(&mut self.state()) {
+        if !self.alive(life) {
+            return Err(crashed());
+        }
+        F::wait_until(&self.sched, &self.changed, |()| {
+            self.tick();
+            if !self.alive(life) {
+                F::notify_all(&self.changed);
+                return Some(Err(crashed()));
+            }
+            match f(&mut self.state()) {
                 Ok(true) => Some(Ok(())),
                 Ok(false) => None,
                 Err(e) => Some(Err(e)),
-            },
-        )
+            }
+        })
     }
 }
 
@@ -183,6 +370,8 @@ pub enum SimHeld {
 /// One simulated process's view of the world.
 pub struct SimOs<F: Facade> {
     proc: Proc,
+    /// The machine's life this process was started in ([`SharedKernel::life`]).
+    life: u64,
     kernel: Arc<SharedKernel<F>>,
     mutex: Arc<ProcMutex<F>>,
     rec: Arc<Recorder>,
@@ -191,9 +380,16 @@ pub struct SimOs<F: Facade> {
 }
 
 impl<F: Facade> SimOs<F> {
-    pub fn new(proc: Proc, kernel: Arc<SharedKernel<F>>, rec: Arc<Recorder>) -> SimOs<F> {
+    /// Process `proc`, started in the machine's life `life`.
+    pub fn new(
+        proc: Proc,
+        life: u64,
+        kernel: Arc<SharedKernel<F>>,
+        rec: Arc<Recorder>,
+    ) -> SimOs<F> {
         SimOs {
             proc,
+            life,
             kernel,
             mutex: Arc::new(ProcMutex::new()),
             rec,
@@ -205,6 +401,7 @@ impl<F: Facade> SimOs<F> {
     pub fn thread(&self) -> SimOs<F> {
         SimOs {
             proc: self.proc,
+            life: self.life,
             kernel: self.kernel.clone(),
             mutex: self.mutex.clone(),
             rec: self.rec.clone(),
@@ -219,6 +416,19 @@ impl<F: Facade> SimOs<F> {
     pub fn recorder(&self) -> &Arc<Recorder> {
         &self.rec
     }
+
+    /// Whether no crash has killed this process.
+    pub fn alive(&self) -> bool {
+        self.kernel.alive(self.life)
+    }
+
+    /// Append to the history, unless this process is dead (nothing it does after the crash
+    /// happened).
+    pub fn push(&self, ev: Ev) {
+        if self.alive() {
+            self.rec.push(self.proc, ev);
+        }
+    }
 }
 
 impl<F: Facade> SimOs<F> {
@@ -228,7 +438,7 @@ impl<F: Facade> SimOs<F> {
     fn stamp_intent(&self) {
         let pending = self.intent.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(event) = pending {
-            self.rec.push(self.proc, Ev::Pool { event });
+            self.push(Ev::Pool { event });
         }
     }
 
@@ -245,7 +455,7 @@ impl<F: Facade> SimOs<F> {
     ) -> io::Result<OfdId> {
         let proc = self.proc;
         let mut opened: Option<OfdId> = None;
-        self.kernel.block_until(|k| {
+        self.kernel.block_until(self.life, |k| {
             let ofd = match opened {
                 Some(o) => o,
                 None => *opened.insert(k.open(proc, path, true, false)?),
@@ -263,13 +473,16 @@ impl<F: Facade> Os for SimOs<F> {
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         self.stamp_intent();
         let proc = self.proc;
-        Ok(self.kernel.call_releasing(|k| k.read_file(proc, path)))
+        self.kernel.call_releasing(self.life, |k| {
+            let (bytes, released) = k.read_file(proc, path);
+            (Ok(bytes), released)
+        })
     }
 
     fn create(&self, path: &Path) -> io::Result<SimFile> {
         let proc = self.proc;
         self.kernel
-            .call(|k| {
+            .call_in(self.life, |k| {
                 self.stamp_intent();
                 k.open(proc, path, true, true)
             })
@@ -279,52 +492,68 @@ impl<F: Facade> Os for SimOs<F> {
     fn create_temp(&self, beside: &Path) -> io::Result<(SimFile, PathBuf)> {
         let proc = self.proc;
         // Private: a new, uniquely named file nobody else can name until it is renamed.
-        let (ofd, path) = self.kernel.private(|k| k.create_temp(proc, beside));
+        let (ofd, path) = self
+            .kernel
+            .private(self.life, |k| Ok(k.create_temp(proc, beside)))?;
         Ok((SimFile(ofd), path))
     }
 
     fn write(&self, file: &mut SimFile, bytes: &[u8]) -> io::Result<()> {
         self.stamp_intent();
-        self.kernel.on_file(file.0, |k| k.write(file.0, bytes))
+        self.kernel
+            .on_file(self.life, file.0, |k| k.write(file.0, bytes))
     }
 
     fn sync(&self, file: &mut SimFile) -> io::Result<()> {
-        self.kernel.on_file(file.0, |k| k.fsync(file.0))
+        self.kernel.on_file(self.life, file.0, |k| k.fsync(file.0))
     }
 
     fn close(&self, file: SimFile) -> io::Result<()> {
         self.stamp_intent();
-        if self.kernel.private(|k| k.is_private(file.0)) {
+        if self.kernel.state().is_private(file.0) {
             // A temp file holds no lock: nobody can be waiting on its close.
-            return self.kernel.private(|k| k.close(file.0).map(|_| ()));
+            return self
+                .kernel
+                .private(self.life, |k| k.close(file.0).map(|_| ()));
         }
-        self.kernel.call_releasing(|k| match k.close(file.0) {
-            Ok(released) => (Ok(()), released),
-            Err(e) => (Err(e), false),
-        })
+        self.kernel
+            .call_releasing(self.life, |k| match k.close(file.0) {
+                Ok(released) => (Ok(()), released),
+                Err(e) => (Err(e), false),
+            })
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.kernel.call(|k| {
+        self.kernel.call_in(self.life, |k| {
             self.stamp_intent();
             k.rename(from, to)
         })
     }
 
-    /// Private while no execution crashes: what a directory fsync changes (the durable
-    /// entries) only a crash can observe.
+    /// What a directory fsync changes (the durable entries) only a crash observes: a shared
+    /// step when executions may crash, private otherwise.
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.kernel.private(|k| k.fsync_dir(dir));
-        Ok(())
+        let sync = |k: &mut KernelState| {
+            k.fsync_dir(dir);
+            Ok(())
+        };
+        if self.kernel.may_crash() {
+            self.kernel.call_in(self.life, sync)
+        } else {
+            self.kernel.private(self.life, sync)
+        }
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         self.stamp_intent();
-        self.kernel.call(|k| k.unlink(path))
+        self.kernel.call_in(self.life, |k| k.unlink(path))
     }
 
     fn lock(&self, kind: LockKind, path: &Path) -> io::Result<SimHeld> {
         self.stamp_intent();
+        if !self.alive() {
+            return Err(crashed());
+        }
         match kind {
             LockKind::ProcessMutex => {
                 F::wait_until(&self.mutex.held, &self.mutex.freed, |held| {
@@ -346,16 +575,20 @@ impl<F: Facade> Os for SimOs<F> {
     fn unlock(&self, held: SimHeld) -> io::Result<()> {
         match held {
             SimHeld::Mutex => {
+                if !self.alive() {
+                    // Its process is gone: nobody of it is left to wait for the mutex.
+                    return Err(crashed());
+                }
                 F::with(&self.mutex.held, |h| *h = false);
                 F::notify_all(&self.mutex.freed);
                 Ok(())
             }
             // Unlock, then the handle is dropped (closed): one step here.
-            SimHeld::Flock(ofd) => self.kernel.call_releasing(|k| {
+            SimHeld::Flock(ofd) => self.kernel.call_releasing(self.life, |k| {
                 let r = k.funlock(ofd).and_then(|()| k.close(ofd).map(|_| ()));
                 (r, true)
             }),
-            SimHeld::Fcntl(ofd) => self.kernel.call_releasing(|k| {
+            SimHeld::Fcntl(ofd) => self.kernel.call_releasing(self.life, |k| {
                 let r = k.posix_unlock(ofd).and_then(|()| k.close(ofd).map(|_| ()));
                 (r, true)
             }),
@@ -364,9 +597,12 @@ impl<F: Facade> Os for SimOs<F> {
 
     /// A yield: the pool's pause points are where its race windows are, and a yield there
     /// lets the scheduler switch for free (loom does not count it as a preemption), so a
-    /// bounded search reaches those windows first.
+    /// bounded search reaches those windows first. A dead process does not yield: what it
+    /// still runs is invisible.
     fn pause(&self, _point: Pause) {
-        F::yield_now()
+        if self.alive() {
+            F::yield_now()
+        }
     }
 
     fn record(&self, event: Event) {
@@ -374,7 +610,7 @@ impl<F: Facade> Os for SimOs<F> {
         if matches!(event, Event::WriteBegin { .. }) {
             *self.intent.lock().unwrap_or_else(|p| p.into_inner()) = Some(event);
         } else {
-            self.rec.push(self.proc, Ev::Pool { event });
+            self.push(Ev::Pool { event });
         }
     }
 }
@@ -390,7 +626,8 @@ mod tests {
     fn a_write_intent_is_stamped_by_the_step_that_makes_it_visible() {
         loom::model(|| {
             let rec = Recorder::new();
-            let os: SimOs<Loom> = SimOs::new(1, SharedKernel::new(KernelState::new()), rec.clone());
+            let os: SimOs<Loom> =
+                SimOs::new(1, 0, SharedKernel::new(KernelState::new()), rec.clone());
             os.record(Event::WriteBegin {
                 op: 1,
                 hash: "h1".into(),

@@ -2,11 +2,20 @@
 //! external files and token families as a fork run, from the same seed), one model thread per
 //! simulated process playing its role with its own [`pool_core::Pool`], and the history.
 //!
+//! Machine crashes ([`ModelPlan::crash`], at most one per execution): with
+//! [`CrashPlan::AtStep`] N the machine crashes right before the execution's shared step N + 1
+//! (a kernel call or issuer request; the step's process and every other running one die), or
+//! after its last step if it took exactly N (the loom driver explores every N, shuttle draws
+//! one per execution). Every process the crash killed starts again, as a supervisor restarts
+//! it: a new life of the same process plays its role from the beginning, loading the store as
+//! the crash left it.
+//!
 //! Only the kernel, the issuer and the recorder are shared between processes. Pause rules of
 //! the scenario (sleep, jitter, rendezvous) are not used: every pause point yields to the
 //! scheduler, which explores the interleavings itself. `think_ms` is ignored for the same reason.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +27,7 @@ use pool_core::{Pool, Strategy};
 use super::facade::Facade;
 use super::issuer::{LogicalClock, RecorderSink, SharedIssuer, SimIssuer};
 use super::kernel::{KernelState, Proc};
-use super::os::{Recorder, SharedKernel, SimOs};
+use super::os::{CrashPlan, Recorder, SharedKernel, SimOs};
 use crate::history::{Ev, History, Record};
 use crate::issuer::rules::IssuerState;
 use crate::plan::roles::{play_role, CorePool};
@@ -37,6 +46,8 @@ pub struct ModelPlan {
     pub scenario: Scenario,
     pub strategy: Strategy,
     pub seed: u64,
+    /// Whether and where the machine crashes (see the module's first lines).
+    pub crash: CrashPlan,
 }
 
 impl ModelPlan {
@@ -48,6 +59,12 @@ impl ModelPlan {
 
 /// Run one execution under scheduler `F` (call it inside `F`'s model) and return its history.
 pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
+    execute_counting::<F>(plan).0
+}
+
+/// [`execute`], and the number of shared steps the execution took (the crash points of
+/// [`CrashPlan::AtStep`] are 0 to that number).
+pub fn execute_counting<F: Facade>(plan: &ModelPlan) -> (History, u64) {
     let sc = &plan.scenario;
     let rec = Recorder::new();
     let keys = setup::keys(sc, plan.seed);
@@ -66,7 +83,15 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
     kernel.install(&store_path, &bytes);
     rec.push(0, setup::initial_write(sc, &store, &bytes));
 
-    let kernel = SharedKernel::<F>::new(kernel);
+    let procs: BTreeSet<Proc> = (1..=plan.processes()).collect();
+    let (r, provider, store) = (rec.clone(), sc.pool.provider.clone(), store_path.clone());
+    let kernel = SharedKernel::<F>::with_crashes(kernel, procs, plan.crash, move |killed, k| {
+        for &p in killed {
+            let point = "machine_crash".to_string();
+            r.push(p, Ev::Killed { point });
+        }
+        r.push(0, Ev::crash(k.contents(&store).as_deref(), &provider));
+    });
     let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
     let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
     let mut proc: Proc = 0;
@@ -74,6 +99,7 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
         for _ in 0..role.count {
             proc += 1;
             let p = Process {
+                life: Cell::new(0),
                 plan: WorkerPlan {
                     proc,
                     role: role.clone(),
@@ -92,15 +118,17 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
         }
     }
     F::run_threads(bodies);
+    kernel.crash_at_end();
 
     let final_bytes = kernel.call(|k| k.contents(&store_path));
     rec.push(
         0,
         Ev::final_store(final_bytes.as_deref(), &sc.pool.provider),
     );
+    let steps = kernel.steps();
     let mut records = rec.records();
     normalize_ops(&mut records);
-    History::from_records(records)
+    (History::from_records(records), steps)
 }
 
 /// Operation ids come from a process-wide counter, which keeps counting across executions;
@@ -135,6 +163,8 @@ pub fn normalize_ops(records: &mut [Record]) {
 
 /// One simulated process.
 struct Process<F: Facade> {
+    /// The machine's life its current start belongs to.
+    life: Cell<u64>,
     plan: WorkerPlan,
     scenario: Scenario,
     kernel: Arc<SharedKernel<F>>,
@@ -143,32 +173,48 @@ struct Process<F: Facade> {
 }
 
 impl<F: Facade> Process<F> {
-    fn run(self) {
+    /// Play the role; if a crash killed this life, start again in the machine's new life.
+    fn run(mut self) {
         let proc = self.plan.proc;
-        self.rec.push(
-            proc,
-            Ev::ProcStart {
+        loop {
+            self.push(Ev::ProcStart {
                 role: self.plan.role.label(),
-            },
-        );
-        self.play();
-        self.kernel.exit(proc);
-        self.rec.push(
-            proc,
-            Ev::ProcExit {
-                status: "exit 0".into(),
-                crashed: false,
-            },
-        );
+            });
+            self.play();
+            if self.kernel.exit(proc, self.life.get()) {
+                self.push(Ev::ProcExit {
+                    status: "exit 0".into(),
+                    crashed: false,
+                });
+                return;
+            }
+            // Killed by the crash (the only one of the execution): a supervisor restarts it.
+            self.life.set(self.kernel.life());
+            self.plan.incarnation += 1;
+        }
+    }
+
+    /// Append to the history, unless this life of the process is over.
+    fn push(&self, ev: Ev) {
+        if self.kernel.alive(self.life.get()) {
+            self.rec.push(self.plan.proc, ev);
+        }
     }
 
     fn os(&self) -> SimOs<F> {
-        SimOs::new(self.plan.proc, self.kernel.clone(), self.rec.clone())
+        SimOs::new(
+            self.plan.proc,
+            self.life.get(),
+            self.kernel.clone(),
+            self.rec.clone(),
+        )
     }
 
     fn issuer(&self) -> SimIssuer<F> {
         SimIssuer {
             proc: self.plan.proc,
+            life: self.life.get(),
+            kernel: self.kernel.clone(),
             state: self.issuer.clone(),
             clock: self.clock(),
         }
@@ -231,21 +277,18 @@ impl<F: Facade> Process<F> {
             return;
         };
         let (begin, end) = setup::external_write(format.source(), &bytes);
-        self.rec.push(self.plan.proc, begin);
+        self.push(begin);
         let written = os
             .write(&mut f, &bytes)
             .and_then(|()| os.sync(&mut f))
             .and_then(|()| os.close(f))
             .and_then(|()| os.rename(&tmp, path));
         if written.is_ok() {
-            self.rec.push(self.plan.proc, end);
-            self.rec.push(
-                self.plan.proc,
-                Ev::ExternalWrite {
-                    path: path.display().to_string(),
-                    refresh: tag(&new.refresh_token),
-                },
-            );
+            self.push(end);
+            self.push(Ev::ExternalWrite {
+                path: path.display().to_string(),
+                refresh: tag(&new.refresh_token),
+            });
         }
     }
 }
