@@ -30,7 +30,7 @@ const PAIRS: &[(&str, &str)] = &[
 ];
 
 /// Most runs per side of one cell.
-const RUNS: usize = 4;
+const RUNS: usize = 6;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

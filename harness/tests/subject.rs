@@ -529,3 +529,55 @@ fn a_subject_plays_a_script_op_by_op_and_refuses_the_ops_it_has_no_request_for()
     // load + select, load + add, then the load before the refused op.
     assert_eq!(v["runs"][0]["stats"]["operations"], 5, "{v}");
 }
+
+/// The `t_ns` of every JSON line of `file` that `pick` selects.
+fn times(file: &std::path::Path, pick: impl Fn(&Value) -> bool) -> Vec<u64> {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| pick(v))
+        .filter_map(|v| v["t_ns"].as_u64())
+        .collect()
+}
+
+#[test]
+fn roles_start_only_once_every_subject_is_greeted() {
+    if !have_python() {
+        return;
+    }
+    // A subject that takes a second to start (a slow interpreter, a loaded machine) and an
+    // external CLI of the harness's own that refreshes three times, 100 ms apart, from the
+    // start (an access token living 60 s is always inside the 120 s refresh margin). The start gate opens only when every worker is ready, so the external CLI's
+    // refreshes cannot all be over before the subject's first operation begins (they were,
+    // when the gate opened as soon as the workers were forked).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("late.toml");
+    std::fs::write(
+        &file,
+        "name = \"late-subject\"\ndescription = \"a slow subject beside an external cli\"\n\
+         [issuer]\naccess_lifetime_s = 60\n\
+         [[entry]]\nlabel = \"claude-code\"\nauth_type = \"oauth\"\nsource = \"claude_code\"\nexpires_in_s = 0\n\
+         [[role]]\nkind = \"cli\"\nops = 1\n\
+         [[role]]\nkind = \"external-cli\"\nsource = \"claude_code\"\nops = 3\nthink_ms = 100\n",
+    )
+    .unwrap();
+    let keep = dir.path().join("run");
+    let (v, code, stderr) = run_subject(
+        &format!("sleep 1; exec {PY}"),
+        file.to_str().unwrap(),
+        &["--keep", keep.to_str().unwrap()],
+    );
+    assert_ne!(code, 2, "{stderr}\n{v}");
+    let logs = keep.join("logs");
+    let first_op = times(&logs.join("p1.jsonl"), |v| v["event"]["ev"] == "op_begin");
+    let external = times(&logs.join("ledger.jsonl"), |v| {
+        v["proc"] == 2 && v["kind"] == "redeemed"
+    });
+    assert!(!first_op.is_empty(), "{v}");
+    assert_eq!(external.len(), 3, "one redeem per external refresh: {v}");
+    assert!(
+        external.iter().max() > first_op.iter().min(),
+        "the external CLI's refreshes {external:?} all came before the subject's first op {first_op:?}"
+    );
+}

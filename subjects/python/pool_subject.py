@@ -6,7 +6,9 @@ The pool (``CredentialPool``) models upstream as it was when issue #8040 was fil
 * a process-local ``threading.Lock`` around each operation (it excludes threads, not processes);
 * one full-file write per change (``select`` can write several times);
 * writes in place (truncate, then chunked writes), reads without any lock;
-* a blind refresh: POST whatever refresh token the in-memory snapshot holds.
+* a blind refresh: POST whatever refresh token the in-memory snapshot holds; in the
+  ``anthropic`` pool a refused token is presented once more (upstream's Anthropic client
+  retries at a second token endpoint).
 
 Switches turn on the fixes, one at a time or together:
 
@@ -120,13 +122,18 @@ class CredentialPool:
         self.selection = selection
         self.margin, self.cooldown, self.chunk = refresh_margin_ms, cooldown_ms, max(1, write_chunk)
         codex = provider == "openai-codex"
+        as_of_8040 = not (flock_per_write or batched or merge or serialized_refresh
+                          or upstream_main)
         self.flock = flock_per_write or merge or serialized_refresh or upstream_main
         self.batched, self.merge = batched, merge
         self.add_missing = upstream_main
         self.serialized = serialized_refresh or (upstream_main and codex)
-        # Upstream main's refresh outside the Codex pool: blind, retried once at a second
-        # endpoint, and a failure marks the pre-sync copy of the entry.
-        self.retry_second_endpoint = self.mark_presync_copy = upstream_main and not codex
+        # Upstream's Anthropic client retries a refused token at a second endpoint (as of
+        # #8040, and in upstream main's every pool but Codex, where a failure also marks the
+        # pre-sync copy of the entry); the switches model ideas, with a plain blind refresh.
+        self.retry_second_endpoint = (as_of_8040 and provider == "anthropic") or \
+            (upstream_main and not codex)
+        self.mark_presync_copy = upstream_main and not codex
         self.rng = random.Random(seed)
         self._lock = threading.Lock()  # upstream's lock: process-local
         self.doc = {"version": 1, "credential_pool": {}}

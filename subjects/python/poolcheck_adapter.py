@@ -119,6 +119,7 @@ class ProtocolHooks(Hooks):
         # silent: no events and no pauses, as an uninstrumented pool (for --observe syscalls)
         self.inp, self.out = inp, out
         self.black_box, self.silent = black_box or silent, silent
+        self.points = None  # the hello's "pauses": the only points worth announcing
 
     def send(self, msg):
         self.out.write(json.dumps(msg) + "\n")
@@ -131,6 +132,8 @@ class ProtocolHooks(Hooks):
     def pause(self, point):
         if self.silent:
             return
+        if self.points is not None and point not in self.points:
+            return  # the harness does nothing there: skip the round trip
         self.send({"pause": point})
         line = self.inp.readline()
         if not line:
@@ -240,8 +243,9 @@ def serve(make_adapter, inp=None, out=None, subject="python", mode=None, black_b
 
     ``make_adapter(hello, hooks, http)`` gets the hello's fields as a dict (``proc``, ``role``,
     ``store``, ``lock``, ``issuer_url``, ``provider``, ``selection``, ``refresh_margin_ms``,
-    ``cooldown_ms``, ``write_chunk``, ``external`` (a list of ``{"source", "path"}``), ``seed``),
-    the hooks to give the pool, and an ``Http`` for the harness's issuer."""
+    ``cooldown_ms``, ``write_chunk``, ``external`` (a list of ``{"source", "path"}``), ``seed``,
+    ``pauses``), the hooks to give the pool (they announce only the hello's ``pauses``, when it
+    lists them), and an ``Http`` for the harness's issuer."""
     inp = sys.stdin if inp is None else inp
     out = sys.stdout if out is None else out
     hooks = ProtocolHooks(inp, out, black_box, silent)
@@ -253,6 +257,8 @@ def serve(make_adapter, inp=None, out=None, subject="python", mode=None, black_b
         hooks.send({"protocol": PROTOCOL, "ok": False, "error": "unsupported protocol"})
         return 2
     h = hello["hello"]
+    if isinstance(h.get("pauses"), list):
+        hooks.points = set(h["pauses"])
     adapter = make_adapter(h, hooks, Http(h["issuer_url"], h["proc"]))
     greeting = {"protocol": PROTOCOL, "ok": True, "subject": subject}
     if mode is not None:

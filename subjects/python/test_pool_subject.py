@@ -139,7 +139,7 @@ class PoolTest(unittest.TestCase):
 
     def test_as_of_8040_a_stale_snapshot_spends_the_token_again(self):
         issuer, chosen = self.race()
-        self.assertEqual(issuer.redeemed, ["R0", "R0"])
+        self.assertEqual(issuer.redeemed, ["R0", "R0", "R0"])  # refused, then at endpoint 2
         self.assertIsNone(chosen)  # refused: benched
         self.assertIn(b'"refresh_token": "R0"', self.disk())  # and R0 written back over R1
 

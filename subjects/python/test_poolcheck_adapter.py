@@ -107,6 +107,17 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(msgs[4], {"ok": True, "status": 200, "reset_at_ms": None})
         self.assertFalse(msgs[5]["ok"])
 
+    def test_only_the_pauses_the_hello_lists_are_announced(self):
+        # Toy's load_pool pauses at after_load; a hello listing only before_redeem makes that
+        # pause silent (no round trip), and the reply follows the greeting directly.
+        hello = {"protocol": pa.PROTOCOL, "hello": {"proc": 1, "issuer_url": "http://127.0.0.1:9",
+                                                   "pauses": ["before_redeem"]}}
+        inp = io.StringIO(json.dumps(hello) + "\n" + json.dumps({"op": "load_pool"}) + "\n")
+        out = io.StringIO()
+        self.assertEqual(pa.serve(lambda h, hooks, http: Toy(hooks), inp, out, subject="toy"), 0)
+        msgs = [json.loads(m) for m in out.getvalue().splitlines()]
+        self.assertEqual(msgs[1:], [{"ok": True, "entries": 2}])
+
     def test_another_protocol_is_refused(self):
         out = io.StringIO()
         self.assertEqual(pa.serve(None, io.StringIO('{"protocol": "x/9"}\n'), out), 2)

@@ -206,6 +206,9 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
             }
         }
     }
+    // Every worker is ready (a subject started and greeted) before any role begins, so a
+    // subject's start-up time does not shift its roles against the harness's own.
+    coord.wait_ready(proc, ready_within(opts));
     coord.open_gate();
     let ended = reap(&world, &mut children, opts.deadline, &harness_log);
     if let Err(e) = issuer.stop() {
@@ -233,6 +236,12 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     })
 }
 
+/// How long the parent waits for every worker to be ready to start (a subject answers its
+/// hello within its per-request timeout); a worker waits for the gate that long and 30 s more.
+fn ready_within(opts: &RunOptions) -> Duration {
+    opts.subject.as_ref().map_or(Duration::ZERO, |s| s.timeout) + Duration::from_secs(30)
+}
+
 /// The body of a forked worker; returns its exit code.
 fn worker_main(
     sc: &Scenario,
@@ -251,6 +260,7 @@ fn worker_main(
         }
     }
     let Ok(log) = EventLog::create(&logs.join(format!("p{}.jsonl", plan.proc)), plan.proc) else {
+        coord.ready();
         return 3;
     };
     let rules = sc
@@ -296,7 +306,10 @@ fn worker_main(
     log.push(Ev::ProcStart {
         role: plan.role.label(),
     });
-    let gate = || coord.wait_gate(Duration::from_secs(30));
+    let gate = || {
+        coord.ready();
+        coord.wait_gate(ready_within(opts) + Duration::from_secs(30))
+    };
     match &opts.subject {
         // A subject is started (and greeted) before the gate, so its start-up time does not
         // skew the run.
@@ -349,6 +362,8 @@ impl World<'_> {
                     )
                 }))
                 .unwrap_or(101);
+                // A worker that panicked before its start must not hold the others back.
+                self.coord.ready();
                 // SAFETY: leave without running the parent's destructors (temp dir, issuer).
                 unsafe { libc::_exit(code) }
             }

@@ -71,6 +71,17 @@ impl<'a> WorkerHooks<'a> {
         self.log
     }
 
+    /// The pause points this process acts on (a rule for its role, or a nemesis kill point),
+    /// in [`Pause::ALL`] order; at every other point [`Hooks::pause`] does nothing.
+    pub fn points(&self) -> Vec<Pause> {
+        let kill = self.kill.as_ref().map_or(&[][..], |k| &k.points[..]);
+        Pause::ALL
+            .iter()
+            .copied()
+            .filter(|p| self.rules.iter().any(|r| r.point == *p) || kill.contains(p))
+            .collect()
+    }
+
     fn next_rand(&self) -> u64 {
         let mut st = self.state.lock().expect("hooks");
         st.rng ^= st.rng << 13;
@@ -149,5 +160,33 @@ impl Hooks for WorkerHooks<'_> {
             self.state.lock().expect("hooks").op = Some(kind);
         }
         self.log.push(Ev::Pool { event });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_points_a_process_acts_on_are_its_rules_and_kill_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::create(&dir.path().join("p1.jsonl"), 1).unwrap();
+        let coord = Coordination::new(0).unwrap();
+        let rule: PauseRule =
+            toml::from_str("point = \"after_load\"\naction = \"sleep\"\nms = 1\n").unwrap();
+        let rules = vec![Rule {
+            point: Pause::AfterLoad,
+            op: None,
+            rule,
+            barrier: None,
+        }];
+        let kill = KillSpec {
+            points: vec![Pause::MidWrite],
+            probability: 0.0,
+        };
+        let hooks = WorkerHooks::new(&log, &coord, rules, Some(kill), 1);
+        assert_eq!(hooks.points(), vec![Pause::AfterLoad, Pause::MidWrite]);
+        let none = WorkerHooks::new(&log, &coord, Vec::new(), None, 1);
+        assert!(none.points().is_empty());
     }
 }

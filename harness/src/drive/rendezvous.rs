@@ -1,5 +1,7 @@
-//! Cross-process coordination for forked workers: a start gate and rendezvous barriers, kept
-//! in one anonymous `MAP_SHARED` mapping created by the parent before it forks.
+//! Cross-process coordination for forked workers: a start gate (with a count of the workers
+//! ready to start, so the parent opens it only once every worker, and the subject it started,
+//! is ready) and rendezvous barriers, kept in one anonymous `MAP_SHARED` mapping created by the
+//! parent before it forks.
 //!
 //! A rendezvous makes an unsafe interleaving reproducible on real processes: each process
 //! waits at its pause point until every party of the barrier has arrived, then all go on
@@ -63,16 +65,36 @@ impl Drop for SharedSlots {
     }
 }
 
-/// Slot 0 is the start gate; slot 1 + i is barrier i.
+/// Slot 0 is the start gate; slot 1 counts the workers ready to start; slot 2 + i is barrier i.
 pub struct Coordination {
     slots: SharedSlots,
+    /// Whether this process counted itself ready: process-local memory (each forked worker
+    /// has its own copy, false as the parent, which never counts itself, left it).
+    counted: std::sync::atomic::AtomicBool,
 }
+
+/// Slots before the barriers' own.
+const FIRST_BARRIER: usize = 2;
 
 impl Coordination {
     pub fn new(barriers: usize) -> std::io::Result<Coordination> {
         Ok(Coordination {
-            slots: SharedSlots::new(1 + barriers)?,
+            slots: SharedSlots::new(FIRST_BARRIER + barriers)?,
+            counted: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Worker: count this process as ready to start (or as done trying: a worker that failed
+    /// before its start counts too, so the parent does not wait for it). Once per process.
+    pub fn ready(&self) {
+        if !self.counted.swap(true, Ordering::SeqCst) {
+            self.slots.slot(1).fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Parent: wait until `workers` workers are ready (false after `timeout`).
+    pub fn wait_ready(&self, workers: u32, timeout: Duration) -> bool {
+        self.wait_until(1, workers, timeout)
     }
 
     /// Parent: release every worker waiting at the start gate.
@@ -88,8 +110,9 @@ impl Coordination {
     /// Arrive at barrier `b` for the `generation`-th time (from 1) with `parties` parties;
     /// true when all arrived, false on timeout.
     pub fn rendezvous(&self, b: usize, generation: u32, parties: u32, timeout: Duration) -> bool {
-        self.slots.slot(1 + b).fetch_add(1, Ordering::SeqCst);
-        self.wait_until(1 + b, generation.saturating_mul(parties), timeout)
+        let slot = FIRST_BARRIER + b;
+        self.slots.slot(slot).fetch_add(1, Ordering::SeqCst);
+        self.wait_until(slot, generation.saturating_mul(parties), timeout)
     }
 
     fn wait_until(&self, slot: usize, target: u32, timeout: Duration) -> bool {
@@ -124,6 +147,16 @@ mod tests {
         assert!(t.join().unwrap());
         // Barrier 1 has two parties but only one arrives.
         assert!(!c.rendezvous(1, 1, 2, Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn the_parent_sees_ready_workers_and_a_process_counts_once() {
+        let c = Coordination::new(0).unwrap();
+        assert!(!c.wait_ready(1, Duration::from_millis(5)));
+        c.ready();
+        c.ready();
+        assert!(c.wait_ready(1, Duration::from_millis(5)));
+        assert!(!c.wait_ready(2, Duration::from_millis(5)));
     }
 
     #[test]

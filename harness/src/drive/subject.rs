@@ -7,9 +7,10 @@
 //! (`sh -c CMD`, in its own process group), sends it a `hello`, and then plays the role with
 //! the plan's role player (`plan::roles::play_role`, as on pool-core), this module turning
 //! each pool operation into a request ([`PoolUnderTest`]). The worker is the subject's proxy
-//! in the run: it stamps the operation boundaries, records the events the subject streams (reads, writes, refreshes, in
-//! pool-core's [`Event`] shapes, so the same checkers judge them), and applies the scenario's
-//! pause rules when the subject announces a pause point. `external-cli` roles stay ours.
+//! in the run: it stamps the operation boundaries, records the events the subject streams
+//! (reads, writes, refreshes, in pool-core's [`Event`] shapes, so the same checkers judge
+//! them), and applies the scenario's pause rules when the subject announces a pause point (the
+//! hello lists the points that have any). `external-cli` roles stay ours.
 //!
 //! Guarantees:
 //! - A subject that exits, stops answering for longer than the per-request timeout, or writes
@@ -168,6 +169,9 @@ impl<'h, 'a> Conn<'h, 'a> {
                     "path": x.path,
                 })).collect::<Vec<_>>(),
                 "seed": plan.seed,
+                // The only points at which a pause does anything for this worker: a subject
+                // may skip announcing the others, so its writes take as long as pool-core's.
+                "pauses": hooks.points().iter().map(|p| p.name()).collect::<Vec<_>>(),
             }
         });
         // The subject's group (its shell and what the shell starts) dies with this worker: the

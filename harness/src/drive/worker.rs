@@ -53,7 +53,8 @@ pub fn core_pool<'h>(
     })
 }
 
-/// Play the plan's role on `pool` once `gate` opens; returns the worker's exit code.
+/// Play the plan's role on `pool` once `gate` opens (`gate` counts this worker ready and
+/// waits); returns the worker's exit code.
 pub fn play<P: PoolUnderTest>(
     sc: &Scenario,
     plan: &WorkerPlan,
@@ -61,11 +62,13 @@ pub fn play<P: PoolUnderTest>(
     pool: Result<P, Broken>,
     gate: impl FnOnce() -> bool,
 ) -> i32 {
+    // A pool that could not start still passes the gate (counted ready), so no one waits for it.
+    let opened = gate();
     let mut pool = match pool {
         Ok(p) => p,
         Err(b) => return broken(hooks, b),
     };
-    if !gate() {
+    if !opened {
         pool.abort();
         return NO_GATE;
     }
