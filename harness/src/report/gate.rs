@@ -61,7 +61,30 @@ pub struct GateResult {
     pub seconds: f64,
 }
 
+impl GateSection {
+    /// Whether `e` failed only for now: a `finds` not met inside one shard may be met by a run
+    /// in another, so it is not a failure until `poolcheck merge` makes the verdicts final.
+    pub fn provisional(&self, e: &GateResult) -> bool {
+        !self.final_verdicts && e.want == "finds" && e.errors == 0
+    }
+}
+
 impl GateResult {
+    /// What its runs found, `double_redeem=2, lost_update=1`, or `no anomaly`.
+    pub fn found_text(&self) -> String {
+        let found: Vec<String> = self
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(a, n)| format!("{a}={n}"))
+            .collect();
+        if found.is_empty() {
+            "no anomaly".to_string()
+        } else {
+            found.join(", ")
+        }
+    }
+
     /// `safe`, or `finds a, b`.
     pub fn want_text(&self) -> String {
         self.expect().text()

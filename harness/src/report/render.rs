@@ -393,8 +393,7 @@ pub fn json(report: &Report) -> String {
 pub fn gate(g: &super::GateSection, md: bool) -> String {
     let mut out = String::new();
     let failed: Vec<_> = g.expectations.iter().filter(|e| !e.held).collect();
-    let provisional =
-        |e: &super::GateResult| !g.final_verdicts && e.want == "finds" && e.errors == 0;
+    let provisional = |e: &super::GateResult| g.provisional(e);
     let title = format!(
         "poolcheck gate: {} budget, seed {}, {} seed(s) per cell{}",
         g.budget,
@@ -417,22 +416,12 @@ pub fn gate(g: &super::GateSection, md: bool) -> String {
             "FAILED"
         };
         let _ = writeln!(out, "{}{tag}: {}", if md { "### " } else { "" }, e.id);
-        let found: Vec<String> = e
-            .counts
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(a, n)| format!("{a}={n}"))
-            .collect();
         let _ = writeln!(
             out,
             "{}found over {} run(s): {}",
             if md { "\n" } else { "  " },
             e.runs,
-            if found.is_empty() {
-                "no anomaly".into()
-            } else {
-                found.join(", ")
-            }
+            e.found_text()
         );
         if e.errors > 0 {
             let _ = writeln!(
