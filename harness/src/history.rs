@@ -22,7 +22,7 @@ pub fn now_ns() -> u64 {
 }
 
 /// One event at one time in one process.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Record {
     pub t_ns: u64,
     pub proc: ProcId,
@@ -31,7 +31,7 @@ pub struct Record {
 }
 
 /// Everything a history can hold.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Ev {
     /// What the pool code reported (op boundaries, store reads and writes, refreshes).
@@ -89,7 +89,7 @@ pub enum Ev {
 }
 
 /// What the token endpoint did with one refresh request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RedeemVerdict {
     /// First redemption: a new pair was issued.
@@ -105,7 +105,7 @@ pub enum RedeemVerdict {
 }
 
 /// What the resource API said of one credential.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UseVerdict {
     Accepted,
@@ -116,7 +116,7 @@ pub enum UseVerdict {
 }
 
 /// The final store as the harness found it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum FinalStore {
     Parsed { entries: Vec<EntrySummary> },
@@ -139,7 +139,7 @@ impl Ev {
 }
 
 /// The content hash and the judged state of store bytes (`None`: no file).
-fn store_state(bytes: Option<&[u8]>, provider: &str) -> (String, FinalStore) {
+pub fn store_state(bytes: Option<&[u8]>, provider: &str) -> (String, FinalStore) {
     match bytes {
         None => (String::new(), FinalStore::Missing),
         Some(b) => (
@@ -160,8 +160,47 @@ fn store_state(bytes: Option<&[u8]>, provider: &str) -> (String, FinalStore) {
     }
 }
 
+/// [`store_state`] of one provider's store versions, remembered by their bytes: a model
+/// check judges the same few final stores over and over (a pure function of the bytes, so a
+/// remembered state is the state). Keeps at most [`StoreStates::MAX`] versions (then starts
+/// over).
+#[derive(Debug)]
+pub struct StoreStates {
+    provider: String,
+    memo: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (String, FinalStore)>>,
+}
+
+impl StoreStates {
+    /// Versions remembered at most.
+    pub const MAX: usize = 1024;
+
+    pub fn new(provider: &str) -> StoreStates {
+        StoreStates {
+            provider: provider.to_string(),
+            memo: Default::default(),
+        }
+    }
+
+    /// [`store_state`] of `bytes` for this provider.
+    pub fn state(&self, bytes: Option<&[u8]>) -> (String, FinalStore) {
+        let Some(b) = bytes else {
+            return store_state(None, &self.provider);
+        };
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = memo.get(b) {
+            return s.clone();
+        }
+        let s = store_state(Some(b), &self.provider);
+        if memo.len() >= Self::MAX {
+            memo.clear();
+        }
+        memo.insert(b.to_vec(), s.clone());
+        s
+    }
+}
+
 /// A whole run's history, sorted by time, with the role of each process.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct History {
     pub roles: BTreeMap<ProcId, String>,
     pub records: Vec<Record>,

@@ -152,7 +152,7 @@ impl Pause {
 }
 
 /// The pool operations, as named in histories.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     LoadPool,
@@ -164,7 +164,7 @@ pub enum OpKind {
 }
 
 /// How a read of the store turned out.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
 pub enum ReadOutcome {
     Parsed,
@@ -174,7 +174,7 @@ pub enum ReadOutcome {
 }
 
 /// What one entry looked like in a write: enough for the checkers, secrets only as tags.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct EntrySummary {
     pub id: String,
     pub status: Option<crate::store::Status>,
@@ -203,7 +203,7 @@ pub type FileName = Option<String>;
 /// [`Event::Write`] right after they all are. The two stamps bound the moment the new content
 /// landed, so a judge can tell writes that are ordered from writes that overlap, and bytes
 /// renamed into place by a process killed before its `Write` record are still known.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "ev")]
 pub enum Event {
     OpBegin {
@@ -252,7 +252,7 @@ pub enum Event {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefreshOutcome {
     Rotated,

@@ -177,6 +177,53 @@ pub struct Catch {
     pub other: Option<Hit>,
     /// Operations (`op_begin` events) over every execution judged.
     pub operations: u64,
+    judged: Judged,
+}
+
+/// The verdicts of the distinct histories a search has judged, by the whole history: a
+/// sampling search meets the same history many times (shuttle-pct on `refresh-race`, 2 x 2:
+/// 121 distinct histories in 5,000 executions), and [`check::check`] is a pure function of
+/// the history, so an equal history's verdict is this one's. Keyed by a hash, compared whole
+/// (a hash collision is never taken for a match). Keeps at most [`Judged::MAX`] histories
+/// (then starts over).
+#[derive(Debug, Default)]
+pub struct Judged {
+    by_hash: std::collections::HashMap<u64, Vec<(History, check::Verdict)>>,
+    len: usize,
+    /// Histories judged by the checkers (the rest were equal to one of these).
+    pub checked: u64,
+}
+
+impl Judged {
+    /// Distinct histories kept at most.
+    pub const MAX: usize = 4096;
+
+    /// The checkers' verdict on `h`.
+    pub fn verdict(&mut self, h: &History) -> check::Verdict {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        h.hash(&mut hasher);
+        let key = hasher.finish();
+        if let Some((_, v)) = self
+            .by_hash
+            .get(&key)
+            .and_then(|seen| seen.iter().find(|(x, _)| x == h))
+        {
+            return v.clone();
+        }
+        let v = check::check(h);
+        self.checked += 1;
+        if self.len >= Self::MAX {
+            self.by_hash.clear();
+            self.len = 0;
+        }
+        self.by_hash
+            .entry(key)
+            .or_default()
+            .push((h.clone(), v.clone()));
+        self.len += 1;
+        v
+    }
 }
 
 impl Catch {
@@ -190,7 +237,7 @@ impl Catch {
     /// Judge one execution; `handle` names it for replay. True when the search is over.
     pub fn offer(&mut self, history: History, handle: impl FnOnce() -> String) -> bool {
         self.operations += history.operations();
-        let v = check::check(&history);
+        let v = self.judged.verdict(&history);
         if v.is_clean() {
             return false;
         }
@@ -234,6 +281,14 @@ impl Catch {
                 h.handle = handle.to_string();
             }
         }
+    }
+
+    /// Whether an execution was kept with no handle yet (see [`Catch::fill_handles`]).
+    pub fn wants_handle(&self) -> bool {
+        self.hits
+            .iter()
+            .chain(self.other.as_ref())
+            .any(|h| h.handle.is_empty())
     }
 
     /// Every wanted anomaly was found (for [`Goal::any`]: any anomaly was).

@@ -25,7 +25,7 @@ use shuttle_engine::scheduler::serialization::{deserialize_schedule, serialize_s
 use super::fork::DriveError;
 use super::model::{Catch, Exploration, Goal};
 use crate::history::History;
-use crate::sim::{execute, execute_counting, CrashPlan, ModelPlan, Shuttle};
+use crate::sim::{execute, CrashPlan, ModelPlan, Shuttle, World};
 
 /// Which shuttle scheduler, and its budget.
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +96,6 @@ struct Shared {
     executions: AtomicU64,
     stop: AtomicBool,
     catch: Mutex<Catch>,
-    current: Mutex<Schedule>,
     /// With crashes: the sampler, and the current execution's crash point.
     crashes: Mutex<Option<Crashes>>,
     crash_at: Mutex<Option<u64>>,
@@ -106,13 +105,14 @@ impl Shared {
     /// The executions the search kept during the execution that just ended get its schedule
     /// as their replay handle (one shell word: shuttle's encoding wraps long schedules over
     /// several lines). Called once the schedule is whole: the execution goes on after it is
-    /// judged (its threads exit), and a replay needs those steps too.
-    fn finish_execution(&self) {
+    /// judged (its threads exit), and a replay needs those steps too. Encoded only when an
+    /// execution was kept.
+    fn finish_execution(&self, schedule: &Schedule) {
         let mut catch = self.catch.lock().unwrap_or_else(|p| p.into_inner());
-        let mut handle: String =
-            serialize_schedule(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
-                .split_whitespace()
-                .collect();
+        if !catch.wants_handle() {
+            return;
+        }
+        let mut handle: String = serialize_schedule(schedule).split_whitespace().collect();
         if let Some(n) = *self.crash_at.lock().unwrap_or_else(|p| p.into_inner()) {
             handle = format!("crash={n}:{handle}");
         }
@@ -122,18 +122,24 @@ impl Shared {
 
 /// Wraps a scheduler and records the current execution's schedule (shuttle's `Schedule`:
 /// the seed, then every task choice and random draw), and ends the search on request.
+/// shuttle asks for a new execution after the last one too, so every execution's schedule is
+/// finished here ([`Shared::finish_execution`]).
 struct Recording<S> {
     inner: S,
     shared: Arc<Shared>,
     /// On stop, run the inner scheduler to its end first: shuttle's random scheduler prints a
     /// "failing seed" message when it is dropped before its last iteration.
     drain: bool,
+    /// The schedule of the execution running (none before the first).
+    current: Option<Schedule>,
 }
 
 impl<S: Scheduler> Scheduler for Recording<S> {
     fn new_execution(&mut self) -> Option<Schedule> {
         // The execution before is over: its schedule is whole now.
-        self.shared.finish_execution();
+        if let Some(done) = self.current.take() {
+            self.shared.finish_execution(&done);
+        }
         if self.shared.stop.load(Ordering::SeqCst) {
             if self.drain {
                 while self.inner.new_execution().is_some() {}
@@ -141,11 +147,7 @@ impl<S: Scheduler> Scheduler for Recording<S> {
             return None;
         }
         let s = self.inner.new_execution()?;
-        *self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = s.clone();
+        self.current = Some(s.clone());
         Some(s)
     }
 
@@ -156,22 +158,16 @@ impl<S: Scheduler> Scheduler for Recording<S> {
         is_yielding: bool,
     ) -> Option<TaskId> {
         let t = self.inner.next_task(runnable, current, is_yielding);
-        if let Some(t) = t {
-            self.shared
-                .current
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push_task(t);
+        if let (Some(t), Some(s)) = (t, self.current.as_mut()) {
+            s.push_task(t);
         }
         t
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.shared
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_random();
+        if let Some(s) = self.current.as_mut() {
+            s.push_random();
+        }
         self.inner.next_u64()
     }
 }
@@ -212,22 +208,23 @@ fn run_with<S: Scheduler + 'static>(
             inner: scheduler,
             shared: shared.clone(),
             drain,
+            current: None,
         },
         config(),
     );
-    let (p, sh) = (plan.clone(), shared.clone());
+    // Built once: every execution starts from a copy of it.
+    let world = World::new(plan);
+    let sh = shared.clone();
     let n = keeping_panic_hook(|| {
         runner.run(move || {
             sh.executions.fetch_add(1, Ordering::SeqCst);
             let mut crashes = sh.crashes.lock().unwrap_or_else(|e| e.into_inner());
             let at = crashes.as_mut().and_then(Crashes::next);
             *sh.crash_at.lock().unwrap_or_else(|e| e.into_inner()) = at;
-            let mut plan = (*p).clone();
-            if crashes.is_some() {
-                plan.crash = at.map_or(CrashPlan::Never, CrashPlan::AtStep);
-            }
             drop(crashes);
-            let (h, steps) = execute_counting::<Shuttle>(&plan);
+            // No sampler: the plan does not crash (`at` is none).
+            let crash = at.map_or(CrashPlan::Never, CrashPlan::AtStep);
+            let (h, steps) = world.execute_counting::<Shuttle>(crash);
             if let Some(c) = sh
                 .crashes
                 .lock()
@@ -294,7 +291,6 @@ pub fn explore(plan: Arc<ModelPlan>, search: Search, goal: Goal) -> Exploration 
             true,
         ),
     };
-    shared.finish_execution();
     let schedules = shared.executions.load(Ordering::SeqCst);
     let catch = std::mem::take(&mut *shared.catch.lock().unwrap_or_else(|p| p.into_inner()));
     // DFS stopped before its budget: it ran out of schedules, i.e. it saw them all. PCT /

@@ -310,6 +310,22 @@ impl IssuerState {
         }
     }
 
+    /// A copy of this issuer (every family, token and its fate, the RNG, the clock) that
+    /// reports to `sink` from now on: the simulated world builds its issuer once per model
+    /// check and starts every execution from a copy.
+    pub fn fork(&self, sink: Box<dyn LedgerSink>) -> IssuerState {
+        IssuerState {
+            config: self.config.clone(),
+            rng: self.rng.clone(),
+            families: self.families.clone(),
+            refresh: self.refresh.clone(),
+            access: self.access.clone(),
+            sink,
+            clock_ns: self.clock_ns,
+            announced: self.announced,
+        }
+    }
+
     /// Replace the clock that stamps records (a simulated issuer uses its own time).
     pub fn with_ns_clock(mut self, clock_ns: fn() -> u64) -> IssuerState {
         self.clock_ns = clock_ns;

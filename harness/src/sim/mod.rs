@@ -17,4 +17,4 @@ pub mod world;
 
 pub use facade::{Facade, Loom, Shuttle};
 pub use os::CrashPlan;
-pub use world::{execute, execute_counting, ModelPlan};
+pub use world::{execute, execute_counting, ModelPlan, World};

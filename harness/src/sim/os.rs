@@ -73,6 +73,11 @@ impl Recorder {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    /// Every record so far, leaving none behind (the end of an execution: no copy).
+    pub fn take(&self) -> Vec<Record> {
+        std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// The kernel state and the scheduler's mutex, with a condition variable for blocked locks.

@@ -10,6 +10,8 @@
 //! it: a new life of the same process plays its role from the beginning, loading the store as
 //! the crash left it.
 //!
+//! The initial world is built once per plan ([`World`]) and copied into each execution.
+//!
 //! Only the kernel, the issuer and the recorder are shared between processes. Pause rules of
 //! the scenario (sleep, jitter, rendezvous) are not used: every pause point yields to the
 //! scheduler, which explores the interleavings itself. `think_ms` is ignored for the same reason.
@@ -28,7 +30,7 @@ use super::facade::Facade;
 use super::issuer::{LogicalClock, RecorderSink, SharedIssuer, SimIssuer};
 use super::kernel::{KernelState, Proc};
 use super::os::{CrashPlan, Recorder, SharedKernel, SimOs};
-use crate::history::{Ev, History, Record};
+use crate::history::{Ev, History, Record, StoreStates};
 use crate::issuer::rules::IssuerState;
 use crate::plan::roles::{play_role, CorePool};
 use crate::plan::{external_format, external_path, pool_config, setup, worker_seed, WorkerPlan};
@@ -65,70 +67,128 @@ pub fn execute<F: Facade>(plan: &ModelPlan) -> History {
 /// [`execute`], and the number of shared steps the execution took (the crash points of
 /// [`CrashPlan::AtStep`] are 0 to that number).
 pub fn execute_counting<F: Facade>(plan: &ModelPlan) -> (History, u64) {
-    let sc = &plan.scenario;
-    let rec = Recorder::new();
-    let keys = setup::keys(sc, plan.seed);
-    let mut issuer = IssuerState::new(keys.issuer.clone(), Box::new(RecorderSink(rec.clone())))
-        .with_ns_clock(|| 0);
-    let dir = PathBuf::from(DIR);
-    let store_path = dir.join("auth.json");
-    let mut kernel = KernelState::new();
-    let (store, externals) = setup::initial_world(sc, keys, &mut issuer, START_MS, None)
-        .expect("the simulated world cannot fail to build");
-    for (source, bytes) in externals {
-        kernel.install(&external_path(&dir, &source), &bytes);
-        rec.push(0, setup::external_write(&source, &bytes).1);
-    }
-    let bytes = store.to_bytes();
-    kernel.install(&store_path, &bytes);
-    rec.push(0, setup::initial_write(sc, &store, &bytes));
+    World::new(plan).execute_counting::<F>(plan.crash)
+}
 
-    let procs: BTreeSet<Proc> = (1..=plan.processes()).collect();
-    let (r, provider, store) = (rec.clone(), sc.pool.provider.clone(), store_path.clone());
-    let kernel = SharedKernel::<F>::with_crashes(kernel, procs, plan.crash, move |killed, k| {
-        for &p in killed {
-            let point = "machine_crash".to_string();
-            r.push(p, Ev::Killed { point });
-        }
-        r.push(0, Ev::crash(k.contents(&store).as_deref(), &provider));
-    });
-    let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
-    let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
-    let mut proc: Proc = 0;
-    for role in &sc.roles {
-        for _ in 0..role.count {
-            proc += 1;
-            let p = Process {
-                life: Cell::new(0),
-                plan: WorkerPlan {
-                    proc,
-                    role: role.clone(),
-                    strategy: plan.strategy,
-                    dir: dir.clone(),
-                    issuer_url: String::new(),
-                    seed: worker_seed(plan.seed, proc),
-                    incarnation: 0,
-                },
-                scenario: sc.clone(),
-                kernel: kernel.clone(),
-                rec: rec.clone(),
-                issuer: issuer.clone(),
-            };
-            bodies.push(Box::new(move || p.run()));
-        }
-    }
-    F::run_threads(bodies);
-    kernel.crash_at_end();
+/// The start of every execution of a plan, built once (it is a pure function of the plan):
+/// the kernel with the initial store and external files installed, the issuer with the token
+/// families it minted for them, and the history records of that setup. Every execution
+/// starts from copies of these, so a driver that runs many executions of one plan builds the
+/// world once ([`World::execute_counting`]); the executions share nothing else but
+/// [`StoreStates`], a memo of the judged state of store bytes (a pure function of them).
+pub struct World {
+    plan: ModelPlan,
+    kernel: KernelState,
+    /// The issuer as the setup left it; each execution reports to its own copy.
+    issuer: std::sync::Mutex<IssuerState>,
+    /// The setup's records (the issuer's ledger, the external files, the initial store), in
+    /// order, from the first tick.
+    setup: Vec<Record>,
+    stores: Arc<StoreStates>,
+}
 
-    let final_bytes = kernel.call(|k| k.contents(&store_path));
-    rec.push(
-        0,
-        Ev::final_store(final_bytes.as_deref(), &sc.pool.provider),
-    );
-    let steps = kernel.steps();
-    let mut records = rec.records();
-    normalize_ops(&mut records);
-    (History::from_records(records), steps)
+impl World {
+    /// Build the start of `plan`'s executions (its `crash` is the search's, not used here).
+    pub fn new(plan: &ModelPlan) -> Arc<World> {
+        let sc = &plan.scenario;
+        let rec = Recorder::new();
+        let keys = setup::keys(sc, plan.seed);
+        let mut issuer =
+            IssuerState::new(keys.issuer.clone(), Box::new(RecorderSink(rec.clone())))
+                .with_ns_clock(|| 0);
+        let dir = PathBuf::from(DIR);
+        let mut kernel = KernelState::new();
+        let (store, externals) = setup::initial_world(sc, keys, &mut issuer, START_MS, None)
+            .expect("the simulated world cannot fail to build");
+        for (source, bytes) in externals {
+            kernel.install(&external_path(&dir, &source), &bytes);
+            rec.push(0, setup::external_write(&source, &bytes).1);
+        }
+        let bytes = store.to_bytes();
+        kernel.install(&store_path(), &bytes);
+        rec.push(0, setup::initial_write(sc, &store, &bytes));
+        Arc::new(World {
+            plan: plan.clone(),
+            kernel,
+            issuer: std::sync::Mutex::new(issuer),
+            setup: rec.take(),
+            stores: Arc::new(StoreStates::new(&sc.pool.provider)),
+        })
+    }
+
+    /// The plan this world was built for.
+    pub fn plan(&self) -> &ModelPlan {
+        &self.plan
+    }
+
+    /// Run one execution under scheduler `F` (call it inside `F`'s model), the machine
+    /// crashing as `crash` says: its history, and the number of shared steps it took (the
+    /// crash points of [`CrashPlan::AtStep`] are 0 to that number).
+    pub fn execute_counting<F: Facade>(self: &Arc<World>, crash: CrashPlan) -> (History, u64) {
+        let sc = &self.plan.scenario;
+        let rec = Recorder::new();
+        // The same records at the same ticks as building the world made.
+        for r in &self.setup {
+            rec.push(r.proc, r.ev.clone());
+        }
+        let issuer = self
+            .issuer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fork(Box::new(RecorderSink(rec.clone())));
+        let store = store_path();
+        let procs: BTreeSet<Proc> = (1..=self.plan.processes()).collect();
+        let (r, stores) = (rec.clone(), self.stores.clone());
+        let kernel =
+            SharedKernel::<F>::with_crashes(self.kernel.clone(), procs, crash, move |killed, k| {
+                for &p in killed {
+                    let point = "machine_crash".to_string();
+                    r.push(p, Ev::Killed { point });
+                }
+                let (hash, outcome) = stores.state(k.contents(&store).as_deref());
+                r.push(0, Ev::Crash { hash, outcome });
+            });
+        let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
+        let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
+        let mut proc: Proc = 0;
+        for role in &sc.roles {
+            for _ in 0..role.count {
+                proc += 1;
+                let p = Process {
+                    life: Cell::new(0),
+                    plan: WorkerPlan {
+                        proc,
+                        role: role.clone(),
+                        strategy: self.plan.strategy,
+                        dir: PathBuf::from(DIR),
+                        issuer_url: String::new(),
+                        seed: worker_seed(self.plan.seed, proc),
+                        incarnation: 0,
+                    },
+                    world: self.clone(),
+                    kernel: kernel.clone(),
+                    rec: rec.clone(),
+                    issuer: issuer.clone(),
+                };
+                bodies.push(Box::new(move || p.run()));
+            }
+        }
+        F::run_threads(bodies);
+        kernel.crash_at_end();
+
+        let final_bytes = kernel.call(|k| k.contents(&store_path()));
+        let (hash, outcome) = self.stores.state(final_bytes.as_deref());
+        rec.push(0, Ev::FinalStore { hash, outcome });
+        let steps = kernel.steps();
+        let mut records = rec.take();
+        normalize_ops(&mut records);
+        (History::from_records(records), steps)
+    }
+}
+
+/// The simulated store's path.
+fn store_path() -> PathBuf {
+    Path::new(DIR).join("auth.json")
 }
 
 /// Operation ids come from a process-wide counter, which keeps counting across executions;
@@ -166,7 +226,7 @@ struct Process<F: Facade> {
     /// The machine's life its current start belongs to.
     life: Cell<u64>,
     plan: WorkerPlan,
-    scenario: Scenario,
+    world: Arc<World>,
     kernel: Arc<SharedKernel<F>>,
     rec: Arc<Recorder>,
     issuer: SharedIssuer<F>,
@@ -229,7 +289,7 @@ impl<F: Facade> Process<F> {
 
     /// The role loop every driver plays ([`play_role`]), on the simulated world.
     fn play(&self) {
-        let cfg = pool_config(&self.scenario, &self.plan);
+        let cfg = pool_config(&self.world.plan.scenario, &self.plan);
         let new_pool = || Pool::new(self.os(), self.issuer(), self.clock(), cfg.clone());
         let role: &RoleSpec = &self.plan.role;
         let external = role
