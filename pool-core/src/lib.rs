@@ -21,6 +21,7 @@ pub mod pool;
 pub mod real;
 pub mod store;
 pub mod strategy;
+pub mod versions;
 pub mod world;
 
 pub use pool::{Config, ExternalSource, NewEntry, Pool, PoolError, Selected, Selection};

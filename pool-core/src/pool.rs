@@ -15,13 +15,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::digest::{content_hash, tag};
 use crate::external::{ExternalCreds, ExternalFormat};
 use crate::merge;
 use crate::store::{rfc3339, AuthType, Entry, ProviderRecord, Status, Store, STORE_VERSION};
 use crate::strategy::{Lock, Mode, Persist, Rule, Scope, Strategy, WritePath};
+use crate::versions::Versions;
 use crate::world::{
     Clock, EntrySummary, Event, Issuer, LockKind, OpKind, Os, Pause, ReadOutcome, RedeemError,
     RefreshOutcome,
@@ -188,16 +189,10 @@ pub struct Pool<O: Os, I: Issuer, C: Clock> {
     clock: C,
     cfg: Config,
     shared: Mutex<State>,
-    /// The store this pool wrote last: reading back exactly those bytes skips the parse and
-    /// the hash (a cache, never a source of truth: it is used only on a byte-for-byte match).
-    last_written: Mutex<Option<Written>>,
-}
-
-/// A store as written: its bytes, their content hash, and the store they serialize.
-struct Written {
-    bytes: Vec<u8>,
-    hash: String,
-    store: Store,
+    /// Store versions this pool knows (by default the one it wrote last): reading back
+    /// exactly those bytes skips the parse and the hash (a cache, never a source of truth:
+    /// it is used only on a byte-for-byte match; see [`Versions`]).
+    versions: Arc<Versions>,
 }
 
 /// Operation ids, unique within a process (a process may build many pools in turn, as a CLI
@@ -225,9 +220,17 @@ impl<O: Os, I: Issuer, C: Clock> Pool<O, I, C> {
                 cleared: BTreeMap::new(),
                 rng,
             }),
-            last_written: Mutex::new(None),
+            versions: Arc::new(Versions::own()),
             cfg,
         }
+    }
+
+    /// This pool with `versions` in place of its own cache of store versions: pools that
+    /// share one skip the parse and the hash of any version one of them already parsed or
+    /// wrote (see [`Versions::shared`]). What the pool reads, does and records is the same.
+    pub fn with_versions(mut self, versions: Arc<Versions>) -> Self {
+        self.versions = versions;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -623,17 +626,10 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             self.record_read(String::new(), ReadOutcome::Missing);
             return Ok(None);
         };
-        // The bytes this pool wrote last (a store serializes and parses back to itself): the
-        // same read outcome, without parsing and hashing them again.
-        let recalled = self
-            .pool
-            .last_written
-            .lock()
-            .expect("cache lock")
-            .as_ref()
-            .filter(|w| w.bytes == bytes)
-            .map(|w| (w.store.clone(), w.hash.clone()));
-        if let Some((store, hash)) = recalled {
+        // A version this pool knows (bytes it wrote: a store serializes and parses back to
+        // itself; or, with shared versions, bytes it or another pool parsed): the same read
+        // outcome, without parsing and hashing them again. Only supported versions are kept.
+        if let Some((store, hash)) = self.pool.versions.recall(&bytes) {
             self.record_read(hash.clone(), ReadOutcome::Parsed);
             return Ok(Some((store, hash)));
         }
@@ -648,6 +644,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                         supported: STORE_VERSION,
                     });
                 }
+                self.pool.versions.parsed(&bytes, &hash, &store);
                 Ok(Some((store, hash)))
             }
             Err(e) => {
@@ -777,11 +774,7 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
                 op.st.store = doc.clone();
             }
             op.st.seen = Some(hash.clone());
-            *op.pool.last_written.lock().expect("cache lock") = Some(Written {
-                bytes,
-                hash,
-                store: doc,
-            });
+            op.pool.versions.wrote(bytes, hash, doc);
             Ok(())
         })
     }

@@ -354,3 +354,107 @@ pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError>
     let h = out.lock().unwrap_or_else(|p| p.into_inner()).take();
     h.ok_or_else(|| DriveError("--replay: the schedule ran no execution".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    //! What makes an execution cheaper must not change it: a world built once and shared
+    //! memos give the histories a world built per execution gives, and a remembered verdict
+    //! is the checkers' verdict.
+
+    use super::*;
+    use crate::check;
+    use crate::drive::model::Judged;
+    use crate::scenario::Scenario;
+    use pool_core::Strategy;
+
+    fn plan(strategy: &str, crash: CrashPlan) -> ModelPlan {
+        let mut sc = Scenario::find("refresh-race").expect("catalog");
+        sc.roles[0].count = 2;
+        ModelPlan {
+            scenario: sc,
+            strategy: Strategy::parse(strategy).expect("preset"),
+            seed: 7,
+            crash,
+        }
+    }
+
+    /// The histories of `iterations` PCT schedules (seeded: the same schedules every call),
+    /// each execution crashing at step `crash(i)`, from one shared [`World`] or from a world
+    /// built per execution.
+    fn histories(
+        plan: &ModelPlan,
+        shared: bool,
+        iterations: usize,
+        crash: fn(u64) -> CrashPlan,
+    ) -> Vec<History> {
+        let out: Arc<Mutex<Vec<History>>> = Arc::default();
+        let (o, p) = (out.clone(), plan.clone());
+        let world = World::new(plan);
+        let n = AtomicU64::new(0);
+        let runner = Runner::new(PctScheduler::new_from_seed(3, 3, iterations), config());
+        keeping_panic_hook(|| {
+            runner.run(move || {
+                let at = crash(n.fetch_add(1, Ordering::SeqCst));
+                let h = if shared {
+                    world.execute_counting::<Shuttle>(at).0
+                } else {
+                    let mut fresh = p.clone();
+                    fresh.crash = at;
+                    execute::<Shuttle>(&fresh)
+                };
+                o.lock().unwrap().push(h);
+            })
+        });
+        let v = std::mem::take(&mut *out.lock().unwrap());
+        assert_eq!(v.len(), iterations);
+        v
+    }
+
+    #[test]
+    fn a_world_built_once_gives_the_histories_of_a_world_built_per_execution() {
+        let never: fn(u64) -> CrashPlan = |_| CrashPlan::Never;
+        let every: fn(u64) -> CrashPlan = |i| CrashPlan::AtStep(i % 40);
+        for (strategy, crash) in [
+            ("flock-txn", never),
+            ("none", never),
+            ("flock-txn", every),
+            ("lock=flock,scope=op,persist=txn,write=in-place,refresh=adopt", every),
+        ] {
+            let p = plan(strategy, CrashPlan::Never);
+            let once = histories(&p, true, 150, crash);
+            let each = histories(&p, false, 150, crash);
+            for (i, (a, b)) in once.iter().zip(&each).enumerate() {
+                assert_eq!(a, b, "{strategy}: execution {i} differs");
+            }
+        }
+    }
+
+    /// Over many executions (equal histories among them), every remembered verdict equals the
+    /// checkers' verdict on the history, clean and anomalous ones alike.
+    #[test]
+    fn a_remembered_verdict_is_the_checkers_verdict() {
+        let every: fn(u64) -> CrashPlan = |i| CrashPlan::AtStep(i % 40);
+        let mut judged = Judged::default();
+        let (mut runs, mut clean, mut flagged) = (0u64, 0u64, 0u64);
+        for strategy in ["flock-txn", "flock-data", "none", "fcntl"] {
+            for crash in [(|_| CrashPlan::Never) as fn(u64) -> CrashPlan, every] {
+                for h in histories(&plan(strategy, CrashPlan::Never), true, 150, crash) {
+                    let full = check::check(&h);
+                    assert_eq!(judged.verdict(&h), full, "{strategy}");
+                    runs += 1;
+                    if full.is_clean() {
+                        clean += 1;
+                    } else {
+                        flagged += 1;
+                    }
+                }
+            }
+        }
+        assert!(clean > 0 && flagged > 0, "clean {clean}, flagged {flagged}");
+        assert!(
+            judged.checked < runs,
+            "no verdict was remembered: {} of {runs} judged",
+            judged.checked
+        );
+    }
+}

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use pool_core::digest::tag;
 use pool_core::external::{ExternalCreds, ExternalFormat};
 use pool_core::world::{Clock, Event, Issuer, Os, Pause};
+use pool_core::versions::Versions;
 use pool_core::{Pool, Strategy};
 
 use super::facade::Facade;
@@ -74,8 +75,9 @@ pub fn execute_counting<F: Facade>(plan: &ModelPlan) -> (History, u64) {
 /// the kernel with the initial store and external files installed, the issuer with the token
 /// families it minted for them, and the history records of that setup. Every execution
 /// starts from copies of these, so a driver that runs many executions of one plan builds the
-/// world once ([`World::execute_counting`]); the executions share nothing else but
-/// [`StoreStates`], a memo of the judged state of store bytes (a pure function of them).
+/// world once ([`World::execute_counting`]); the executions share nothing else but two memos
+/// of pure functions of store bytes: their judged state ([`StoreStates`]) and what the pools
+/// parse them to ([`Versions`]).
 pub struct World {
     plan: ModelPlan,
     kernel: KernelState,
@@ -85,7 +87,15 @@ pub struct World {
     /// order, from the first tick.
     setup: Vec<Record>,
     stores: Arc<StoreStates>,
+    /// The store versions every simulated pool of every execution shares (see
+    /// [`Versions::shared`]: a memo of parsing and hashing store bytes, which are pure
+    /// functions of them; what each pool reads, does and records is unchanged).
+    versions: Arc<Versions>,
 }
+
+/// Store versions the simulated pools share at most (an execution of the catalog's scenarios
+/// sees a few dozen).
+const SHARED_VERSIONS: usize = 256;
 
 impl World {
     /// Build the start of `plan`'s executions (its `crash` is the search's, not used here).
@@ -113,6 +123,7 @@ impl World {
             issuer: std::sync::Mutex::new(issuer),
             setup: rec.take(),
             stores: Arc::new(StoreStates::new(&sc.pool.provider)),
+            versions: Arc::new(Versions::shared(SHARED_VERSIONS)),
         })
     }
 
@@ -290,7 +301,10 @@ impl<F: Facade> Process<F> {
     /// The role loop every driver plays ([`play_role`]), on the simulated world.
     fn play(&self) {
         let cfg = pool_config(&self.world.plan.scenario, &self.plan);
-        let new_pool = || Pool::new(self.os(), self.issuer(), self.clock(), cfg.clone());
+        let new_pool = || {
+            Pool::new(self.os(), self.issuer(), self.clock(), cfg.clone())
+                .with_versions(self.world.versions.clone())
+        };
         let role: &RoleSpec = &self.plan.role;
         let external = role
             .source
