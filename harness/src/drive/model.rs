@@ -190,6 +190,9 @@ pub struct Catch {
 pub struct Judged {
     by_hash: std::collections::HashMap<u64, Vec<(History, check::Verdict)>>,
     len: usize,
+    /// A fast hash of the whole history (foldhash: a history is long, and only equality
+    /// decides a match).
+    hasher: foldhash::fast::FixedState,
     /// Histories judged by the checkers (the rest were equal to one of these).
     pub checked: u64,
 }
@@ -200,10 +203,8 @@ impl Judged {
 
     /// The checkers' verdict on `h`.
     pub fn verdict(&mut self, h: &History) -> check::Verdict {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        h.hash(&mut hasher);
-        let key = hasher.finish();
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one(h);
         if let Some((_, v)) = self
             .by_hash
             .get(&key)
