@@ -8,7 +8,7 @@
 //! request (the machine crashed since it started) never reaches the issuer: it fails as a
 //! request that got no answer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pool_core::world::{Clock, Grant, Issuer, RedeemError, UseOutcome};
 
@@ -41,8 +41,9 @@ impl Clock for LogicalClock {
     }
 }
 
-/// The issuer's state behind the scheduler's mutex.
-pub type SharedIssuer<F> = Arc<<F as Facade>::Mutex<IssuerState>>;
+/// The issuer's state. Its scheduling point is the kernel's issuer lane
+/// ([`SharedKernel::issuer_step`]); this plain mutex is never contended.
+pub type SharedIssuer = Arc<Mutex<IssuerState>>;
 
 /// One simulated process's connection to the shared issuer.
 pub struct SimIssuer<F: Facade> {
@@ -51,7 +52,7 @@ pub struct SimIssuer<F: Facade> {
     /// still runs.
     pub life: u64,
     pub kernel: Arc<SharedKernel<F>>,
-    pub state: SharedIssuer<F>,
+    pub state: SharedIssuer,
     pub clock: LogicalClock,
 }
 
@@ -62,14 +63,10 @@ impl<F: Facade> SimIssuer<F> {
     /// One request: a scheduling point (the mutex), then the rules, atomically; `None` (and
     /// no scheduling point once known) when the process is dead.
     fn with<R>(&self, f: impl FnOnce(&mut IssuerState, u64) -> R) -> Option<R> {
-        if !self.kernel.alive(self.life) {
-            return None;
-        }
-        F::with(&self.state, |st| {
-            self.kernel.enter_step(self.life).then(|| {
-                let now = self.clock.now_ms();
-                f(st, now)
-            })
+        self.kernel.issuer_step(self.life, || {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = self.clock.now_ms();
+            f(&mut st, now)
         })
     }
 }
