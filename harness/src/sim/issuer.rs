@@ -2,9 +2,11 @@
 //! very rules the loopback server runs), whose ledger goes into the execution's [`Recorder`]
 //! stamped by the logical clock; and a logical [`Clock`].
 //!
-//! A token request (and a credential use) is one atomic step under the scheduler's mutex, as
-//! in the server (which applies the rules under one mutex): a scheduling point, so the checker
-//! orders every request against every kernel call and every other request. A dead process's
+//! A token request (and a credential use) is one atomic step under the issuer's lane of the
+//! kernel ([`SharedKernel::issuer_step`]), as in the server (which applies the rules under one
+//! mutex): a scheduling point, so the checker orders every request against every other one
+//! (and, when executions may crash, against every kernel call: then every step takes one
+//! global lane). A dead process's
 //! request (the machine crashed since it started) never reaches the issuer: it fails as a
 //! request that got no answer.
 

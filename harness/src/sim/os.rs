@@ -1,10 +1,12 @@
 //! pool-core's [`Os`] over the simulated kernel: each simulated process is one [`SimOs`] (its
 //! own process-local mutex and descriptors) sharing one [`SharedKernel`] and one [`Recorder`].
 //!
-//! Scheduling points: every kernel call takes the scheduler's mutex once (a blocking lock also
-//! waits on its condition variable); so does every issuer request ([`super::issuer`]).
-//! Nothing else is one: [`Os::pause`] touches no shared state, and recording is an
-//! observation stamped with the shared logical clock. Why dropping the pause points hides no
+//! Scheduling points: every shared kernel call takes the scheduler's mutex of the lane of each
+//! path it concerns ([`Key`], [`SharedKernel`]; a blocking lock also waits on the lane's
+//! condition variable); every issuer request takes the issuer's lane ([`super::issuer`]).
+//! Nothing else is one: [`Os::pause`] yields but touches no shared state, private steps
+//! (temp files) touch nothing another process can reach, and recording is an observation
+//! stamped with the shared logical clock. Why each removed or split point hides no
 //! interleaving: docs/model.md, "Scheduling points".
 //!
 //! Machine crashes ([`CrashPlan`]): the kernel is replaced by its crash state, and
