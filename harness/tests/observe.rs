@@ -271,3 +271,64 @@ fn observed_locks_are_in_the_history_with_their_file() {
         "{locks:?}"
     );
 }
+
+/// Whether `s` is `read HASH` / `write HASH` with a 16-hex-digit content hash (or `(missing)`):
+/// the self-check names hashes only, never bytes or tokens.
+fn hash_item(s: &str) -> bool {
+    let Some((kind, hash)) = s.split_once(' ') else {
+        return false;
+    };
+    matches!(kind, "read" | "write")
+        && (hash == "(missing)"
+            || (hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit())))
+}
+
+#[test]
+fn an_adapter_that_misreports_its_writes_shows_in_the_report_self_check() {
+    // `--misreport-writes` sends a wrong hash in every `write` event (the pool is unchanged):
+    // under the observer each of its writes is a disagreement the run's report lists.
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("html");
+    let r = run(
+        &format!("{PY} --misreport-writes"),
+        "lost-update",
+        &["--observe", "syscalls", "--html", html.to_str().unwrap()],
+    );
+    assert_ne!(r["verdict"], "error", "{r}");
+    let s = &r["self_check"];
+    assert!(
+        s["about"].as_str().unwrap().contains("not an anomaly of the pool"),
+        "{s}"
+    );
+    let listed = s["listed"].as_array().unwrap_or_else(|| panic!("{r}"));
+    assert!(!listed.is_empty() && s["disagreements"].as_u64() >= Some(listed.len() as u64));
+    for d in listed {
+        let items = |k: &str| -> Vec<String> {
+            d[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        let (told, seen) = (items("reported_not_observed"), items("observed_not_reported"));
+        // A write told with a wrong hash: the told hash was never seen, the seen one never told.
+        assert!(
+            told.iter().any(|t| t.starts_with("write ")) && seen.iter().any(|t| t.starts_with("write ")),
+            "{d}"
+        );
+        assert!(told.iter().chain(&seen).all(|t| hash_item(t)), "{d}");
+        assert!(d["process"].as_u64() > Some(0) && d["op"].as_u64() > Some(0), "{d}");
+        assert!(
+            ["load_pool", "select", "mark_exhausted", "add_entry"].contains(&d["op_kind"].as_str().unwrap()),
+            "{d}"
+        );
+    }
+    let page = std::fs::read_to_string(html.join("index.html")).unwrap();
+    assert!(page.contains("Adapter self-check"), "no self-check in the HTML report");
+    // The same adapter reporting truthfully agrees with the observer: no section at all.
+    for sc in ["lost-update", "refresh-race"] {
+        let r = run(PY, sc, &OBSERVE);
+        assert_ne!(r["verdict"], "error", "{r}");
+        assert!(r.get("self_check").is_none(), "{sc}: {}", r["self_check"]);
+    }
+}
