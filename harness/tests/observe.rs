@@ -332,3 +332,88 @@ fn an_adapter_that_misreports_its_writes_shows_in_the_report_self_check() {
         assert!(r.get("self_check").is_none(), "{sc}: {}", r["self_check"]);
     }
 }
+
+/// `poolcheck ARGS` started under a seccomp filter (inherited by everything it starts) that
+/// makes system call `nr` fail with `errno`, as a container's seccomp profile would: its exit
+/// code and stderr, once it has exited (it must, within a minute: a hang fails), and whether
+/// a process of its process group outlived it.
+fn under_refusal(nr: i64, errno: u32, args: &[&str]) -> (Option<i32>, String, bool) {
+    use std::os::unix::process::CommandExt;
+    let filter = seccompiler::SeccompFilter::new(
+        std::collections::BTreeMap::from([(nr, vec![])]),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(errno),
+        seccompiler::TargetArch::x86_64,
+    )
+    .unwrap();
+    let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_poolcheck"));
+    cmd.current_dir(root())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    // SAFETY: between fork and exec the closure makes only prctl and seccomp calls on a
+    // program built before the fork (`apply_filter` sets PR_SET_NO_NEW_PRIVS itself).
+    unsafe {
+        cmd.pre_exec(move || {
+            seccompiler::apply_filter(&program)
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+        });
+    }
+    let mut child = cmd.spawn().expect("poolcheck starts under the filter");
+    let pgid = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    let mut stderr = String::new();
+    let reader = {
+        let mut e = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+            s
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("poolcheck {args:?} hung under the refusal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    stderr.push_str(&reader.join().unwrap());
+    let left = nix::sys::signal::kill(pgid, None).is_ok();
+    if left {
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+    (status.code(), stderr, left)
+}
+
+#[test]
+fn refused_ptrace_or_seccomp_exits_2_saying_what_refused_and_what_to_change() {
+    let subject = format!("{PY} --silent");
+    let run = ["run", "--scenario", "lost-update", "--subject", &subject, "--observe", "syscalls"];
+    let gate = ["gate", "--quick", "--subject", &subject, "--observe", "syscalls"];
+    let cases: [(i64, u32, &[&str], &str); 4] = [
+        (libc::SYS_ptrace, libc::EPERM as u32, &run, "ptrace(PTRACE_TRACEME) was refused (Operation not permitted"),
+        (libc::SYS_ptrace, libc::EPERM as u32, &gate, "ptrace(PTRACE_TRACEME) was refused (Operation not permitted"),
+        (libc::SYS_seccomp, libc::EPERM as u32, &run, "installing the seccomp filter (prctl PR_SET_NO_NEW_PRIVS, seccomp SECCOMP_SET_MODE_FILTER) was refused (Operation not permitted"),
+        (libc::SYS_seccomp, libc::EINVAL as u32, &run, "installing the seccomp filter (prctl PR_SET_NO_NEW_PRIVS, seccomp SECCOMP_SET_MODE_FILTER) was refused (Invalid argument"),
+    ];
+    for (nr, errno, args, reason) in cases {
+        let (code, err, left) = under_refusal(nr, errno, args);
+        let what = format!("{args:?} with syscall {nr} failing with errno {errno}");
+        assert_eq!(code, Some(2), "{what}: {err}");
+        assert!(err.contains(reason), "{what}: no reason {reason:?} in: {err}");
+        assert!(
+            err.contains("kernel.yama.ptrace_scope") && err.contains("seccomp=unconfined"),
+            "{what}: no fix in: {err}"
+        );
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(!left, "{what}: a process of poolcheck's group outlived it");
+    }
+}
