@@ -10,19 +10,14 @@
 //! torn read needs a reader to catch a write half done): kinds are gathered over a few runs
 //! (at most four). Nothing here is timed.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
+use common::{first_run, kinds, root, systematic_difference};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 /// One run at a time: each starts several interpreters under ptrace.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -55,25 +50,7 @@ fn run(cmd: &str, scenario: &str, extra: &[&str]) -> Value {
         .args(extra)
         .output()
         .expect("poolcheck runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "not a JSON report ({e}): {text}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    v["runs"][0].clone()
-}
-
-/// The anomaly kinds a run found (non-zero counts).
-fn kinds(run: &Value) -> BTreeSet<String> {
-    run["anomalies"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no anomalies in {run}"))
-        .iter()
-        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-        .map(|(k, _)| k.clone())
-        .collect()
+    first_run(&out, &format!("{scenario} with {cmd} {extra:?}"))
 }
 
 /// The kinds one run found (never an errored run).
@@ -113,24 +90,6 @@ fn the_silent_python_pool_observed_finds_what_it_reports_itself() {
             "{sc}: kinds in every run of one side and none of the other: {differ:?} (self-reported runs {told:?}, observed runs {seen:?})"
         );
     }
-}
-
-/// The kinds found in every run of one side and in no run of the other.
-fn systematic_difference(a: &[BTreeSet<String>], b: &[BTreeSet<String>]) -> BTreeSet<String> {
-    let every = |runs: &[BTreeSet<String>]| -> BTreeSet<String> {
-        let mut it = runs.iter();
-        let first = it.next().cloned().unwrap_or_default();
-        it.fold(first, |acc, k| acc.intersection(k).cloned().collect())
-    };
-    let any = |runs: &[BTreeSet<String>]| -> BTreeSet<String> {
-        runs.iter().flatten().cloned().collect()
-    };
-    let (any_a, any_b) = (any(a), any(b));
-    every(a)
-        .into_iter()
-        .filter(|k| !any_b.contains(k))
-        .chain(every(b).into_iter().filter(|k| !any_a.contains(k)))
-        .collect()
 }
 
 #[test]
