@@ -179,6 +179,12 @@ fn the_fixed_node_pool_is_clean_observed() {
         &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
     );
     assert_eq!(r["verdict"], "clean", "{r}");
+    // seed-8040: the Codex CLI rotated the Codex entry's pair in its own file. The fixed pool
+    // adopts it from there; as shipped it never reads that file and keeps a dead credential.
+    let r = run(&format!("{NODE} --fixed"), "seed-8040", &OBSERVE);
+    assert_eq!(r["verdict"], "clean", "seed-8040: {r}");
+    let r = run(NODE, "seed-8040", &OBSERVE);
+    assert!(kinds(&r).contains("dead_credential"), "seed-8040 as shipped: {r}");
     // Clean because its reads, writes and refreshes were seen and are sound, not because none
     // were seen.
     let mut evs = std::collections::BTreeMap::<String, usize>::new();
