@@ -221,6 +221,11 @@ fn judge(e: &Expect, runs: &[RunReport], how: &Invocation) -> GateResult {
         },
         errors: errored.len() as u32,
         error: errored.iter().find_map(|r| r.errors.first().cloned()),
+        self_check: mine
+            .iter()
+            .filter_map(|r| r.self_check.as_ref())
+            .map(|s| s.disagreements)
+            .sum(),
         seconds: mine.iter().map(|r| r.stats.seconds).sum::<f64>(),
     }
 }
@@ -302,6 +307,7 @@ pub fn merge(reports: Vec<(String, Report)>, partial: bool) -> Result<Report, St
                 Some(m) => {
                     m.runs += g.runs;
                     m.errors += g.errors;
+                    m.self_check += g.self_check;
                     if m.error.is_none() {
                         m.error = g.error.clone();
                     }
@@ -437,6 +443,7 @@ mod tests {
                 witness: None,
                 errors: 0,
                 error: None,
+                self_check: 0,
                 seconds: 0.0,
             })
             .collect();
