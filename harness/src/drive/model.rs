@@ -544,6 +544,7 @@ impl ModelRun {
             },
             expectations,
             errors: Vec::new(),
+            self_check: None,
         }
     }
 }
@@ -753,6 +754,7 @@ impl ModelRun {
             },
             expectations: Vec::new(),
             errors: Vec::new(),
+            self_check: None,
         }
     }
 }
