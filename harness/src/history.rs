@@ -76,6 +76,17 @@ pub enum Ev {
         op: String,
         outcome: String,
     },
+    /// Syscall observer, self-check of an adapter: in operation `op` (a `op_kind` request; op 0
+    /// and `between operations` for what came outside one) the subject's own reports and the
+    /// observer disagreed. `reported_not_observed` and `observed_not_reported` list store reads
+    /// and writes as `read HASH` / `write HASH` (`(missing)` for a missing file). About the
+    /// adapter's reporting, not the pool: no checker reads it.
+    SelfCheck {
+        op: u64,
+        op_kind: String,
+        reported_not_observed: Vec<String>,
+        observed_not_reported: Vec<String>,
+    },
     /// Harness: a worker ended; `crashed` when it did not exit 0.
     ProcExit { status: String, crashed: bool },
     /// Harness: an external CLI wrote its own credentials file holding `refresh`.

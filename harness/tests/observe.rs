@@ -10,19 +10,14 @@
 //! torn read needs a reader to catch a write half done): kinds are gathered over a few runs
 //! (at most four). Nothing here is timed.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
+use common::{first_run, kinds, root, systematic_difference};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 /// One run at a time: each starts several interpreters under ptrace.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -55,25 +50,7 @@ fn run(cmd: &str, scenario: &str, extra: &[&str]) -> Value {
         .args(extra)
         .output()
         .expect("poolcheck runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "not a JSON report ({e}): {text}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    v["runs"][0].clone()
-}
-
-/// The anomaly kinds a run found (non-zero counts).
-fn kinds(run: &Value) -> BTreeSet<String> {
-    run["anomalies"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no anomalies in {run}"))
-        .iter()
-        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-        .map(|(k, _)| k.clone())
-        .collect()
+    first_run(&out, &format!("{scenario} with {cmd} {extra:?}"))
 }
 
 /// The kinds one run found (never an errored run).
@@ -113,24 +90,6 @@ fn the_silent_python_pool_observed_finds_what_it_reports_itself() {
             "{sc}: kinds in every run of one side and none of the other: {differ:?} (self-reported runs {told:?}, observed runs {seen:?})"
         );
     }
-}
-
-/// The kinds found in every run of one side and in no run of the other.
-fn systematic_difference(a: &[BTreeSet<String>], b: &[BTreeSet<String>]) -> BTreeSet<String> {
-    let every = |runs: &[BTreeSet<String>]| -> BTreeSet<String> {
-        let mut it = runs.iter();
-        let first = it.next().cloned().unwrap_or_default();
-        it.fold(first, |acc, k| acc.intersection(k).cloned().collect())
-    };
-    let any = |runs: &[BTreeSet<String>]| -> BTreeSet<String> {
-        runs.iter().flatten().cloned().collect()
-    };
-    let (any_a, any_b) = (any(a), any(b));
-    every(a)
-        .into_iter()
-        .filter(|k| !any_b.contains(k))
-        .chain(every(b).into_iter().filter(|k| !any_a.contains(k)))
-        .collect()
 }
 
 #[test]
@@ -220,6 +179,12 @@ fn the_fixed_node_pool_is_clean_observed() {
         &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
     );
     assert_eq!(r["verdict"], "clean", "{r}");
+    // seed-8040: the Codex CLI rotated the Codex entry's pair in its own file. The fixed pool
+    // adopts it from there; as shipped it never reads that file and keeps a dead credential.
+    let r = run(&format!("{NODE} --fixed"), "seed-8040", &OBSERVE);
+    assert_eq!(r["verdict"], "clean", "seed-8040: {r}");
+    let r = run(NODE, "seed-8040", &OBSERVE);
+    assert!(kinds(&r).contains("dead_credential"), "seed-8040 as shipped: {r}");
     // Clean because its reads, writes and refreshes were seen and are sound, not because none
     // were seen.
     let mut evs = std::collections::BTreeMap::<String, usize>::new();
@@ -270,4 +235,150 @@ fn observed_locks_are_in_the_history_with_their_file() {
         has("exclusive", "requested") && has("exclusive", "granted") && has("unlock", "granted"),
         "{locks:?}"
     );
+}
+
+/// Whether `s` is `read HASH` / `write HASH` with a 16-hex-digit content hash (or `(missing)`):
+/// the self-check names hashes only, never bytes or tokens.
+fn hash_item(s: &str) -> bool {
+    let Some((kind, hash)) = s.split_once(' ') else {
+        return false;
+    };
+    matches!(kind, "read" | "write")
+        && (hash == "(missing)"
+            || (hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit())))
+}
+
+#[test]
+fn an_adapter_that_misreports_its_writes_shows_in_the_report_self_check() {
+    // `--misreport-writes` sends a wrong hash in every `write` event (the pool is unchanged):
+    // under the observer each of its writes is a disagreement the run's report lists.
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("html");
+    let r = run(
+        &format!("{PY} --misreport-writes"),
+        "lost-update",
+        &["--observe", "syscalls", "--html", html.to_str().unwrap()],
+    );
+    assert_ne!(r["verdict"], "error", "{r}");
+    let s = &r["self_check"];
+    assert!(
+        s["about"].as_str().unwrap().contains("not an anomaly of the pool"),
+        "{s}"
+    );
+    let listed = s["listed"].as_array().unwrap_or_else(|| panic!("{r}"));
+    assert!(!listed.is_empty() && s["disagreements"].as_u64() >= Some(listed.len() as u64));
+    for d in listed {
+        let items = |k: &str| -> Vec<String> {
+            d[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        let (told, seen) = (items("reported_not_observed"), items("observed_not_reported"));
+        // A write told with a wrong hash: the told hash was never seen, the seen one never told.
+        assert!(
+            told.iter().any(|t| t.starts_with("write ")) && seen.iter().any(|t| t.starts_with("write ")),
+            "{d}"
+        );
+        assert!(told.iter().chain(&seen).all(|t| hash_item(t)), "{d}");
+        assert!(d["process"].as_u64() > Some(0) && d["op"].as_u64() > Some(0), "{d}");
+        assert!(
+            ["load_pool", "select", "mark_exhausted", "add_entry"].contains(&d["op_kind"].as_str().unwrap()),
+            "{d}"
+        );
+    }
+    let page = std::fs::read_to_string(html.join("index.html")).unwrap();
+    assert!(page.contains("Adapter self-check"), "no self-check in the HTML report");
+    // The same adapter reporting truthfully agrees with the observer: no section at all.
+    for sc in ["lost-update", "refresh-race"] {
+        let r = run(PY, sc, &OBSERVE);
+        assert_ne!(r["verdict"], "error", "{r}");
+        assert!(r.get("self_check").is_none(), "{sc}: {}", r["self_check"]);
+    }
+}
+
+/// `poolcheck ARGS` started under a seccomp filter (inherited by everything it starts) that
+/// makes system call `nr` fail with `errno`, as a container's seccomp profile would: its exit
+/// code and stderr, once it has exited (it must, within a minute: a hang fails), and whether
+/// a process of its process group outlived it.
+fn under_refusal(nr: i64, errno: u32, args: &[&str]) -> (Option<i32>, String, bool) {
+    use std::os::unix::process::CommandExt;
+    let filter = seccompiler::SeccompFilter::new(
+        std::collections::BTreeMap::from([(nr, vec![])]),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(errno),
+        seccompiler::TargetArch::x86_64,
+    )
+    .unwrap();
+    let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_poolcheck"));
+    cmd.current_dir(root())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    // SAFETY: between fork and exec the closure makes only prctl and seccomp calls on a
+    // program built before the fork (`apply_filter` sets PR_SET_NO_NEW_PRIVS itself).
+    unsafe {
+        cmd.pre_exec(move || {
+            seccompiler::apply_filter(&program)
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+        });
+    }
+    let mut child = cmd.spawn().expect("poolcheck starts under the filter");
+    let pgid = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    let mut stderr = String::new();
+    let reader = {
+        let mut e = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+            s
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("poolcheck {args:?} hung under the refusal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    stderr.push_str(&reader.join().unwrap());
+    let left = nix::sys::signal::kill(pgid, None).is_ok();
+    if left {
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+    (status.code(), stderr, left)
+}
+
+#[test]
+fn refused_ptrace_or_seccomp_exits_2_saying_what_refused_and_what_to_change() {
+    let subject = format!("{PY} --silent");
+    let run = ["run", "--scenario", "lost-update", "--subject", &subject, "--observe", "syscalls"];
+    let gate = ["gate", "--quick", "--subject", &subject, "--observe", "syscalls"];
+    let cases: [(i64, u32, &[&str], &str); 4] = [
+        (libc::SYS_ptrace, libc::EPERM as u32, &run, "ptrace(PTRACE_TRACEME) was refused (Operation not permitted"),
+        (libc::SYS_ptrace, libc::EPERM as u32, &gate, "ptrace(PTRACE_TRACEME) was refused (Operation not permitted"),
+        (libc::SYS_seccomp, libc::EPERM as u32, &run, "installing the seccomp filter (prctl PR_SET_NO_NEW_PRIVS, seccomp SECCOMP_SET_MODE_FILTER) was refused (Operation not permitted"),
+        (libc::SYS_seccomp, libc::EINVAL as u32, &run, "installing the seccomp filter (prctl PR_SET_NO_NEW_PRIVS, seccomp SECCOMP_SET_MODE_FILTER) was refused (Invalid argument"),
+    ];
+    for (nr, errno, args, reason) in cases {
+        let (code, err, left) = under_refusal(nr, errno, args);
+        let what = format!("{args:?} with syscall {nr} failing with errno {errno}");
+        assert_eq!(code, Some(2), "{what}: {err}");
+        assert!(err.contains(reason), "{what}: no reason {reason:?} in: {err}");
+        assert!(
+            err.contains("kernel.yama.ptrace_scope") && err.contains("seccomp=unconfined"),
+            "{what}: no fix in: {err}"
+        );
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(!left, "{what}: a process of poolcheck's group outlived it");
+    }
 }

@@ -14,12 +14,13 @@
 //!
 //! Needs `python3`; without it, it says why and passes.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 
+use common::{first_run, kinds as run_kinds, root, systematic_difference};
 use harness::scenario::Scenario;
-use serde_json::Value;
 
 /// Each preset and the Python switches that follow its rules.
 const PAIRS: &[(&str, &str)] = &[
@@ -34,13 +35,6 @@ const PAIRS: &[(&str, &str)] = &[
 /// Most runs per side of one cell.
 const RUNS: usize = 6;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
 /// The anomaly kinds one run found (`poolcheck run --format json ...`).
 fn kinds(scenario: &str, target: &[&str]) -> BTreeSet<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
@@ -50,29 +44,9 @@ fn kinds(scenario: &str, target: &[&str]) -> BTreeSet<String> {
         .args(target)
         .output()
         .expect("poolcheck runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{scenario} {target:?}: not a JSON report ({e}): {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let run = &v["runs"][0];
+    let run = first_run(&out, &format!("{scenario} {target:?}"));
     assert_ne!(run["verdict"], "error", "{scenario} {target:?}: {run}");
-    run["anomalies"]
-        .as_object()
-        .expect("anomaly counts")
-        .iter()
-        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-        .map(|(k, _)| k.clone())
-        .collect()
-}
-
-/// Kinds in every run of `a` and in no run of `b`.
-fn always_never(a: &[BTreeSet<String>], b: &[BTreeSet<String>]) -> BTreeSet<String> {
-    let always = a.iter().skip(1).fold(a[0].clone(), |acc, s| &acc & s);
-    let ever: BTreeSet<String> = b.iter().flatten().cloned().collect();
-    &always - &ever
+    run_kinds(&run)
 }
 
 #[test]
@@ -96,7 +70,7 @@ fn each_preset_and_its_python_mode_find_the_same_anomaly_kinds() {
             for _ in 0..RUNS {
                 rust.push(kinds(&sc.name, &rust_side));
                 python.push(kinds(&sc.name, &python_side));
-                differ = &always_never(&rust, &python) | &always_never(&python, &rust);
+                differ = systematic_difference(&rust, &python);
                 if differ.is_empty() {
                     break;
                 }

@@ -10,7 +10,12 @@
 // refresh token this process's snapshot holds is POSTed, so processes that loaded the same
 // snapshot all redeem it. `--fixed`: a lock file (created with O_EXCL) held across re-read ->
 // adopt a peer's rotation or POST -> write, and writes go to a temp file that is fsynced and
-// renamed over the store.
+// renamed over the store; and an entry whose source has a credentials file of its own CLI (the
+// hello's `external`, e.g. the Codex CLI's auth.json for `source = "codex"`) is kept in step with
+// it: a token pair the other CLI rotated to is adopted (clearing the entry's status) before the
+// entry is judged, and a pair this pool rotates to is written back to that file. As shipped the
+// pool never reads those files, so an entry whose token the other CLI rotated stays dead in the
+// store (`seed-8040` reports it as `dead_credential`).
 'use strict';
 
 const fs = require('fs');
@@ -21,6 +26,11 @@ const readline = require('readline');
 
 const PROTOCOL = 'poolcheck-subject/1';
 const FIXED = process.argv.includes('--fixed');
+// Where another CLI keeps its pair: [object, access key, refresh key, expiry key].
+const EXTERNAL_KEYS = {
+  claude_code: ['claudeAiOauth', 'accessToken', 'refreshToken', 'expiresAt'],
+  codex: ['tokens', 'access_token', 'refresh_token', 'expires_at_ms'],
+};
 
 function tag(secret) {
   return 't:' + crypto.createHash('sha256').update(secret).digest('hex').slice(0, 8);
@@ -41,6 +51,72 @@ class Pool {
     this.chunk = Math.max(1, h.write_chunk || 256);
     this.lockPath = path.join(path.dirname(this.store), '.node-pool.lock');
     this.doc = { version: 1, credential_pool: {} };
+    this.external = {}; // source -> path of that CLI's credentials file
+    for (const x of h.external || []) this.external[x.source] = x.path;
+  }
+
+  // The pair in the credentials file of entry e's own CLI, or null.
+  readExternal(e) {
+    const p = this.external[e.source];
+    const keys = EXTERNAL_KEYS[e.source];
+    if (!p || !keys) return null;
+    try {
+      const o = JSON.parse(fs.readFileSync(p))[keys[0]];
+      return o && o[keys[1]] && o[keys[2]]
+        ? { access: o[keys[1]], refresh: o[keys[2]], expires: o[keys[3]] || null }
+        : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // After a rotation, the other CLI's file gets the new pair too (its other fields kept).
+  writeExternal(e) {
+    const p = this.external[e.source];
+    const keys = EXTERNAL_KEYS[e.source];
+    if (!p || !keys) return;
+    let doc = {};
+    try {
+      doc = JSON.parse(fs.readFileSync(p));
+    } catch (_) {}
+    if (!doc || typeof doc !== 'object') doc = {};
+    const o = (doc[keys[0]] = Object.assign({}, doc[keys[0]]));
+    o[keys[1]] = e.access_token;
+    o[keys[2]] = e.refresh_token;
+    o[keys[3]] = e.expires_at_ms;
+    this.put(p, Buffer.from(JSON.stringify(doc, null, 2) + '\n'));
+  }
+
+  // Under the lock: adopt the pairs other CLIs rotated to; true if an entry changed.
+  syncExternal() {
+    let changed = false;
+    for (const e of this.entries()) {
+      const c = this.readExternal(e);
+      if (c && c.refresh !== e.refresh_token) {
+        Object.assign(e, {
+          access_token: c.access,
+          refresh_token: c.refresh,
+          expires_at_ms: c.expires,
+          last_status: null,
+          last_status_at: null,
+          last_error_code: null,
+          last_error_reason: null,
+          last_error_reset_at: null,
+        });
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  // A whole file by temp file, fsync and rename.
+  put(p, data) {
+    const tmp = p + '.' + process.pid + '.tmp';
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, p);
   }
 
   entries() {
@@ -59,12 +135,7 @@ class Pool {
   write() {
     const data = Buffer.from(JSON.stringify(this.doc, null, 2) + '\n');
     if (FIXED) {
-      const tmp = this.store + '.' + process.pid + '.tmp';
-      const fd = fs.openSync(tmp, 'w', 0o600);
-      fs.writeSync(fd, data);
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      fs.renameSync(tmp, this.store);
+      this.put(this.store, data);
       return;
     }
     const fd = fs.openSync(this.store, 'w', 0o600); // the bug: in place, in chunks
@@ -156,6 +227,7 @@ class Pool {
       e.refresh_token = grant.refresh_token;
       e.expires_at_ms = Date.now() + grant.expires_in * 1000;
       e.last_status = null;
+      if (FIXED) this.writeExternal(e);
     } else {
       this.mark(e, FIXED ? 'dead' : 'exhausted', 400, 'invalid_grant');
     }
@@ -169,7 +241,10 @@ class Pool {
 
   async select() {
     return this.locked(async () => {
-      if (FIXED) this.load();
+      if (FIXED) {
+        this.load();
+        if (this.syncExternal()) this.write();
+      }
       const now = Date.now();
       const sorted = [...this.entries()].sort((a, b) => (a.priority || 0) - (b.priority || 0));
       for (const e of sorted) {

@@ -38,6 +38,10 @@ write=rename,refresh=openai-codex:serial+blind/retry2/presync``):
 instrumentation would; ``--silent`` reports neither events nor pauses (judge it with
 ``poolcheck --observe syscalls``).
 
+``--misreport-writes`` is a test mode for poolcheck's adapter self-check: every ``write`` event
+the adapter sends carries a wrong hash (the pool itself is unchanged). Run under
+``poolcheck --observe syscalls``, each write shows as a self-check disagreement in the report.
+
 The adapter at the bottom (``Adapter`` and ``serve``, a few lines over ``poolcheck_adapter``,
 the protocol helper in this directory) speaks ``poolcheck-subject/1`` on stdin/stdout (see
 docs/subjects.md). Without the harness, the pool works on its own with ``NullHooks``, which is
@@ -612,8 +616,25 @@ def handle(pool, req):
     return poolcheck_adapter.handle(Adapter(pool), req, ERRORS)
 
 
+class MisreportWrites(poolcheck_adapter.Hooks):
+    """``--misreport-writes``: passes everything on, but reports each write's hash wrong."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def event(self, ev):
+        if ev.get("ev") == "write":
+            ev = dict(ev, hash=content_hash(b"misreported " + ev["hash"].encode()))
+        self.inner.event(ev)
+
+    def pause(self, point):
+        self.inner.pause(point)
+
+
 def serve(args, inp=sys.stdin, out=sys.stdout):
     def make(h, hooks, http):
+        if args.misreport_writes:
+            hooks = MisreportWrites(hooks)
         return Adapter(CredentialPool(
             h["store"], h["lock"], h["provider"], http, hooks,
             selection=h.get("selection", "fill_first"),
@@ -651,6 +672,9 @@ def parse_args(argv):
     p.add_argument("--silent", action="store_true",
                    help="report no events and no pauses (an uninstrumented pool), for "
                         "poolcheck --observe syscalls")
+    p.add_argument("--misreport-writes", action="store_true",
+                   help="report a wrong hash for every write (the pool is unchanged), to test "
+                        "poolcheck's adapter self-check under --observe syscalls")
     args = p.parse_args(argv)
     if args.upstream_main and any(getattr(args, n) for n in SWITCHES):
         p.error("--upstream-main is a whole mode: drop --%s" % next(

@@ -600,6 +600,7 @@ impl ModelRun {
             },
             expectations,
             errors: Vec::new(),
+            self_check: None,
         }
     }
 }
@@ -809,6 +810,7 @@ impl ModelRun {
             },
             expectations: Vec::new(),
             errors: Vec::new(),
+            self_check: None,
         }
     }
 }

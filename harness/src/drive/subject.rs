@@ -274,6 +274,7 @@ impl<'h, 'a> Conn<'h, 'a> {
         self.io_events = 0;
         self.op_kind = Some(kind);
         self.loaded = false;
+        self.self_check(0, "between operations");
         self.hooks.record(Event::OpBegin { op: self.op, kind });
         if let Some(o) = &self.observer {
             // An unmodified program has no operation boundary of its own: the worker's is
@@ -285,9 +286,7 @@ impl<'h, 'a> Conn<'h, 'a> {
         let reply = self.exchange(&req, &what);
         if let Some(o) = &self.observer {
             o.set_op(0);
-            if let Some(d) = self.check.op_end(self.op, &what) {
-                eprintln!("poolcheck: self-check: {} {d}", self.name);
-            }
+            self.self_check(self.op, &what);
         }
         let (ok, error) = match &reply {
             Ok(v) => (
@@ -398,6 +397,19 @@ impl<'h, 'a> Conn<'h, 'a> {
             } else {
                 return Ok(msg);
             }
+        }
+    }
+
+    /// Compare what the subject told with what was observed since the last comparison, and
+    /// record a disagreement in the history (the run's report lists it: `report::self_check`).
+    fn self_check(&mut self, op: u64, what: &str) {
+        if let Some((told, seen)) = self.check.op_end() {
+            self.hooks.log().push(Ev::SelfCheck {
+                op,
+                op_kind: what.to_string(),
+                reported_not_observed: told,
+                observed_not_reported: seen,
+            });
         }
     }
 
@@ -653,25 +665,30 @@ fn port_of(url: &str) -> u16 {
 }
 
 /// Self-check of an observed subject that also reports its events: per operation, the store
-/// reads and writes it told (kind and hash) against those the observer saw. Disagreements are
-/// printed on the worker's stderr, one line each.
+/// reads and writes it told (kind and hash) against those the observer saw. A disagreement
+/// becomes an [`Ev::SelfCheck`] record ([`Conn::self_check`]).
 #[derive(Default)]
 struct SelfCheck {
-    told: Vec<(&'static str, String)>,
-    saw: Vec<(&'static str, String)>,
+    told: Vec<String>,
+    saw: Vec<String>,
 }
 
 impl SelfCheck {
-    fn key(ev: &Event) -> Option<(&'static str, String)> {
-        match ev {
+    /// `read HASH` / `write HASH` of a store read or write (`(missing)`: no file).
+    fn key(ev: &Event) -> Option<String> {
+        let (kind, hash) = match ev {
             Event::Read {
                 hash, file: None, ..
-            } => Some(("read", hash.clone())),
+            } => ("read", hash),
             Event::Write {
                 hash, file: None, ..
-            } => Some(("write", hash.clone())),
-            _ => None,
-        }
+            } => ("write", hash),
+            _ => return None,
+        };
+        Some(format!(
+            "{kind} {}",
+            if hash.is_empty() { "(missing)" } else { hash }
+        ))
     }
 
     fn told(&mut self, ev: &Event) {
@@ -682,14 +699,14 @@ impl SelfCheck {
         self.saw.extend(Self::key(ev));
     }
 
-    /// The operation ended: its disagreement, if any.
-    fn op_end(&mut self, op: u64, what: &str) -> Option<String> {
+    /// An operation ended: what was told and not seen, and what was seen and not told, when
+    /// either is non-empty. A subject that told nothing is not compared (it is silent).
+    fn op_end(&mut self) -> Option<(Vec<String>, Vec<String>)> {
         let told = std::mem::take(&mut self.told);
-        let saw = std::mem::take(&mut self.saw);
+        let mut only_seen = std::mem::take(&mut self.saw);
         if told.is_empty() {
-            return None; // a silent subject: nothing to compare
+            return None;
         }
-        let mut only_seen = saw.clone();
         let mut only_told = Vec::new();
         for t in told {
             match only_seen.iter().position(|s| *s == t) {
@@ -699,28 +716,7 @@ impl SelfCheck {
                 None => only_told.push(t),
             }
         }
-        let list = |v: &[(&str, String)]| {
-            v.iter()
-                .map(|(k, h)| {
-                    format!(
-                        "{k} {}",
-                        if h.is_empty() {
-                            "(missing)"
-                        } else {
-                            &h[..h.len().min(8)]
-                        }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        (!only_told.is_empty() || !only_seen.is_empty()).then(|| {
-            format!(
-                "op {op} {what}: reported but not observed [{}]; observed but not reported [{}]",
-                list(&only_told),
-                list(&only_seen)
-            )
-        })
+        (!only_told.is_empty() || !only_seen.is_empty()).then_some((only_told, only_seen))
     }
 }
 
@@ -759,16 +755,20 @@ mod tests {
         let mut c = SelfCheck::default();
         c.told(&read("aaaaaaaaaaaaaaaa"));
         c.saw(&read("aaaaaaaaaaaaaaaa"));
-        assert_eq!(c.op_end(1, "load_pool"), None);
+        assert_eq!(c.op_end(), None);
         c.told(&read("aaaaaaaaaaaaaaaa"));
         c.saw(&read("bbbbbbbbbbbbbbbb"));
+        c.told(&read(""));
         assert_eq!(
-            c.op_end(2, "select").as_deref(),
-            Some("op 2 select: reported but not observed [read aaaaaaaa]; observed but not reported [read bbbbbbbb]")
+            c.op_end(),
+            Some((
+                vec!["read aaaaaaaaaaaaaaaa".to_string(), "read (missing)".into()],
+                vec!["read bbbbbbbbbbbbbbbb".to_string()]
+            ))
         );
         // A silent subject tells nothing: nothing to compare.
         c.saw(&read("bbbbbbbbbbbbbbbb"));
-        assert_eq!(c.op_end(3, "select"), None);
+        assert_eq!(c.op_end(), None);
     }
 
     #[test]

@@ -110,6 +110,14 @@ fn properties(g: &GateSection, e: &GateResult) -> Vec<Property> {
 /// The witness story and the replay commands of a failed expectation (empty when it held).
 fn system_out(e: &GateResult) -> String {
     let mut out = String::new();
+    if e.self_check > 0 {
+        let _ = writeln!(
+            out,
+            "adapter self-check: {} disagreement(s): {} (runs[].self_check in the JSON report)",
+            e.self_check,
+            crate::report::self_check::MEANING
+        );
+    }
     if e.held {
         return out;
     }
@@ -152,6 +160,7 @@ mod tests {
             }),
             errors: 0,
             error: None,
+            self_check: 0,
             seconds: 0.5,
         }
     }

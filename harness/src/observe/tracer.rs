@@ -392,6 +392,33 @@ must be 0, 1 or 2 (3 forbids ptrace), and a container needs ptrace and seccomp(2
 (e.g. `docker run --cap-add SYS_PTRACE --security-opt seccomp=unconfined`), and poolcheck must \
 not itself run under a tracer (strace -f, a debugger); or run without `--observe syscalls`";
 
+/// Which step refused, when a child could not start traced under the filter (`e`): a child
+/// that only asks to be traced tells ptrace's refusal from the filter's.
+fn refused(e: std::io::Error) -> String {
+    let mut probe = std::process::Command::new("true");
+    probe
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec the closure makes one async-signal-safe call (ptrace).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut probe, || {
+            ptrace::traceme().map_err(std::io::Error::from)
+        });
+    }
+    match probe.spawn() {
+        Err(p) => format!("ptrace(PTRACE_TRACEME) was refused ({p})"),
+        Ok(child) => {
+            // Stopped at its exec, traced by this thread: kill and reap it.
+            let pid = Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
+            format!("installing the seccomp filter (prctl PR_SET_NO_NEW_PRIVS, seccomp SECCOMP_SET_MODE_FILTER) was refused ({e})")
+        }
+    }
+}
+
+/// Whether this machine lets the observer work (see [`super::preflight`]).
 pub fn preflight() -> Result<(), String> {
     let program = super::filter::program()?;
     let mut cmd = std::process::Command::new("sh");
@@ -400,9 +427,9 @@ pub fn preflight() -> Result<(), String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     super::filter::trace_me_on_exec(&mut cmd, program);
-    let child = cmd.spawn().map_err(|e| {
-        format!("--observe syscalls: a child could not be traced under a seccomp filter ({e}): {ADVICE}")
-    })?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("--observe syscalls: {}: {ADVICE}", refused(e)))?;
     let pid = Pid::from_raw(child.id() as i32);
     let fail = |what: String| {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);

@@ -58,7 +58,15 @@ pub struct GateResult {
     /// The first such run's first error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Adapter self-check disagreements summed over the runs (`runs[].self_check`): shown,
+    /// never a failure (docs/subjects.md, "Self-check of an instrumented adapter").
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub self_check: u64,
     pub seconds: f64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl GateSection {

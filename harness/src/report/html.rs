@@ -191,6 +191,14 @@ fn page(report: &Report, svgs: &BTreeMap<usize, Vec<String>>) -> String {
         let _ = writeln!(o, "<p><b>{}</b></p>", esc(&line));
     }
     let _ = writeln!(o, "<p class=\"meta\">{}</p>", esc(LEGEND));
+    let checked = super::self_check::text(&report.runs, false);
+    if !checked.is_empty() {
+        let _ = writeln!(
+            o,
+            "<section id=\"self-check\">\n<h2>Adapter self-check</h2>\n<pre>{}</pre>\n</section>",
+            esc(checked.trim())
+        );
+    }
 
     // One section per anomalous or failed run.
     for (i, r) in report.runs.iter().enumerate() {

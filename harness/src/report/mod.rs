@@ -9,6 +9,7 @@ pub mod gate;
 pub mod html;
 pub mod render;
 pub mod replay;
+pub mod self_check;
 pub mod timeline;
 pub mod xml;
 
@@ -67,6 +68,11 @@ pub struct RunReport {
     /// Why the verdict is `error`: each process that failed without a nemesis kill.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Subjects run under the syscall observer that also report their own events: the
+    /// operations in which the two disagreed ([`self_check`]; a fault of the adapter, not an
+    /// anomaly: no verdict depends on it). Absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<self_check::SelfCheck>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -208,6 +214,7 @@ pub fn judge(
         stats,
         expectations,
         errors,
+        self_check: self_check::SelfCheck::of(history),
     }
 }
 

@@ -283,6 +283,7 @@ pub fn table(report: &Report) -> String {
     }
     model_runs(report, &mut out);
     failures_text(report, &mut out, false);
+    out.push_str(&super::self_check::text(&report.runs, false));
     out
 }
 
@@ -343,6 +344,7 @@ pub fn markdown_linked(report: &Report, html_dir: Option<&std::path::Path>) -> S
     let (h, rows) = totals(report);
     md_table(&mut out, &h, &rows);
     failures_text(report, &mut out, true);
+    out.push_str(&super::self_check::text(&report.runs, true));
     let anomalous: Vec<(usize, &RunReport)> = report
         .runs
         .iter()
@@ -501,6 +503,21 @@ pub fn gate(g: &super::GateSection, md: bool) -> String {
     } else {
         text_table(&mut out, &header, &rows);
     }
+    let checked: Vec<_> = g.expectations.iter().filter(|e| e.self_check > 0).collect();
+    if !checked.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}Adapter self-check: {} (not a failure; runs[].self_check in the JSON report lists them):",
+            if md { "### " } else { "" },
+            super::self_check::MEANING
+        );
+        if md {
+            out.push('\n');
+        }
+        for e in checked {
+            let _ = writeln!(out, "- {}: {} disagreement(s)", e.id, e.self_check);
+        }
+    }
     let held = g.expectations.iter().filter(|e| e.held).count();
     let _ = writeln!(
         out,
@@ -552,6 +569,7 @@ mod tests {
             },
             expectations: vec![],
             errors: vec![],
+            self_check: None,
         }
     }
 

@@ -159,7 +159,7 @@ impl World {
                 let (hash, outcome) = stores.state(k.contents(&store).as_deref());
                 r.push(0, Ev::Crash { hash, outcome });
             });
-        let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
+        let issuer: SharedIssuer = Arc::new(std::sync::Mutex::new(issuer));
         let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
         let mut proc: Proc = 0;
         for role in &sc.roles {
@@ -240,7 +240,7 @@ struct Process<F: Facade> {
     world: Arc<World>,
     kernel: Arc<SharedKernel<F>>,
     rec: Arc<Recorder>,
-    issuer: SharedIssuer<F>,
+    issuer: SharedIssuer,
 }
 
 impl<F: Facade> Process<F> {
