@@ -22,7 +22,7 @@ use super::fork::DriveError;
 use super::model::{Catch, Exploration, Goal};
 use crate::history::History;
 use crate::sim::facade::LOOM_STACK;
-use crate::sim::{execute_counting, CrashPlan, Loom, ModelPlan};
+use crate::sim::{CrashPlan, Loom, ModelPlan, World};
 
 /// The panic payload that ends a loom exploration on purpose.
 struct Stop;
@@ -103,15 +103,17 @@ fn run(
     let target = Arc::new(Mutex::new(target));
     let (c, t, m) = (count.clone(), target.clone(), most.clone());
     let crash = plan.crash;
+    // Built once: every execution starts from a copy of it.
+    let world = World::new(&plan);
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         b.check(move || {
             let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-            // The world is built and judged on a thread of its own: loom's main coroutine
+            // The execution runs and is judged on a thread of its own: loom's main coroutine
             // has a small stack.
-            let p = plan.clone();
+            let w = world.clone();
             let (h, steps) = loom::thread::Builder::new()
                 .stack_size(LOOM_STACK)
-                .spawn(move || execute_counting::<Loom>(&p))
+                .spawn(move || w.execute_counting::<Loom>(crash))
                 .expect("loom thread")
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
