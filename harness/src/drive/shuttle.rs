@@ -418,7 +418,10 @@ mod tests {
             ("flock-txn", never),
             ("none", never),
             ("flock-txn", every),
-            ("lock=flock,scope=op,persist=txn,write=in-place,refresh=adopt", every),
+            (
+                "lock=flock,scope=op,persist=txn,write=in-place,refresh=adopt",
+                every,
+            ),
         ] {
             let p = plan(strategy, CrashPlan::Never);
             let once = histories(&p, true, 150, crash);

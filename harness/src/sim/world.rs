@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use pool_core::digest::tag;
 use pool_core::external::{ExternalCreds, ExternalFormat};
-use pool_core::world::{Clock, Event, Issuer, Os, Pause};
 use pool_core::versions::Versions;
+use pool_core::world::{Clock, Event, Issuer, Os, Pause};
 use pool_core::{Pool, Strategy};
 
 use super::facade::Facade;
@@ -103,9 +103,8 @@ impl World {
         let sc = &plan.scenario;
         let rec = Recorder::new();
         let keys = setup::keys(sc, plan.seed);
-        let mut issuer =
-            IssuerState::new(keys.issuer.clone(), Box::new(RecorderSink(rec.clone())))
-                .with_ns_clock(|| 0);
+        let mut issuer = IssuerState::new(keys.issuer.clone(), Box::new(RecorderSink(rec.clone())))
+            .with_ns_clock(|| 0);
         let dir = PathBuf::from(DIR);
         let mut kernel = KernelState::new();
         let (store, externals) = setup::initial_world(sc, keys, &mut issuer, START_MS, None)
