@@ -48,7 +48,8 @@ impl Versions {
     /// The content hash and the store of `bytes`, if they are a version kept here.
     pub fn recall(&self, bytes: &[u8]) -> Option<(Store, String)> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.get(bytes).map(|(hash, store)| (store.clone(), hash.clone()))
+        kept.get(bytes)
+            .map(|(hash, store)| (store.clone(), hash.clone()))
     }
 
     /// `bytes` (content hash `hash`) were just written, serialized from `store`.
@@ -90,7 +91,10 @@ mod tests {
         let (a, sa) = store("a");
         let (b, sb) = store("b");
         v.parsed(&a, "ha", &sa);
-        assert!(v.recall(&a).is_none(), "a read is not kept by a pool's own cache");
+        assert!(
+            v.recall(&a).is_none(),
+            "a read is not kept by a pool's own cache"
+        );
         v.wrote(a.clone(), "ha".into(), sa.clone());
         assert_eq!(v.recall(&a), Some((sa, "ha".to_string())));
         v.wrote(b.clone(), "hb".into(), sb.clone());
