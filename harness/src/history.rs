@@ -141,12 +141,6 @@ impl Ev {
         let (hash, outcome) = store_state(bytes, provider);
         Ev::FinalStore { hash, outcome }
     }
-
-    /// The `crash` record of the store bytes a crash left (`None`: no file).
-    pub fn crash(bytes: Option<&[u8]>, provider: &str) -> Ev {
-        let (hash, outcome) = store_state(bytes, provider);
-        Ev::Crash { hash, outcome }
-    }
 }
 
 /// The content hash and the judged state of store bytes (`None`: no file).
