@@ -199,7 +199,7 @@ pub struct Judged {
 
 impl Judged {
     /// Distinct histories kept at most.
-    pub const MAX: usize = 4096;
+    pub const MAX: usize = 1024;
 
     /// The checkers' verdict on `h`.
     pub fn verdict(&mut self, h: &History) -> check::Verdict {
