@@ -244,10 +244,20 @@ pub fn parse_file_with(
             e.scenarios.clone()
         };
         for name in names {
-            let sc = match scenarios.iter().find(|s| s.name == name) {
+            let known = scenarios
+                .iter()
+                .find(|s| s.source.as_deref().unwrap_or(&s.name) == name);
+            let sc = match known {
                 Some(s) => s.clone(),
                 None => {
                     let sc = Scenario::find(&name).map_err(|err| format!("{at}: {err}"))?;
+                    if let Some(other) = scenarios.iter().find(|s| s.name == sc.name) {
+                        return Err(format!(
+                            "{at}: '{name}' and '{}' are both scenarios named '{}': a gate tells its cells apart by scenario name; rename one (its `name = ...`)",
+                            other.source.as_deref().unwrap_or(&other.name),
+                            sc.name
+                        ));
+                    }
                     scenarios.push(sc.clone());
                     sc
                 }
@@ -395,6 +405,50 @@ mod tests {
         );
         let e = err("[[expect]]\nstrategy = \"none\"\nsafty = true\n");
         assert!(e.starts_with("e.toml:3:") && e.contains("safty"), "{e}");
+    }
+
+    #[test]
+    fn a_scenario_file_is_loaded_once_and_two_scenarios_may_not_share_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |file: &str, name: &str| {
+            let text = CATALOG
+                .iter()
+                .find(|(n, _)| *n == "refresh-race")
+                .unwrap()
+                .1;
+            let path = dir.path().join(file);
+            std::fs::write(
+                &path,
+                text.replacen("\"refresh-race\"", &format!("{name:?}"), 1),
+            )
+            .unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let a = write("a.toml", "mine");
+        let text = format!(
+            "[[expect]]\nstrategy = \"none\"\nscenarios = [{a:?}]\nfinds = [\"double_redeem\"]\n\n\
+             [[expect]]\nstrategy = \"flock-txn\"\nscenarios = [{a:?}]\nsafe = true\n"
+        );
+        let (ex, scs) = parse_file(&text, "e.toml").unwrap();
+        assert_eq!(scs.len(), 1);
+        assert_eq!(scs[0].source.as_deref(), Some(a.as_str()));
+        assert!(ex.iter().all(|e| e.scenario == "mine"));
+        // A second file with the same name, or a file named as a catalog scenario it names too.
+        let b = write("b.toml", "mine");
+        let clash =
+            format!("[[expect]]\nstrategy = \"none\"\nscenarios = [{a:?}, {b:?}]\nsafe = true\n");
+        let e = parse_file(&clash, "e.toml").unwrap_err();
+        assert!(
+            e.contains("both scenarios named 'mine'") && e.contains(&a),
+            "{e}"
+        );
+        let c = write("c.toml", "refresh-race");
+        let clash = format!(
+            "[[expect]]\nstrategy = \"none\"\nscenarios = [\"refresh-race\", {c:?}]\nsafe = true\n"
+        );
+        assert!(parse_file(&clash, "e.toml")
+            .unwrap_err()
+            .contains("rename one"));
     }
 
     #[test]

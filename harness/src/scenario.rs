@@ -64,6 +64,10 @@ pub struct Scenario {
     pub expect: Expect,
     #[serde(default)]
     pub nemesis: Option<Nemesis>,
+    /// The file it was loaded from, as the user named it (none: a catalog scenario). A replay
+    /// command names the scenario by this.
+    #[serde(skip)]
+    pub source: Option<String>,
 }
 
 /// Crash injection: SIGKILL workers at pause points, then restart them.
@@ -414,7 +418,9 @@ impl Scenario {
             at: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        Scenario::parse(&text, &path.display().to_string())
+        let mut sc = Scenario::parse(&text, &path.display().to_string())?;
+        sc.source = Some(name_or_path.to_string());
+        Ok(sc)
     }
 
     /// Every catalog scenario.

@@ -149,6 +149,66 @@ fn the_gate_replay_command_finds_the_same_anomaly() {
     );
 }
 
+/// A gate's scenario loaded from a file is replayed from that file: its name is in no
+/// catalog, so a replay command naming it would be refused.
+#[test]
+fn a_gate_replay_command_names_the_scenario_file_it_was_loaded_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("mine.toml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/lost-update.toml"
+    ))
+    .unwrap();
+    let renamed = text.replacen("name = \"lost-update\"", "name = \"my-lost-update\"", 1);
+    assert_ne!(renamed, text, "the catalog scenario names itself");
+    std::fs::write(&scenario, renamed).unwrap();
+    let file = dir.path().join("e.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[expect]]\nstrategy = \"none\"\nscenarios = [{:?}]\nsafe = true\n",
+            scenario.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let o = poolcheck(&[
+        "gate",
+        "--quick",
+        "--expect",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &v["gate"]["expectations"][0];
+    assert_eq!(e["scenario"], "my-lost-update");
+    let replay = e["replay"][0].as_str().unwrap();
+    assert!(replay.contains(scenario.to_str().unwrap()), "{replay}");
+    let r = run_printed(replay, &["--format", "json"]);
+    // The exit code is the scenario's own expectations' (its `[expect]` says `none` finds a
+    // lost update): a refused scenario would be 2.
+    assert_ne!(
+        r.status.code(),
+        Some(2),
+        "{replay}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let rv: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(rv["runs"][0]["scenario"], "my-lost-update", "{replay}");
+    let anomaly = e["witness"]["anomaly"].as_str().unwrap();
+    assert!(
+        story(&rv, anomaly).is_some(),
+        "{replay} did not find {anomaly}"
+    );
+}
+
 /// Issue #17 item 7: a failed cell of `matrix` shows the command that replays it in the
 /// Markdown and in the HTML report, the same command in both, and run, it shows the same
 /// anomaly and fails the same expectation again.

@@ -17,6 +17,7 @@ use crate::check::{ANOMALIES, TOLERATED};
 use crate::drive::fork::{DriveError, RunOptions};
 use crate::expect::{Expect, Want};
 use crate::progress::{Progress, Style};
+use crate::report::replay::Invocation;
 use crate::report::{GateResult, GateSection, Report, RunReport, ERROR};
 use crate::scenario::Scenario;
 use crate::target::{run_and_judge, Target};
@@ -127,12 +128,18 @@ pub fn run(
         runs.push(run);
     }
     progress.finish();
+    let mut invocation = Invocation::quick(opts.quick);
+    for sc in scenarios {
+        if let Some(source) = &sc.source {
+            invocation.scenario(&sc.name, source);
+        }
+    }
     let results = expects
         .iter()
-        .map(|e| judge(e, &runs, opts.quick))
+        .map(|e| judge(e, &runs, &invocation))
         .collect();
     let mut report = Report::new(runs);
-    report.invocation = crate::report::replay::Invocation::quick(opts.quick);
+    report.invocation = invocation;
     report.gate = Some(GateSection {
         budget: if opts.quick { "quick" } else { "deep" }.into(),
         seed: opts.seed,
@@ -144,13 +151,12 @@ pub fn run(
     Ok(report)
 }
 
-fn replay_command(r: &RunReport, quick: bool) -> String {
-    crate::report::replay::command(r, &crate::report::replay::Invocation::quick(quick))
-        .expect("fork and subject runs always have one")
+fn replay_command(r: &RunReport, how: &Invocation) -> String {
+    crate::report::replay::command(r, how).expect("fork and subject runs always have one")
 }
 
 /// Judge one expectation over the runs of its cell.
-fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
+fn judge(e: &Expect, runs: &[RunReport], how: &Invocation) -> GateResult {
     let mine: Vec<&RunReport> = runs
         .iter()
         .filter(|r| {
@@ -202,7 +208,7 @@ fn judge(e: &Expect, runs: &[RunReport], quick: bool) -> GateResult {
         counts,
         tolerated,
         held,
-        replay: violating.iter().map(|r| replay_command(r, quick)).collect(),
+        replay: violating.iter().map(|r| replay_command(r, how)).collect(),
         witness: match &e.want {
             Want::Safe => violating.iter().find_map(|r| r.witnesses.first().cloned()),
             Want::Absent(list) => violating.iter().find_map(|r| {
@@ -336,14 +342,10 @@ pub fn merge(reports: Vec<(String, Report)>, partial: bool) -> Result<Report, St
     let complete = missing.is_empty();
     for m in &mut merged {
         m.rejudge();
+        // A `finds` the merge fails failed in every shard, so each shard listed the replay
+        // of every run it made of the cell (with the scenario argument it knew): kept as is.
         if m.held {
             m.replay.clear();
-        } else if m.want == "finds" {
-            m.replay = runs
-                .iter()
-                .filter(|r| r.scenario == m.scenario && r.spec == m.spec)
-                .map(|r| replay_command(r, first.budget == "quick"))
-                .collect();
         }
     }
     let mut report = Report::new(runs);
