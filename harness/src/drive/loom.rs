@@ -61,14 +61,27 @@ fn handle(bound: usize, crash: CrashPlan, n: u64) -> String {
     }
 }
 
-/// Explore one model; the executions run, the target, and the most shared steps any
-/// execution took.
+/// What one exploration of a model came to.
+struct Ran {
+    /// Executions run (the first `skip` of them again, not judged).
+    executions: u64,
+    target: Target,
+    /// The most shared steps any execution took.
+    most: u64,
+    /// Whether loom explored the model to the end (no budget, no search, stopped it).
+    complete: bool,
+}
+
+/// Explore one model, stopping after `budget` executions if given. Executions 1 to `skip`
+/// were judged by an earlier run of the same model (loom's order is deterministic): they run
+/// again, to steer loom to the ones after them, and are not offered to the search.
 fn run(
     plan: Arc<ModelPlan>,
     bound: usize,
-    max_permutations: Option<usize>,
+    budget: Option<u64>,
+    skip: u64,
     target: Target,
-) -> Result<(u64, Target, u64), DriveError> {
+) -> Result<Ran, DriveError> {
     if plan.processes() > max_processes() {
         return Err(DriveError(format!(
             "loom models at most {} processes (it has {} threads, two run the model itself); this run has {}: use --procs {} or less, or a shuttle checker",
@@ -83,7 +96,7 @@ fn run(
     b.preemption_bound = Some(bound);
     b.max_branches = 1_000_000;
     b.max_threads = plan.processes() as usize + 2;
-    b.max_permutations = max_permutations;
+    b.max_permutations = None;
     b.checkpoint_file = None;
     let count = Arc::new(AtomicU64::new(0));
     let most = Arc::new(AtomicU64::new(0));
@@ -104,6 +117,7 @@ fn run(
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
             m.fetch_max(steps, Ordering::SeqCst);
             let stop = match &mut *t.lock().unwrap_or_else(|e| e.into_inner()) {
+                Target::Search(_) if n <= skip => false,
                 Target::Search(catch) => catch.offer(h, || handle(bound, crash, n)),
                 Target::Iteration(i, out) => {
                     if *i == n {
@@ -112,7 +126,7 @@ fn run(
                     *i == n
                 }
             };
-            if stop {
+            if stop || budget == Some(n) {
                 std::panic::panic_any(Stop);
             }
         })
@@ -124,13 +138,13 @@ fn run(
         Target::Iteration(0, None),
     );
     let stopped = match &target {
-        Target::Search(catch) => catch.done(),
+        Target::Search(catch) => catch.done() || budget == Some(n),
         Target::Iteration(_, out) => out.is_some(),
     };
+    let complete = checked.is_ok();
     match checked {
-        Ok(()) => Ok((n, target, most)),
-        Err(_) if stopped => Ok((n, target, most)),
-        Err(p) => {
+        Err(_) if !stopped => {
+            let p = checked.unwrap_err();
             let msg = p
                 .downcast_ref::<String>()
                 .cloned()
@@ -138,8 +152,21 @@ fn run(
                 .unwrap_or_else(|| "(no message)".into());
             Err(DriveError(format!("loom stopped the model: {msg}")))
         }
+        _ => Ok(Ran {
+            executions: n,
+            target,
+            most,
+            complete,
+        }),
     }
 }
+
+/// The executions per crash point of the rounds before the exhaustive one: the first
+/// execution of every crash point's model (the same schedule, crashed at each of its steps),
+/// then a few more of each, then every one. Unsafe write paths mostly break in the first
+/// round, which costs one execution per step; the exhaustive round re-runs (does not judge
+/// again) what the earlier rounds judged.
+const CRASH_ROUNDS: [Option<u64>; 3] = [Some(1), Some(16), None];
 
 /// Explore every interleaving within `bound` preemptions (and at most `max_permutations`
 /// executions in all, if given), looking for `goal`; with crashes, at every crash point.
@@ -151,37 +178,77 @@ pub fn explore(
 ) -> Result<Exploration, DriveError> {
     let started = Instant::now();
     let crashes = plan.crash != CrashPlan::Never;
+    let max = max_permutations.map(|m| m as u64);
     let mut target = Target::Search(Catch::new(goal));
     let mut schedules = 0u64;
     let mut capped = false;
-    let mut point = 0u64;
+    // Per crash point: executions judged, whether its model was explored to the end, and
+    // the most steps an execution of it took.
+    let mut judged: Vec<u64> = Vec::new();
+    let mut finished: Vec<bool> = Vec::new();
+    let mut mosts: Vec<u64> = Vec::new();
     let mut points = 0u64;
-    loop {
-        let left = max_permutations.map(|m| m.saturating_sub(schedules as usize));
-        if left == Some(0) {
-            capped = true;
-            break;
+    let rounds: &[Option<u64>] = if crashes { &CRASH_ROUNDS } else { &[None] };
+    'rounds: for &per_point in rounds {
+        let mut point = 0u64;
+        loop {
+            let i = point as usize;
+            if judged.len() <= i {
+                judged.push(0);
+                finished.push(false);
+                mosts.push(0);
+            }
+            if finished[i] {
+                if mosts[i] < point {
+                    break;
+                }
+                point += 1;
+                continue;
+            }
+            let left = max.map(|m| m.saturating_sub(schedules));
+            if left == Some(0) {
+                capped = true;
+                break 'rounds;
+            }
+            // This round's budget for the model: its executions so far, plus what is left.
+            let budget = match (per_point, left) {
+                (Some(b), Some(l)) => Some(b.min(judged[i] + l)),
+                (Some(b), None) => Some(b),
+                (None, l) => l.map(|l| judged[i] + l),
+            };
+            let model = if crashes {
+                let mut p = (*plan).clone();
+                p.crash = CrashPlan::AtStep(point);
+                Arc::new(p)
+            } else {
+                plan.clone()
+            };
+            let ran = run(model, bound, budget, judged[i], target)?;
+            target = ran.target;
+            schedules += ran.executions.saturating_sub(judged[i]);
+            judged[i] = judged[i].max(ran.executions);
+            finished[i] = ran.complete;
+            mosts[i] = ran.most;
+            points = points.max(point + 1);
+            let Target::Search(catch) = &target else {
+                unreachable!("a search stays a search")
+            };
+            if catch.done() {
+                break 'rounds;
+            }
+            if !ran.complete && per_point.is_none() {
+                // The exhaustive round ran out of budget.
+                capped = true;
+                break 'rounds;
+            }
+            // The last crash point of this round: no execution run reached it. In the
+            // exhaustive round that means no execution of the model takes that many steps
+            // (the model has no crash in it, and none after it can).
+            if !crashes || ran.most < point {
+                break;
+            }
+            point += 1;
         }
-        let model = if crashes {
-            let mut p = (*plan).clone();
-            p.crash = CrashPlan::AtStep(point);
-            Arc::new(p)
-        } else {
-            plan.clone()
-        };
-        let (n, t, most) = run(model, bound, left, target)?;
-        target = t;
-        schedules += n;
-        points += 1;
-        capped |= left.is_some_and(|l| (n as usize) >= l);
-        let Target::Search(catch) = &target else {
-            unreachable!("a search stays a search")
-        };
-        // Done: the search, or (with crashes) the crash points: no execution reached this one.
-        if catch.done() || capped || !crashes || most < point {
-            break;
-        }
-        point += 1;
     }
     let Target::Search(catch) = target else {
         unreachable!("a search stays a search")
@@ -245,9 +312,12 @@ pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError>
             )))
         }
     };
-    match run(plan, bound, None, Target::Iteration(iteration, None))? {
-        (_, Target::Iteration(_, Some(h)), _) => Ok(h),
-        (n, _, _) => Err(DriveError(format!(
+    match run(plan, bound, None, 0, Target::Iteration(iteration, None))? {
+        Ran {
+            target: Target::Iteration(_, Some(h)),
+            ..
+        } => Ok(h),
+        Ran { executions: n, .. } => Err(DriveError(format!(
             "--replay '{handle}': the exploration has only {n} executions with this bound (replay with the same arguments that found it)"
         ))),
     }

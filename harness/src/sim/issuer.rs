@@ -2,13 +2,15 @@
 //! very rules the loopback server runs), whose ledger goes into the execution's [`Recorder`]
 //! stamped by the logical clock; and a logical [`Clock`].
 //!
-//! A token request (and a credential use) is one atomic step under the scheduler's mutex, as
-//! in the server (which applies the rules under one mutex): a scheduling point, so the checker
-//! orders every request against every kernel call and every other request. A dead process's
+//! A token request (and a credential use) is one atomic step under the issuer's lane of the
+//! kernel ([`SharedKernel::issuer_step`]), as in the server (which applies the rules under one
+//! mutex): a scheduling point, so the checker orders every request against every other one
+//! (and, when executions may crash, against every kernel call: then every step takes one
+//! global lane). A dead process's
 //! request (the machine crashed since it started) never reaches the issuer: it fails as a
 //! request that got no answer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pool_core::world::{Clock, Grant, Issuer, RedeemError, UseOutcome};
 
@@ -41,8 +43,9 @@ impl Clock for LogicalClock {
     }
 }
 
-/// The issuer's state behind the scheduler's mutex.
-pub type SharedIssuer<F> = Arc<<F as Facade>::Mutex<IssuerState>>;
+/// The issuer's state. Its scheduling point is the kernel's issuer lane
+/// ([`SharedKernel::issuer_step`]); this plain mutex is never contended.
+pub type SharedIssuer = Arc<Mutex<IssuerState>>;
 
 /// One simulated process's connection to the shared issuer.
 pub struct SimIssuer<F: Facade> {
@@ -51,7 +54,7 @@ pub struct SimIssuer<F: Facade> {
     /// still runs.
     pub life: u64,
     pub kernel: Arc<SharedKernel<F>>,
-    pub state: SharedIssuer<F>,
+    pub state: SharedIssuer,
     pub clock: LogicalClock,
 }
 
@@ -62,14 +65,10 @@ impl<F: Facade> SimIssuer<F> {
     /// One request: a scheduling point (the mutex), then the rules, atomically; `None` (and
     /// no scheduling point once known) when the process is dead.
     fn with<R>(&self, f: impl FnOnce(&mut IssuerState, u64) -> R) -> Option<R> {
-        if !self.kernel.alive(self.life) {
-            return None;
-        }
-        F::with(&self.state, |st| {
-            self.kernel.enter_step(self.life).then(|| {
-                let now = self.clock.now_ms();
-                f(st, now)
-            })
+        self.kernel.issuer_step(self.life, || {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = self.clock.now_ms();
+            f(&mut st, now)
         })
     }
 }

@@ -38,6 +38,9 @@ struct Inode {
     mode: u32,
     /// A temp file its creator has not renamed yet: only its creator can name it.
     private: bool,
+    /// The path that names it now, or named it last (a renamed-over or unlinked file keeps
+    /// its last name): the key of its steps' scheduling points ([`KernelState::key_of`]).
+    name: PathBuf,
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +88,7 @@ impl KernelState {
             durable: bytes.to_vec(),
             mode: 0o600,
             private: false,
+            name: path.to_path_buf(),
         });
         self.dir.insert(path.to_path_buf(), ino);
         self.durable_dir.insert(path.to_path_buf(), ino);
@@ -105,9 +109,10 @@ impl KernelState {
         self.ino_of(path).map(|i| self.inodes[i].mode)
     }
 
-    fn new_inode(&mut self) -> Ino {
+    fn new_inode(&mut self, name: &Path) -> Ino {
         self.inodes.push(Inode {
             mode: 0o600,
+            name: name.to_path_buf(),
             ..Inode::default()
         });
         self.inodes.len() - 1
@@ -130,7 +135,7 @@ impl KernelState {
         let ino = match self.ino_of(path) {
             Some(i) => i,
             None if create => {
-                let i = self.new_inode();
+                let i = self.new_inode(path);
                 self.dir.insert(path.to_path_buf(), i);
                 i
             }
@@ -159,7 +164,7 @@ impl KernelState {
             .parent()
             .unwrap_or(Path::new("."))
             .join(format!(".{name}.{}.tmp", self.next_tmp));
-        let ino = self.new_inode();
+        let ino = self.new_inode(&path);
         self.inodes[ino].private = true;
         self.dir.insert(path.clone(), ino);
         (self.new_ofd(proc, ino), path)
@@ -247,8 +252,45 @@ impl KernelState {
     pub fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
         let ino = self.dir.remove(from).ok_or_else(|| not_found(from))?;
         self.inodes[ino].private = false;
+        self.inodes[ino].name = to.to_path_buf();
         self.dir.insert(to.to_path_buf(), ino);
         Ok(())
+    }
+
+    /// The key of every step on `ofd`'s file: the path that names the file now or named it
+    /// last. A step that reaches a file through a path has that path as its key, and the
+    /// file's key changes only by a rename from that path (a step keyed by both paths), so
+    /// two steps on one file always share a key. `None` for a closed description.
+    pub fn key_of(&self, ofd: OfdId) -> Option<PathBuf> {
+        self.ofds.get(&ofd).map(|o| self.inodes[o.ino].name.clone())
+    }
+
+    /// Whether `path` names a temp file its creator has not renamed yet (no other process
+    /// can name it).
+    pub fn is_private_path(&self, path: &Path) -> bool {
+        self.ino_of(path).is_some_and(|i| self.inodes[i].private)
+    }
+
+    /// The keys of what [`KernelState::exit`] of `proc` touches: the files of its open
+    /// descriptions and the files it holds a POSIX record lock on (sorted, no duplicates).
+    /// Empty: its exit changes nothing another process can observe.
+    pub fn exit_keys(&self, proc: Proc) -> Vec<PathBuf> {
+        let mut keys: Vec<PathBuf> = self
+            .ofds
+            .values()
+            .filter(|o| o.proc == proc)
+            .map(|o| o.ino)
+            .chain(
+                self.posix
+                    .iter()
+                    .filter(|(_, owner)| **owner == proc)
+                    .map(|(ino, _)| *ino),
+            )
+            .map(|ino| self.inodes[ino].name.clone())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// Whether `ofd`'s file is a temp file not renamed yet (and opened by no other path): no
@@ -334,6 +376,10 @@ impl KernelState {
         };
         for i in &mut k.inodes {
             i.data = i.durable.clone();
+        }
+        // A rename the crash took back takes its name back too.
+        for (p, &i) in &k.dir {
+            k.inodes[i].name = p.clone();
         }
         k
     }

@@ -92,7 +92,7 @@ pub fn execute_counting<F: Facade>(plan: &ModelPlan) -> (History, u64) {
         }
         r.push(0, Ev::crash(k.contents(&store).as_deref(), &provider));
     });
-    let issuer: SharedIssuer<F> = Arc::new(F::mutex(issuer));
+    let issuer: SharedIssuer = Arc::new(std::sync::Mutex::new(issuer));
     let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
     let mut proc: Proc = 0;
     for role in &sc.roles {
@@ -169,7 +169,7 @@ struct Process<F: Facade> {
     scenario: Scenario,
     kernel: Arc<SharedKernel<F>>,
     rec: Arc<Recorder>,
-    issuer: SharedIssuer<F>,
+    issuer: SharedIssuer,
 }
 
 impl<F: Facade> Process<F> {
