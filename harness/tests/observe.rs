@@ -184,7 +184,10 @@ fn the_fixed_node_pool_is_clean_observed() {
     let r = run(&format!("{NODE} --fixed"), "seed-8040", &OBSERVE);
     assert_eq!(r["verdict"], "clean", "seed-8040: {r}");
     let r = run(NODE, "seed-8040", &OBSERVE);
-    assert!(kinds(&r).contains("dead_credential"), "seed-8040 as shipped: {r}");
+    assert!(
+        kinds(&r).contains("dead_credential"),
+        "seed-8040 as shipped: {r}"
+    );
     // Clean because its reads, writes and refreshes were seen and are sound, not because none
     // were seen.
     let mut evs = std::collections::BTreeMap::<String, usize>::new();
@@ -262,7 +265,10 @@ fn an_adapter_that_misreports_its_writes_shows_in_the_report_self_check() {
     assert_ne!(r["verdict"], "error", "{r}");
     let s = &r["self_check"];
     assert!(
-        s["about"].as_str().unwrap().contains("not an anomaly of the pool"),
+        s["about"]
+            .as_str()
+            .unwrap()
+            .contains("not an anomaly of the pool"),
         "{s}"
     );
     let listed = s["listed"].as_array().unwrap_or_else(|| panic!("{r}"));
@@ -275,21 +281,32 @@ fn an_adapter_that_misreports_its_writes_shows_in_the_report_self_check() {
                 .map(|v| v.as_str().unwrap().to_string())
                 .collect()
         };
-        let (told, seen) = (items("reported_not_observed"), items("observed_not_reported"));
+        let (told, seen) = (
+            items("reported_not_observed"),
+            items("observed_not_reported"),
+        );
         // A write told with a wrong hash: the told hash was never seen, the seen one never told.
         assert!(
-            told.iter().any(|t| t.starts_with("write ")) && seen.iter().any(|t| t.starts_with("write ")),
+            told.iter().any(|t| t.starts_with("write "))
+                && seen.iter().any(|t| t.starts_with("write ")),
             "{d}"
         );
         assert!(told.iter().chain(&seen).all(|t| hash_item(t)), "{d}");
-        assert!(d["process"].as_u64() > Some(0) && d["op"].as_u64() > Some(0), "{d}");
         assert!(
-            ["load_pool", "select", "mark_exhausted", "add_entry"].contains(&d["op_kind"].as_str().unwrap()),
+            d["process"].as_u64() > Some(0) && d["op"].as_u64() > Some(0),
+            "{d}"
+        );
+        assert!(
+            ["load_pool", "select", "mark_exhausted", "add_entry"]
+                .contains(&d["op_kind"].as_str().unwrap()),
             "{d}"
         );
     }
     let page = std::fs::read_to_string(html.join("index.html")).unwrap();
-    assert!(page.contains("Adapter self-check"), "no self-check in the HTML report");
+    assert!(
+        page.contains("Adapter self-check"),
+        "no self-check in the HTML report"
+    );
     // The same adapter reporting truthfully agrees with the observer: no section at all.
     for sc in ["lost-update", "refresh-race"] {
         let r = run(PY, sc, &OBSERVE);
@@ -361,8 +378,23 @@ fn under_refusal(nr: i64, errno: u32, args: &[&str]) -> (Option<i32>, String, bo
 #[test]
 fn refused_ptrace_or_seccomp_exits_2_saying_what_refused_and_what_to_change() {
     let subject = format!("{PY} --silent");
-    let run = ["run", "--scenario", "lost-update", "--subject", &subject, "--observe", "syscalls"];
-    let gate = ["gate", "--quick", "--subject", &subject, "--observe", "syscalls"];
+    let run = [
+        "run",
+        "--scenario",
+        "lost-update",
+        "--subject",
+        &subject,
+        "--observe",
+        "syscalls",
+    ];
+    let gate = [
+        "gate",
+        "--quick",
+        "--subject",
+        &subject,
+        "--observe",
+        "syscalls",
+    ];
     let cases: [(i64, u32, &[&str], &str); 4] = [
         (libc::SYS_ptrace, libc::EPERM as u32, &run, "ptrace(PTRACE_TRACEME) was refused (Operation not permitted"),
         (libc::SYS_ptrace, libc::EPERM as u32, &gate, "ptrace(PTRACE_TRACEME) was refused (Operation not permitted"),
@@ -373,7 +405,10 @@ fn refused_ptrace_or_seccomp_exits_2_saying_what_refused_and_what_to_change() {
         let (code, err, left) = under_refusal(nr, errno, args);
         let what = format!("{args:?} with syscall {nr} failing with errno {errno}");
         assert_eq!(code, Some(2), "{what}: {err}");
-        assert!(err.contains(reason), "{what}: no reason {reason:?} in: {err}");
+        assert!(
+            err.contains(reason),
+            "{what}: no reason {reason:?} in: {err}"
+        );
         assert!(
             err.contains("kernel.yama.ptrace_scope") && err.contains("seccomp=unconfined"),
             "{what}: no fix in: {err}"

@@ -106,7 +106,10 @@ pub fn text(runs: &[super::RunReport], md: bool) -> String {
         return out;
     }
     if md {
-        let _ = writeln!(out, "\n### Adapter self-check\n\nNot an anomaly: {MEANING}.\n");
+        let _ = writeln!(
+            out,
+            "\n### Adapter self-check\n\nNot an anomaly: {MEANING}.\n"
+        );
     } else {
         let _ = writeln!(out, "\nAdapter self-check (not an anomaly): {MEANING}.");
     }
@@ -194,8 +197,13 @@ mod tests {
         ] {
             assert!(out.contains("Adapter self-check"), "{out}");
             assert!(out.contains("not an anomaly of the pool"), "{out}");
-            assert!(out.contains(&format!("{n} disagreement(s), the first {MAX_LISTED} listed")));
-            assert!(out.contains("p2 op 1 select: reported but not observed"), "{out}");
+            assert!(out.contains(&format!(
+                "{n} disagreement(s), the first {MAX_LISTED} listed"
+            )));
+            assert!(
+                out.contains("p2 op 1 select: reported but not observed"),
+                "{out}"
+            );
         }
         let dir = tempfile::tempdir().unwrap();
         let page = crate::report::html::write(dir.path(), &report, &[]).unwrap();
@@ -225,7 +233,8 @@ mod tests {
         e.self_check = 3;
         let out = crate::report::render::gate(&g(&e), false);
         assert!(
-            out.contains("Adapter self-check") && out.contains("- subject in refresh-race: safe: 3 disagreement(s)"),
+            out.contains("Adapter self-check")
+                && out.contains("- subject in refresh-race: safe: 3 disagreement(s)"),
             "{out}"
         );
         assert!(out.contains("1 of 1 expectations held"), "{out}");
