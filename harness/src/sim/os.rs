@@ -890,8 +890,7 @@ mod tests {
                 t.join().unwrap();
             }
         });
-        let n = runs.load(Ordering::SeqCst);
-        n
+        runs.load(Ordering::SeqCst)
     }
 
     /// Steps on different files commute, and loom's DPOR sees it through the per-path lanes:
