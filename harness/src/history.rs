@@ -79,8 +79,9 @@ pub enum Ev {
     /// Syscall observer, self-check of an adapter: in operation `op` (a `op_kind` request; op 0
     /// and `between operations` for what came outside one) the subject's own reports and the
     /// observer disagreed. `reported_not_observed` and `observed_not_reported` list store reads
-    /// and writes as `read HASH` / `write HASH` (`(missing)` for a missing file). About the
-    /// adapter's reporting, not the pool: no checker reads it.
+    /// and writes as `read HASH` / `write HASH` (`(missing)` for a missing file) and token
+    /// requests as `refresh TAG OUTCOME`. About the adapter's reporting, not the pool: no
+    /// checker reads it.
     SelfCheck {
         op: u64,
         op_kind: String,

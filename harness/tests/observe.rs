@@ -240,38 +240,33 @@ fn observed_locks_are_in_the_history_with_their_file() {
     );
 }
 
-/// Whether `s` is `read HASH` / `write HASH` with a 16-hex-digit content hash (or `(missing)`):
-/// the self-check names hashes only, never bytes or tokens.
+/// Whether `s` is `read HASH` / `write HASH` with a 16-hex-digit content hash (or `(missing)`)
+/// or `refresh t:TAG OUTCOME`: the self-check names hashes and tags only, never bytes or tokens.
 fn hash_item(s: &str) -> bool {
-    let Some((kind, hash)) = s.split_once(' ') else {
-        return false;
-    };
-    matches!(kind, "read" | "write")
-        && (hash == "(missing)"
-            || (hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit())))
+    let hex = |h: &str, n: usize| h.len() == n && h.chars().all(|c| c.is_ascii_hexdigit());
+    match s.split(' ').collect::<Vec<_>>()[..] {
+        ["read" | "write", "(missing)"] => true,
+        ["read" | "write", hash] => hex(hash, 16),
+        ["refresh", tag, "rotated" | "refused" | "unavailable"] => {
+            tag.strip_prefix("t:").is_some_and(|t| hex(t, 8))
+        }
+        _ => false,
+    }
 }
 
-#[test]
-fn an_adapter_that_misreports_its_writes_shows_in_the_report_self_check() {
-    // `--misreport-writes` sends a wrong hash in every `write` event (the pool is unchanged):
-    // under the observer each of its writes is a disagreement the run's report lists.
-    let dir = tempfile::tempdir().unwrap();
-    let html = dir.path().join("html");
-    let r = run(
-        &format!("{PY} --misreport-writes"),
-        "lost-update",
-        &["--observe", "syscalls", "--html", html.to_str().unwrap()],
-    );
+/// The disagreements a run's report lists, each checked: process, op and kind named, hashes
+/// and tags only, and at least one `kind ...` item on each side.
+fn disagreements(r: &Value, kind: &str) -> usize {
     assert_ne!(r["verdict"], "error", "{r}");
     let s = &r["self_check"];
     assert!(
         s["about"]
             .as_str()
-            .unwrap()
+            .unwrap_or_else(|| panic!("no self_check in {r}"))
             .contains("not an anomaly of the pool"),
         "{s}"
     );
-    let listed = s["listed"].as_array().unwrap_or_else(|| panic!("{r}"));
+    let listed = s["listed"].as_array().unwrap();
     assert!(!listed.is_empty() && s["disagreements"].as_u64() >= Some(listed.len() as u64));
     for d in listed {
         let items = |k: &str| -> Vec<String> {
@@ -285,10 +280,11 @@ fn an_adapter_that_misreports_its_writes_shows_in_the_report_self_check() {
             items("reported_not_observed"),
             items("observed_not_reported"),
         );
-        // A write told with a wrong hash: the told hash was never seen, the seen one never told.
+        // Told wrong: the told item was never seen, the seen one never told.
+        let prefix = format!("{kind} ");
         assert!(
-            told.iter().any(|t| t.starts_with("write "))
-                && seen.iter().any(|t| t.starts_with("write ")),
+            told.iter().any(|t| t.starts_with(&prefix))
+                && seen.iter().any(|t| t.starts_with(&prefix)),
             "{d}"
         );
         assert!(told.iter().chain(&seen).all(|t| hash_item(t)), "{d}");
@@ -302,11 +298,33 @@ fn an_adapter_that_misreports_its_writes_shows_in_the_report_self_check() {
             "{d}"
         );
     }
+    listed.len()
+}
+
+#[test]
+fn an_adapter_that_misreports_shows_in_the_report_self_check() {
+    // `--misreport-writes` sends a wrong hash in every `write` event, `--misreport-refreshes` a
+    // wrong token tag in every `refresh` (the pool is unchanged): under the observer each is a
+    // disagreement the run's report lists.
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("html");
+    let r = run(
+        &format!("{PY} --misreport-writes"),
+        "lost-update",
+        &["--observe", "syscalls", "--html", html.to_str().unwrap()],
+    );
+    disagreements(&r, "write");
     let page = std::fs::read_to_string(html.join("index.html")).unwrap();
     assert!(
         page.contains("Adapter self-check"),
         "no self-check in the HTML report"
     );
+    let r = run(
+        &format!("{PY} --misreport-refreshes"),
+        "refresh-race",
+        &OBSERVE,
+    );
+    disagreements(&r, "refresh");
     // The same adapter reporting truthfully agrees with the observer: no section at all.
     for sc in ["lost-update", "refresh-race"] {
         let r = run(PY, sc, &OBSERVE);

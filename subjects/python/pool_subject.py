@@ -38,9 +38,10 @@ write=rename,refresh=openai-codex:serial+blind/retry2/presync``):
 instrumentation would; ``--silent`` reports neither events nor pauses (judge it with
 ``poolcheck --observe syscalls``).
 
-``--misreport-writes`` is a test mode for poolcheck's adapter self-check: every ``write`` event
-the adapter sends carries a wrong hash (the pool itself is unchanged). Run under
-``poolcheck --observe syscalls``, each write shows as a self-check disagreement in the report.
+``--misreport-writes`` and ``--misreport-refreshes`` are test modes for poolcheck's adapter
+self-check: every ``write`` event the adapter sends carries a wrong hash, every ``refresh``
+event a wrong token tag (the pool itself is unchanged). Run under
+``poolcheck --observe syscalls``, each shows as a self-check disagreement in the report.
 
 The adapter at the bottom (``Adapter`` and ``serve``, a few lines over ``poolcheck_adapter``,
 the protocol helper in this directory) speaks ``poolcheck-subject/1`` on stdin/stdout (see
@@ -616,15 +617,18 @@ def handle(pool, req):
     return poolcheck_adapter.handle(Adapter(pool), req, ERRORS)
 
 
-class MisreportWrites(poolcheck_adapter.Hooks):
-    """``--misreport-writes``: passes everything on, but reports each write's hash wrong."""
+class Misreport(poolcheck_adapter.Hooks):
+    """``--misreport-writes`` / ``--misreport-refreshes``: passes everything on, but reports
+    each write's hash (``writes``) or each refresh's token tag (``refreshes``) wrong."""
 
-    def __init__(self, inner):
-        self.inner = inner
+    def __init__(self, inner, writes, refreshes):
+        self.inner, self.writes, self.refreshes = inner, writes, refreshes
 
     def event(self, ev):
-        if ev.get("ev") == "write":
+        if self.writes and ev.get("ev") == "write":
             ev = dict(ev, hash=content_hash(b"misreported " + ev["hash"].encode()))
+        if self.refreshes and ev.get("ev") == "refresh":
+            ev = dict(ev, token=tag("misreported " + str(ev["token"])))
         self.inner.event(ev)
 
     def pause(self, point):
@@ -633,8 +637,8 @@ class MisreportWrites(poolcheck_adapter.Hooks):
 
 def serve(args, inp=sys.stdin, out=sys.stdout):
     def make(h, hooks, http):
-        if args.misreport_writes:
-            hooks = MisreportWrites(hooks)
+        if args.misreport_writes or args.misreport_refreshes:
+            hooks = Misreport(hooks, args.misreport_writes, args.misreport_refreshes)
         return Adapter(CredentialPool(
             h["store"], h["lock"], h["provider"], http, hooks,
             selection=h.get("selection", "fill_first"),
@@ -675,6 +679,9 @@ def parse_args(argv):
     p.add_argument("--misreport-writes", action="store_true",
                    help="report a wrong hash for every write (the pool is unchanged), to test "
                         "poolcheck's adapter self-check under --observe syscalls")
+    p.add_argument("--misreport-refreshes", action="store_true",
+                   help="report a wrong token tag for every refresh (the pool is unchanged), "
+                        "to test poolcheck's adapter self-check under --observe syscalls")
     args = p.parse_args(argv)
     if args.upstream_main and any(getattr(args, n) for n in SWITCHES):
         p.error("--upstream-main is a whole mode: drop --%s" % next(

@@ -36,7 +36,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use pool_core::real::Hooks;
-use pool_core::world::{Event, OpKind, Pause, ReadOutcome};
+use pool_core::world::{Event, OpKind, Pause, ReadOutcome, RefreshOutcome};
 use pool_core::NewEntry;
 use serde_json::{json, Value};
 
@@ -665,7 +665,8 @@ fn port_of(url: &str) -> u16 {
 }
 
 /// Self-check of an observed subject that also reports its events: per operation, the store
-/// reads and writes it told (kind and hash) against those the observer saw. A disagreement
+/// reads and writes (kind and hash) and token requests (token tag and outcome) it told against
+/// those the observer saw. A disagreement
 /// becomes an [`Ev::SelfCheck`] record ([`Conn::self_check`]).
 #[derive(Default)]
 struct SelfCheck {
@@ -674,8 +675,20 @@ struct SelfCheck {
 }
 
 impl SelfCheck {
-    /// `read HASH` / `write HASH` of a store read or write (`(missing)`: no file).
+    /// `read HASH` / `write HASH` of a store read or write (`(missing)`: no file), `refresh
+    /// TAG OUTCOME` of a token request. An `adopted` refresh makes no request, so the observer
+    /// cannot see it, and the entry of a refresh is inferred (from its token): neither is
+    /// compared.
     fn key(ev: &Event) -> Option<String> {
+        if let Event::Refresh { token, outcome, .. } = ev {
+            let outcome = match outcome {
+                RefreshOutcome::Adopted => return None,
+                RefreshOutcome::Rotated => "rotated",
+                RefreshOutcome::Refused => "refused",
+                RefreshOutcome::Unavailable => "unavailable",
+            };
+            return Some(format!("refresh {token} {outcome}"));
+        }
         let (kind, hash) = match ev {
             Event::Read {
                 hash, file: None, ..

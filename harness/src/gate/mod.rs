@@ -460,6 +460,24 @@ mod tests {
     }
 
     #[test]
+    fn merge_sums_self_check_disagreements_and_they_fail_nothing() {
+        let with = |name, sh, n| {
+            let (name, mut r) = shard(name, Some(sh), 1, &["a"]);
+            r.gate.as_mut().unwrap().expectations[0].self_check = n;
+            (name, r)
+        };
+        let merged = merge(
+            vec![with("1.json", "1/2", 2), with("2.json", "2/2", 3)],
+            false,
+        )
+        .unwrap()
+        .gate
+        .unwrap();
+        assert_eq!(merged.expectations[0].self_check, 5);
+        assert!(merged.expectations[0].held && passed(&merged));
+    }
+
+    #[test]
     fn merge_refuses_incomplete_duplicated_and_mixed_shard_sets() {
         let ids = ["a", "b"];
         let s = |name, sh, seed| shard(name, Some(sh), seed, &ids);

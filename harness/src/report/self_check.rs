@@ -5,7 +5,8 @@
 //!
 //! Guarantees: a disagreement is about the adapter's reporting, never an anomaly of the pool;
 //! it changes no verdict, count or expectation (the checkers judge the observed events). Only
-//! content hashes appear (`read HASH`, `write HASH`), never bytes or tokens. The list is
+//! content hashes and token tags appear (`read HASH`, `write HASH`, `refresh TAG OUTCOME`),
+//! never bytes or tokens. The list is
 //! bounded ([`MAX_LISTED`]); `disagreements` counts them all.
 //!
 //! Not guaranteed: a silent subject (one that reports nothing) is not compared, and neither is
@@ -44,9 +45,10 @@ pub struct Disagreement {
     pub op: u64,
     /// The request: `load_pool`, `select`, `mark_exhausted`, `add_entry`.
     pub op_kind: String,
-    /// `read HASH` / `write HASH` the subject told and the observer did not see.
+    /// `read HASH` / `write HASH` / `refresh TAG OUTCOME` the subject told and the observer
+    /// did not see.
     pub reported_not_observed: Vec<String>,
-    /// `read HASH` / `write HASH` the observer saw and the subject did not tell.
+    /// The same, seen by the observer and not told by the subject.
     pub observed_not_reported: Vec<String>,
 }
 
