@@ -257,9 +257,14 @@ pub fn explore(
     };
     let complete = catch.done() || !capped;
     let mut stated = format!("loom, every interleaving with at most {bound} preemptions");
-    if crashes {
+    if crashes && !catch.done() && !capped {
         stated.push_str(&format!(
             ", at each of {points} crash points (the last: none)"
+        ));
+    } else if crashes {
+        stated.push_str(&format!(
+            ", crash points 0 to {} reached (in rounds: a few executions of each first)",
+            points.saturating_sub(1)
         ));
     }
     if let Some(m) = max_permutations {
