@@ -107,13 +107,13 @@ fn explore_json_its_replay_tells_the_same_story_and_existing_files_are_kept() {
     );
 }
 
-#[test]
-fn the_gate_replay_command_finds_the_same_anomaly() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("e.toml");
+/// `poolcheck gate --quick` on one expectation, `none` safe in `scenario` (a TOML string),
+/// written to `dir/e.toml`: it fails (exit 1); its JSON report.
+fn failing_gate(dir: &std::path::Path, scenario: &str) -> Value {
+    let file = dir.join("e.toml");
     std::fs::write(
         &file,
-        "[[expect]]\nstrategy = \"none\"\nscenarios = [\"lost-update\"]\nsafe = true\n",
+        format!("[[expect]]\nstrategy = \"none\"\nscenarios = [{scenario}]\nsafe = true\n"),
     )
     .unwrap();
     let o = poolcheck(&[
@@ -124,8 +124,19 @@ fn the_gate_replay_command_finds_the_same_anomaly() {
         "--format",
         "json",
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn the_gate_replay_command_finds_the_same_anomaly() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = failing_gate(dir.path(), "\"lost-update\"");
     let e = &v["gate"]["expectations"][0];
     let anomaly = e["witness"]["anomaly"].as_str().unwrap();
     let replay = e["replay"][0].as_str().unwrap();
@@ -163,30 +174,7 @@ fn a_gate_replay_command_names_the_scenario_file_it_was_loaded_from() {
     let renamed = text.replacen("name = \"lost-update\"", "name = \"my-lost-update\"", 1);
     assert_ne!(renamed, text, "the catalog scenario names itself");
     std::fs::write(&scenario, renamed).unwrap();
-    let file = dir.path().join("e.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[[expect]]\nstrategy = \"none\"\nscenarios = [{:?}]\nsafe = true\n",
-            scenario.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let o = poolcheck(&[
-        "gate",
-        "--quick",
-        "--expect",
-        file.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = failing_gate(dir.path(), &format!("{:?}", scenario.to_str().unwrap()));
     let e = &v["gate"]["expectations"][0];
     assert_eq!(e["scenario"], "my-lost-update");
     let replay = e["replay"][0].as_str().unwrap();
