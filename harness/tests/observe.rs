@@ -6,9 +6,11 @@
 //! - The Node.js pool (`subjects/node/pool.js`, no instrumentation at all) shows its torn reads
 //!   and its double redeem; its fixed mode is clean.
 //!
-//! Which kinds a run shows depends on its interleaving (the rendezvous have timeouts, and a
-//! torn read needs a reader to catch a write half done): kinds are gathered over a few runs
-//! (at most four). Nothing here is timed.
+//! Which kinds a catalog run shows depends on its interleaving (the rendezvous have timeouts):
+//! for the Python pool kinds are gathered over a few runs (at most four). The Node pool's torn
+//! reads and double redeem are forced by two scenarios of this directory's `scenarios/`, whose
+//! rendezvous hold the writer mid-write, or both refreshers before their POST, until the others
+//! arrive. Nothing here is timed.
 
 mod common;
 
@@ -140,32 +142,35 @@ fn require_node() {
     );
 }
 
+/// A scenario that holds an `auth add` between two write calls on the store until both CLIs
+/// have started a load: a torn read of a pool that writes in place is forced by the schedule.
+const READ_DURING_WRITE: &str = "harness/tests/scenarios/read-during-write.toml";
+/// refresh-race with both processes held before their POST until both have arrived.
+const REDEEM_TOGETHER: &str = "harness/tests/scenarios/redeem-together.toml";
+
 #[test]
 fn the_uninstrumented_node_pool_shows_its_torn_reads_and_double_redeem() {
     require_node();
-    // Each is looked for over up to six runs: a torn read needs a reader inside a write.
-    let (mut torn, mut double) = (None, false);
-    let mut runs = Vec::new();
-    for _ in 0..6 {
-        let r = run(NODE, "refresh-race", &OBSERVE);
-        double |= kinds(&r).contains("double_redeem");
-        if torn.is_none() {
-            torn = r["witnesses"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|w| w.to_string())
-                // One the observer saw (the bytes' hash), not the harness's fallback for a
-                // pool that only answers `read_failed`.
-                .find(|w| w.contains("\"torn_read\"") && !w.contains("the subject reported"));
-        }
-        runs.push(kinds(&r));
-        if torn.is_some() && double {
-            break;
-        }
-    }
-    assert!(double, "no double redeem in {runs:?}");
-    assert!(torn.is_some(), "no observed torn read in {runs:?}");
+    // The observer holds the auth-add at its second write call (`mid_write`) while both CLIs
+    // read: each reads the half-written file. One the observer saw (the bytes' hash, which
+    // does not parse), not the harness's fallback for a pool that only answers `read_failed`.
+    let r = run(NODE, READ_DURING_WRITE, &OBSERVE);
+    assert_eq!(r["anomalies"]["torn_read"], 2, "{r}");
+    let torn: Vec<String> = r["witnesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.to_string())
+        .filter(|w| w.contains("\"torn_read\""))
+        .collect();
+    assert!(
+        !torn.is_empty() && torn.iter().all(|w| !w.contains("the subject reported")),
+        "{torn:?}"
+    );
+    // The double redeem: the rendezvous before each POST holds both processes there until
+    // both have arrived, and this pool takes no lock, so both spend the same refresh token.
+    let r = run(NODE, REDEEM_TOGETHER, &OBSERVE);
+    assert!(kinds(&r).contains("double_redeem"), "{r}");
 }
 
 #[test]
@@ -179,6 +184,10 @@ fn the_fixed_node_pool_is_clean_observed() {
         &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
     );
     assert_eq!(r["verdict"], "clean", "{r}");
+    // It writes by rename: never held mid-write, its readers wait out the timeout and read a
+    // whole store.
+    let r = run(&format!("{NODE} --fixed"), READ_DURING_WRITE, &OBSERVE);
+    assert_eq!(r["verdict"], "clean", "read-during-write: {r}");
     // seed-8040: the Codex CLI rotated the Codex entry's pair in its own file. The fixed pool
     // adopts it from there; as shipped it never reads that file and keeps a dead credential.
     let r = run(&format!("{NODE} --fixed"), "seed-8040", &OBSERVE);

@@ -454,7 +454,8 @@ impl<'h> Index<'h> {
         let w = &self.writes[w];
         let base = match w.base {
             Some(b) => format!("based on {}", short(b)),
-            None => "based on no store".to_string(),
+            // Not told: no store read before it, or an observed pool (the checkers infer it).
+            None => "no base told".to_string(),
         };
         let sep = if extra.is_empty() { "" } else { ", " };
         self.pool_step(
