@@ -5,7 +5,7 @@
 //!
 //! The API is closure-shaped (no guard types cross it), which keeps lifetimes out of the trait.
 
-/// The scheduler's primitives: a mutex, a condition variable, yielding, and threads.
+/// The scheduler's primitives: a mutex, a condition variable, parking, yielding, and threads.
 pub trait Facade: Send + Sync + 'static {
     /// `loom` or `shuttle`.
     const NAME: &'static str;
@@ -23,6 +23,19 @@ pub trait Facade: Send + Sync + 'static {
         f: impl FnMut(&mut T) -> Option<R>,
     ) -> R;
     fn notify_all(cv: &Self::Condvar);
+    /// Whether a blocked lock call of the simulated kernel parks its thread until a release
+    /// wakes it (loom), rather than waiting on its lane's condition variable (shuttle): see
+    /// `sim::os`, `SharedKernel::block_until`.
+    const PARKS: bool;
+    /// A thread that [`Facade::unpark`] wakes out of [`Facade::park`].
+    type Parked: Send + Sync + 'static;
+    /// The current thread.
+    fn current() -> Self::Parked;
+    /// Sleep until [`Facade::unpark`] wakes this thread; at once if it was woken since its
+    /// last `park`. A scheduling point with no operation on any object.
+    fn park();
+    /// Wake `p` (no scheduling point).
+    fn unpark(p: &Self::Parked);
     /// Let the scheduler run someone else.
     fn yield_now();
     /// Run every body on its own model thread and wait for all of them. A panic in a body
@@ -67,6 +80,17 @@ impl Facade for Loom {
     }
     fn notify_all(cv: &Self::Condvar) {
         cv.notify_all()
+    }
+    const PARKS: bool = true;
+    type Parked = loom::thread::Thread;
+    fn current() -> Self::Parked {
+        loom::thread::current()
+    }
+    fn park() {
+        loom::thread::park()
+    }
+    fn unpark(p: &Self::Parked) {
+        p.unpark()
     }
     fn yield_now() {
         loom::thread::yield_now()
@@ -122,6 +146,19 @@ impl Facade for Shuttle {
     }
     fn notify_all(cv: &Self::Condvar) {
         cv.notify_all()
+    }
+    /// Not measured for shuttle's schedules: its blocked lock calls keep waiting on the lanes'
+    /// condition variables.
+    const PARKS: bool = false;
+    type Parked = shuttle::thread::Thread;
+    fn current() -> Self::Parked {
+        shuttle::thread::current()
+    }
+    fn park() {
+        shuttle::thread::park()
+    }
+    fn unpark(p: &Self::Parked) {
+        p.unpark()
     }
     fn yield_now() {
         shuttle::thread::yield_now()

@@ -2,8 +2,10 @@
 //! own process-local mutex and descriptors) sharing one [`SharedKernel`] and one [`Recorder`].
 //!
 //! Scheduling points: every shared kernel call takes the scheduler's mutex of the lane of each
-//! path it concerns ([`Key`], [`SharedKernel`]; a blocking lock also waits on the lane's
-//! condition variable); every issuer request takes the issuer's lane ([`super::issuer`]).
+//! path it concerns ([`Key`], [`SharedKernel`]; a lock call that finds the lock taken parks
+//! until a step of that lane may have released it, then tries again: loom; under shuttle it
+//! waits on the lane's condition variable); every issuer request takes the issuer's lane
+//! ([`super::issuer`]).
 //! Nothing else is one: [`Os::pause`] yields but touches no shared state, private steps
 //! (temp files) touch nothing another process can reach, and recording is an observation
 //! stamped with the shared logical clock. Why each removed or split point hides no
@@ -90,8 +92,8 @@ pub enum Key {
     Issuer,
 }
 
-/// The scheduler's mutex of one key, with a condition variable for the blocked lock calls
-/// that wait on what a step of that key can change.
+/// The scheduler's mutex of one key, and the blocked lock calls that wait on what a step of
+/// that key can change: parked threads (loom), or a condition variable (shuttle).
 struct Lane<F: Facade> {
     lock: F::Mutex<()>,
     changed: F::Condvar,
@@ -99,6 +101,9 @@ struct Lane<F: Facade> {
     /// lock notifies only when someone waits, so a release nobody waits for is no extra
     /// scheduling point.
     waiting: AtomicUsize,
+    /// Processes parked until a step of this lane may have released a lock (added under
+    /// `lock`, by the attempt that found the lock taken).
+    parked: Mutex<Vec<F::Parked>>,
 }
 
 impl<F: Facade> Lane<F> {
@@ -107,11 +112,17 @@ impl<F: Facade> Lane<F> {
             lock: F::mutex(()),
             changed: F::condvar(),
             waiting: AtomicUsize::new(0),
+            parked: Mutex::new(Vec::new()),
         })
     }
 
-    /// Wake the waiters, if any (called with no lock held, right after the step).
+    /// Wake the waiters, if any (called with no lock held, right after the step). Unparking
+    /// is no scheduling point; notifying is one.
     fn wake(&self) {
+        let parked = std::mem::take(&mut *self.parked.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in &parked {
+            F::unpark(p);
+        }
         if self.waiting.load(Ordering::SeqCst) > 0 {
             F::notify_all(&self.changed);
         }
@@ -150,6 +161,8 @@ pub struct SharedKernel<F: Facade> {
     steps: AtomicU64,
     /// Records a crash: the processes it killed, and the kernel as the machine came back.
     report: Box<CrashReport>,
+    /// Whether a blocked lock call parks ([`Facade::PARKS`]) or waits on a condition variable.
+    parks: bool,
 }
 
 /// What records a crash: the processes it killed, and the kernel as the machine came back.
@@ -202,7 +215,17 @@ impl<F: Facade> SharedKernel<F> {
             plan,
             steps: AtomicU64::new(0),
             report: Box::new(report),
+            parks: F::PARKS,
         })
+    }
+
+    /// A kernel whose blocked lock calls wait on the lanes' condition variables whatever the
+    /// scheduler (the way loom's did before they parked), to compare the two.
+    #[cfg(test)]
+    fn waiting_on_condvars(state: KernelState) -> Arc<SharedKernel<F>> {
+        let mut k = SharedKernel::new(state);
+        Arc::get_mut(&mut k).expect("just made").parks = false;
+        k
     }
 
     /// Shared steps taken so far.
@@ -409,6 +432,14 @@ impl<F: Facade> SharedKernel<F> {
     /// A blocking lock call of a process of `life` on the file `path` names: `f` opens it at
     /// the first attempt and tries the lock, and is retried each time a step of the file's
     /// key may have released a lock; fails if the process dies meanwhile.
+    ///
+    /// An attempt that finds the lock taken parks its thread (loom) until such a step wakes
+    /// it: the wait itself is no operation on any object, so loom does not order it against
+    /// the other processes' steps (with a condition variable, the wait and each notification
+    /// were two more dependent operations per blocked attempt). No wake-up is lost: the
+    /// attempt registers under the lane's mutex, the releasing step takes the same mutex
+    /// and wakes every registered thread after it, and a thread woken before it parks does
+    /// not sleep. Every attempt, the first and each retry, is a step under the lane as before.
     fn block_until(
         &self,
         life: u64,
@@ -420,38 +451,57 @@ impl<F: Facade> SharedKernel<F> {
             Some(ofd) => ofd_key(k, *ofd),
             None => vec![Key::Path(path.to_path_buf())],
         };
+        // One attempt, inside the lane's step: `None` when the lock is taken.
+        let mut attempt = |want: &Vec<Key>, opened: &mut Option<OfdId>| {
+            if !self.may_crash() && key_now(&self.state(), opened) != *want {
+                return Some(Attempt::Rekey);
+            }
+            self.tick();
+            if !self.alive(life) {
+                return Some(Attempt::Done(Err(crashed())));
+            }
+            match f(&mut self.state(), opened) {
+                Ok(true) => Some(Attempt::Done(Ok(()))),
+                Ok(false) => None,
+                Err(e) => Some(Attempt::Done(Err(e))),
+            }
+        };
         loop {
             if !self.alive(life) {
                 return Err(crashed());
             }
             let want = key_now(&self.state(), opened);
             let lane = self.lanes_of(&want).pop().expect("one lane");
-            let mut counted = false;
-            let attempt = F::wait_until(&lane.lock, &lane.changed, |()| {
-                if counted {
-                    lane.waiting.fetch_sub(1, Ordering::SeqCst);
-                    counted = false;
-                }
-                if !self.may_crash() && key_now(&self.state(), opened) != want {
-                    return Some(Attempt::Rekey);
-                }
-                self.tick();
-                if !self.alive(life) {
-                    return Some(Attempt::Done(Err(crashed())));
-                }
-                match f(&mut self.state(), opened) {
-                    Ok(true) => Some(Attempt::Done(Ok(()))),
-                    Ok(false) => {
+            let tried = if self.parks {
+                F::with(&lane.lock, |()| {
+                    let tried = attempt(&want, opened);
+                    if tried.is_none() {
+                        lane.parked
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(F::current());
+                    }
+                    tried
+                })
+            } else {
+                let mut counted = false;
+                Some(F::wait_until(&lane.lock, &lane.changed, |()| {
+                    if counted {
+                        lane.waiting.fetch_sub(1, Ordering::SeqCst);
+                        counted = false;
+                    }
+                    let tried = attempt(&want, opened);
+                    if tried.is_none() {
                         lane.waiting.fetch_add(1, Ordering::SeqCst);
                         counted = true;
-                        None
                     }
-                    Err(e) => Some(Attempt::Done(Err(e))),
-                }
-            });
-            match attempt {
-                Attempt::Rekey => continue,
-                Attempt::Done(r) => {
+                    tried
+                }))
+            };
+            match tried {
+                None => F::park(),
+                Some(Attempt::Rekey) => {}
+                Some(Attempt::Done(r)) => {
                     if !self.alive(life) {
                         lane.wake();
                     }
@@ -908,6 +958,147 @@ mod tests {
         assert!(
             apart < together,
             "{apart} executions apart, {together} on one file"
+        );
+    }
+
+    /// A simulated process's body: what it returns is its part of an execution's outcome.
+    type Body = fn(&SimOs<Loom>) -> Vec<u8>;
+
+    /// Executions loom explores (no preemption bound) of `bodies` as simulated processes 1,
+    /// 2, ... on a kernel `kernel` makes (with `/sim/a` holding `0`), and what each
+    /// execution's bodies returned, over every execution.
+    fn explore_with(
+        kernel: fn(KernelState) -> Arc<SharedKernel<Loom>>,
+        bodies: &'static [Body],
+    ) -> (usize, std::collections::BTreeSet<Vec<Vec<u8>>>) {
+        let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (out, r) = (seen.clone(), runs.clone());
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = None;
+        b.check(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            let mut k = KernelState::new();
+            k.install(Path::new("/sim/a"), b"0");
+            let kernel = kernel(k);
+            let rec = Recorder::new();
+            let got = Arc::new(Mutex::new(vec![Vec::new(); bodies.len()]));
+            let threads: Vec<_> = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    let os = SimOs::new(i as Proc + 1, 0, kernel.clone(), rec.clone());
+                    let got = got.clone();
+                    loom::thread::spawn(move || {
+                        let r = body(&os);
+                        got.lock().unwrap()[i] = r;
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let got = got.lock().unwrap().clone();
+            out.lock().unwrap().insert(got);
+        });
+        let seen = seen.lock().unwrap().clone();
+        (runs.load(Ordering::SeqCst), seen)
+    }
+
+    /// Under a `flock` of `/sim/lock`: read `/sim/a`, then put it back with `me` appended,
+    /// `times` times, with the pool's pause points before the lock and after the read. What
+    /// this process read each time.
+    fn append_locked(os: &SimOs<Loom>, me: u8, times: usize) -> Vec<u8> {
+        let lock = Path::new("/sim/lock");
+        let mut read = Vec::new();
+        for _ in 0..times {
+            os.pause(Pause::OpStart);
+            let held = os.lock(LockKind::Flock, lock).expect("lock");
+            let mut bytes = os.read(Path::new("/sim/a")).expect("read").expect("exists");
+            os.pause(Pause::AfterLoad);
+            read.push(*bytes.last().expect("not empty"));
+            bytes.push(me);
+            let mut f = os.create(Path::new("/sim/a")).expect("create");
+            os.write(&mut f, &bytes).expect("write");
+            os.close(f).expect("close");
+            os.unlock(held).expect("unlock");
+        }
+        read
+    }
+
+    const APPENDERS: &[Body] = &[
+        |os| append_locked(os, b'1', 2),
+        |os| append_locked(os, b'2', 1),
+    ];
+
+    /// A blocked lock call parks until the release and tries again: the lock still excludes
+    /// (every process reads the last write before its own: no update is lost) and every order
+    /// of the three critical sections is explored. A waiter that took the lock without trying
+    /// again, or a lost wake-up (a deadlock), fails this.
+    #[test]
+    fn a_parked_lock_call_still_excludes_and_every_order_is_explored() {
+        let (_, seen) = explore_with(SharedKernel::new, APPENDERS);
+        let orders: std::collections::BTreeSet<Vec<Vec<u8>>> = [
+            // p1, p1, p2 / p1, p2, p1 / p2, p1, p1: what each read.
+            vec![b"01".to_vec(), b"1".to_vec()],
+            vec![b"02".to_vec(), b"1".to_vec()],
+            vec![b"21".to_vec(), b"0".to_vec()],
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(seen, orders);
+    }
+
+    /// The same critical sections cost loom fewer executions when a blocked lock call parks
+    /// than when it waits on a condition variable (each wait and notification was one more
+    /// dependent operation to order), with the same outcomes.
+    #[test]
+    fn a_parked_lock_call_costs_fewer_executions_than_a_condvar_wait() {
+        let (parked, by_parking) = explore_with(SharedKernel::new, APPENDERS);
+        let (waited, by_waiting) = explore_with(SharedKernel::waiting_on_condvars, APPENDERS);
+        assert_eq!(by_parking, by_waiting);
+        assert!(
+            parked < waited,
+            "{parked} executions parking, {waited} waiting on a condition variable"
+        );
+    }
+
+    /// The `flock-data` pitfall through the simulated Os: p2 opens the data file while p1
+    /// holds its lock, p1 renames a new file over it and unlocks, and p2's lock call (parked
+    /// meanwhile) is granted on the old inode, which the path no longer names. The retry
+    /// after the wake-up must lock the description opened at the first attempt: one that
+    /// opened the path again would never lock a stale inode. Both outcomes are explored.
+    #[test]
+    fn a_parked_flock_call_locks_the_inode_it_opened_first() {
+        const BODIES: &[Body] = &[
+            |os| {
+                let data = Path::new("/sim/a");
+                let held = os.lock(LockKind::Flock, data).expect("lock");
+                let (mut f, tmp) = os.create_temp(data).expect("temp");
+                os.write(&mut f, b"1").expect("write");
+                os.close(f).expect("close");
+                os.rename(&tmp, data).expect("rename");
+                os.unlock(held).expect("unlock");
+                Vec::new()
+            },
+            |os| {
+                let data = Path::new("/sim/a");
+                let held = os.lock(LockKind::Flock, data).expect("lock");
+                let SimHeld::Flock(ofd) = &held else {
+                    unreachable!("a flock")
+                };
+                let current = os.kernel.state().flock_holder(data) == Some(*ofd);
+                os.unlock(held).expect("unlock");
+                vec![u8::from(current)]
+            },
+        ];
+        let (_, seen) = explore_with(SharedKernel::new, BODIES);
+        let p2: std::collections::BTreeSet<Vec<u8>> =
+            seen.into_iter().map(|v| v[1].clone()).collect();
+        assert_eq!(
+            p2,
+            [vec![0], vec![1]].into_iter().collect(),
+            "0: stale inode, 1: the path's"
         );
     }
 }
