@@ -148,7 +148,7 @@ fn the_loom_handle_replays_the_same_history() {
     let ex = r.explore(None).expect("loom runs");
     assert_eq!(ex.verdict, ModelVerdict::Counterexample);
     let handle = ex.replay.clone().expect("handle");
-    assert_eq!(loom::parse_handle(&handle).expect("parses").0, 2);
+    assert_eq!(loom::parse_handle(&handle).expect("parses").bound, 2);
     let again = loom::replay(r.plan.clone(), &handle).expect("replays");
     assert_eq!(Some(&again), ex.history.as_ref());
     assert!(loom::parse_handle("pb=2").is_err());
@@ -310,4 +310,33 @@ fn the_catalog_matrix_with_model_drivers_holds_every_expectation() {
         }
     }
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// `--no-pause-yields` (loom): the pause points are no scheduling points, the report's bound
+/// says so, and a counterexample's handle carries it, so the handle alone replays the same
+/// history.
+#[test]
+fn loom_with_plain_pause_points_says_so_and_its_handle_replays() {
+    let mut r = run(Checker::Loom, "flock-txn", 2);
+    r.pauses = harness::sim::Pauses::Plain;
+    let ex = r.explore(None).expect("loom runs");
+    assert_eq!(ex.verdict, ModelVerdict::Verified);
+    assert!(
+        ex.bound.contains("pause points are no scheduling points"),
+        "{}",
+        ex.bound
+    );
+    let mut r = run(Checker::Loom, "none", 2);
+    r.pauses = harness::sim::Pauses::Plain;
+    let ex = r.explore(None).expect("loom runs");
+    assert_eq!(ex.verdict, ModelVerdict::Counterexample);
+    let handle = ex.replay.clone().expect("handle");
+    assert!(handle.contains(",pauses=plain,"), "{handle}");
+    assert_eq!(
+        loom::parse_handle(&handle).expect("parses").pauses,
+        harness::sim::Pauses::Plain
+    );
+    // Replayed by a run that yields at its pause points: the handle decides.
+    let again = loom::replay(run(Checker::Loom, "none", 2).plan, &handle).expect("replays");
+    assert_eq!(Some(&again), ex.history.as_ref());
 }

@@ -22,7 +22,7 @@ use super::fork::DriveError;
 use super::model::{Catch, Exploration, Goal};
 use crate::history::History;
 use crate::sim::facade::LOOM_STACK;
-use crate::sim::{CrashPlan, Loom, ModelPlan, World};
+use crate::sim::{CrashPlan, Loom, ModelPlan, Pauses, World};
 
 /// The panic payload that ends a loom exploration on purpose.
 struct Stop;
@@ -53,12 +53,17 @@ enum Target {
     Iteration(u64, Option<History>),
 }
 
-/// The replay handle of execution `n` of a model with `bound` and `crash`.
-fn handle(bound: usize, crash: CrashPlan, n: u64) -> String {
-    match crash {
-        CrashPlan::AtStep(c) => format!("pb={bound},crash={c},iteration={n}"),
-        _ => format!("pb={bound},iteration={n}"),
+/// The replay handle of execution `n` of a model with `bound`, `crash` and `pauses`.
+fn handle(bound: usize, crash: CrashPlan, pauses: Pauses, n: u64) -> String {
+    let mut h = format!("pb={bound}");
+    if let CrashPlan::AtStep(c) = crash {
+        h.push_str(&format!(",crash={c}"));
     }
+    if pauses == Pauses::Plain {
+        h.push_str(",pauses=plain");
+    }
+    h.push_str(&format!(",iteration={n}"));
+    h
 }
 
 /// What one exploration of a model came to.
@@ -78,6 +83,7 @@ struct Ran {
 fn run(
     plan: Arc<ModelPlan>,
     bound: usize,
+    pauses: Pauses,
     budget: Option<u64>,
     skip: u64,
     target: Target,
@@ -113,14 +119,14 @@ fn run(
             let w = world.clone();
             let (h, steps) = loom::thread::Builder::new()
                 .stack_size(LOOM_STACK)
-                .spawn(move || w.execute_counting::<Loom>(crash))
+                .spawn(move || w.execute_with::<Loom>(crash, pauses))
                 .expect("loom thread")
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
             m.fetch_max(steps, Ordering::SeqCst);
             let stop = match &mut *t.lock().unwrap_or_else(|e| e.into_inner()) {
                 Target::Search(_) if n <= skip => false,
-                Target::Search(catch) => catch.offer(h, || handle(bound, crash, n)),
+                Target::Search(catch) => catch.offer(h, || handle(bound, crash, pauses, n)),
                 Target::Iteration(i, out) => {
                     if *i == n {
                         *out = Some(h);
@@ -171,10 +177,12 @@ fn run(
 const CRASH_ROUNDS: [Option<u64>; 3] = [Some(1), Some(16), None];
 
 /// Explore every interleaving within `bound` preemptions (and at most `max_permutations`
-/// executions in all, if given), looking for `goal`; with crashes, at every crash point.
+/// executions in all, if given), the pause points as `pauses` says, looking for `goal`; with
+/// crashes, at every crash point.
 pub fn explore(
     plan: Arc<ModelPlan>,
     bound: usize,
+    pauses: Pauses,
     max_permutations: Option<usize>,
     goal: Goal,
 ) -> Result<Exploration, DriveError> {
@@ -225,7 +233,7 @@ pub fn explore(
             } else {
                 plan.clone()
             };
-            let ran = run(model, bound, budget, judged[i], target)?;
+            let ran = run(model, bound, pauses, budget, judged[i], target)?;
             target = ran.target;
             schedules += ran.executions.saturating_sub(judged[i]);
             judged[i] = judged[i].max(ran.executions);
@@ -257,6 +265,12 @@ pub fn explore(
     };
     let complete = catch.done() || !capped;
     let mut stated = format!("loom, every interleaving with at most {bound} preemptions");
+    stated.push_str(match pauses {
+        Pauses::Yield => {
+            " (a pause point is a switch that costs none, and the process that paused goes on only after another took a step)"
+        }
+        Pauses::Plain => " (pause points are no scheduling points)",
+    });
     if crashes && !catch.done() && !capped {
         stated.push_str(&format!(
             ", at each of {points} crash points (the last: none)"
@@ -273,8 +287,17 @@ pub fn explore(
     Ok(catch.conclude(schedules, complete, stated, started.elapsed().as_secs_f64()))
 }
 
-/// Parse a loom replay handle `pb=B[,crash=C],iteration=N`.
-pub fn parse_handle(handle: &str) -> Result<(usize, Option<u64>, u64), DriveError> {
+/// A parsed loom replay handle `pb=B[,crash=C][,pauses=plain],iteration=N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handle {
+    pub bound: usize,
+    pub crash: Option<u64>,
+    pub pauses: Pauses,
+    pub iteration: u64,
+}
+
+/// Parse a loom replay handle `pb=B[,crash=C][,pauses=plain],iteration=N`.
+pub fn parse_handle(handle: &str) -> Result<Handle, DriveError> {
     let bad = || {
         DriveError(format!(
             "--replay '{handle}': a loom handle looks like 'pb=2,iteration=17' or 'pb=2,crash=5,iteration=17' (as a loom counterexample printed it)"
@@ -282,17 +305,24 @@ pub fn parse_handle(handle: &str) -> Result<(usize, Option<u64>, u64), DriveErro
     };
     let mut pb = None;
     let mut crash = None;
+    let mut pauses = Pauses::Yield;
     let mut it = None;
     for part in handle.split(',') {
         match part.split_once('=') {
             Some(("pb", v)) => pb = Some(v.parse().map_err(|_| bad())?),
             Some(("crash", v)) => crash = Some(v.parse().map_err(|_| bad())?),
+            Some(("pauses", "plain")) => pauses = Pauses::Plain,
             Some(("iteration", v)) => it = Some(v.parse().map_err(|_| bad())?),
             _ => return Err(bad()),
         }
     }
     match (pb, it) {
-        (Some(pb), Some(it)) if it > 0 => Ok((pb, crash, it)),
+        (Some(bound), Some(iteration)) if iteration > 0 => Ok(Handle {
+            bound,
+            crash,
+            pauses,
+            iteration,
+        }),
         _ => Err(bad()),
     }
 }
@@ -300,7 +330,12 @@ pub fn parse_handle(handle: &str) -> Result<(usize, Option<u64>, u64), DriveErro
 /// Re-run the exploration with the handle's bound (and crash point) up to its execution; that
 /// execution's history.
 pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError> {
-    let (bound, crash, iteration) = parse_handle(handle)?;
+    let Handle {
+        bound,
+        crash,
+        pauses,
+        iteration,
+    } = parse_handle(handle)?;
     let plan = match (crash, plan.crash) {
         (Some(c), CrashPlan::Never) => {
             return Err(DriveError(format!(
@@ -319,7 +354,7 @@ pub fn replay(plan: Arc<ModelPlan>, handle: &str) -> Result<History, DriveError>
             )))
         }
     };
-    match run(plan, bound, None, 0, Target::Iteration(iteration, None))? {
+    match run(plan, bound, pauses, None, 0, Target::Iteration(iteration, None))? {
         Ran {
             target: Target::Iteration(_, Some(h)),
             ..

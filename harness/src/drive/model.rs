@@ -19,7 +19,7 @@ use crate::expect::{Expect, Want};
 use crate::history::History;
 use crate::report::{self, ModelStats, RunReport, Stats};
 use crate::scenario::Scenario;
-use crate::sim::{CrashPlan, ModelPlan};
+use crate::sim::{CrashPlan, ModelPlan, Pauses};
 
 /// Which model checker, and how it searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -75,6 +75,12 @@ pub struct ModelArgs {
     /// loom: at most this many preemptions per execution.
     #[arg(long, default_value_t = DEFAULT_PREEMPTION_BOUND)]
     pub preemption_bound: usize,
+    /// loom: the pool's pause points are no scheduling points. By default each is a switch
+    /// that costs no preemption, and the process that paused goes on only after another took
+    /// a step: some interleavings are never explored, even with no effective bound. With
+    /// this, every interleaving within the bound is (docs/model.md, "Scheduling points").
+    #[arg(long)]
+    pub no_pause_yields: bool,
     /// shuttle-pct: the bug depth PCT targets.
     #[arg(long, default_value_t = DEFAULT_PCT_DEPTH)]
     pub depth: usize,
@@ -366,6 +372,8 @@ pub struct ModelRun {
     pub strategy: Strategy,
     pub plan: Arc<ModelPlan>,
     pub preemption_bound: usize,
+    /// loom: what the pause points are.
+    pub pauses: Pauses,
     pub depth: usize,
     pub iterations: Option<usize>,
     pub seed: u64,
@@ -397,6 +405,14 @@ impl ModelRun {
             run.crash_machine();
         }
         run.preemption_bound = a.preemption_bound;
+        if a.no_pause_yields {
+            if a.checker != Checker::Loom {
+                return Err(DriveError(
+                    "--no-pause-yields: for --checker loom only (shuttle's pause points are where PCT changes priorities)".into(),
+                ));
+            }
+            run.pauses = Pauses::Plain;
+        }
         run.depth = a.depth;
         run.iterations = a.iterations;
         run.goal = Goal::named(&a.anomaly)?;
@@ -442,6 +458,7 @@ impl ModelRun {
             scenario: sc,
             strategy,
             preemption_bound: DEFAULT_PREEMPTION_BOUND,
+            pauses: Pauses::Yield,
             depth: DEFAULT_PCT_DEPTH,
             iterations: None,
             seed,
@@ -511,7 +528,13 @@ impl ModelRun {
         }
         let goal = self.goal.clone();
         let mut ex = match self.checker {
-            Checker::Loom => loom::explore(plan, self.preemption_bound, self.iterations, goal)?,
+            Checker::Loom => loom::explore(
+                plan,
+                self.preemption_bound,
+                self.pauses,
+                self.iterations,
+                goal,
+            )?,
             Checker::ShuttlePct => shuttle::explore(
                 plan,
                 shuttle::Search::Pct {

@@ -16,5 +16,5 @@ pub mod os;
 pub mod world;
 
 pub use facade::{Facade, Loom, Shuttle};
-pub use os::CrashPlan;
+pub use os::{CrashPlan, Pauses};
 pub use world::{execute, execute_counting, ModelPlan, World};

@@ -163,6 +163,8 @@ pub struct SharedKernel<F: Facade> {
     report: Box<CrashReport>,
     /// Whether a blocked lock call parks ([`Facade::PARKS`]) or waits on a condition variable.
     parks: bool,
+    /// What the processes' pause points are.
+    pauses: Pauses,
 }
 
 /// What records a crash: the processes it killed, and the kernel as the machine came back.
@@ -179,6 +181,22 @@ pub enum CrashPlan {
     /// Right before shared step number N + 1 (after N steps; N = every step taken: at the
     /// end, when every process has exited).
     AtStep(u64),
+}
+
+/// What the pool's pause points ([`Os::pause`]) are to the model checker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pauses {
+    /// A yield (the default): loom switches to another process there without counting a
+    /// preemption, and the process that paused runs again only after another one took a step
+    /// (when one can). A bounded search spends its preemptions elsewhere, but an interleaving
+    /// where a process goes on past a pause point while another could run is never explored,
+    /// with or without a bound (docs/model.md, "Scheduling points").
+    #[default]
+    Yield,
+    /// Nothing: only the shared steps are scheduling points. Within a preemption bound,
+    /// every interleaving with at most that many preemptions; with no effective bound, every
+    /// interleaving.
+    Plain,
 }
 
 /// The error a dead process's system calls fail with.
@@ -216,7 +234,16 @@ impl<F: Facade> SharedKernel<F> {
             steps: AtomicU64::new(0),
             report: Box::new(report),
             parks: F::PARKS,
+            pauses: Pauses::Yield,
         })
+    }
+
+    /// The same kernel, whose processes' pause points are `pauses` (before any step).
+    pub fn with_pauses(mut self: Arc<Self>, pauses: Pauses) -> Arc<Self> {
+        Arc::get_mut(&mut self)
+            .expect("set before any process shares the kernel")
+            .pauses = pauses;
+        self
     }
 
     /// A kernel whose blocked lock calls wait on the lanes' condition variables whatever the
@@ -805,12 +832,12 @@ impl<F: Facade> Os for SimOs<F> {
         }
     }
 
-    /// A yield: the pool's pause points are where its race windows are, and a yield there
-    /// lets the scheduler switch for free (loom does not count it as a preemption), so a
-    /// bounded search reaches those windows first. A dead process does not yield: what it
-    /// still runs is invisible.
+    /// With [`Pauses::Yield`], a yield: the pool's pause points are where its race windows
+    /// are, and a yield there lets the scheduler switch for free (loom does not count it as a
+    /// preemption), so a bounded search reaches those windows first. With [`Pauses::Plain`],
+    /// nothing. A dead process does not yield: what it still runs is invisible.
     fn pause(&self, _point: Pause) {
-        if self.alive() {
+        if self.kernel.pauses == Pauses::Yield && self.alive() {
             F::yield_now()
         }
     }
@@ -1100,5 +1127,43 @@ mod tests {
             [vec![0], vec![1]].into_iter().collect(),
             "0: stale inode, 1: the path's"
         );
+    }
+
+    /// Write `/sim/a` twice with a pause point between, or read it twice.
+    const WRITE_PAUSE_WRITE_AND_READ_TWICE: &[Body] = &[
+        |os| {
+            for v in [b"1", b"2"] {
+                let mut f = os.create(Path::new("/sim/a")).expect("create");
+                os.write(&mut f, v).expect("write");
+                os.close(f).expect("close");
+                os.pause(Pause::AfterLoad);
+            }
+            Vec::new()
+        },
+        |os| {
+            let read = || os.read(Path::new("/sim/a")).expect("read").expect("exists");
+            [read(), read()].concat()
+        },
+    ];
+
+    /// A yield at a pause point hides interleavings from loom even with no preemption bound:
+    /// the process that paused goes on only after another took a step, so p2 never reads
+    /// the setup's content and then p1's second write with nothing of its own in between
+    /// ("02"). With plain pause points every interleaving is explored, that one included.
+    #[test]
+    fn a_yielding_pause_point_hides_interleavings_that_a_plain_one_does_not() {
+        let reads = |kernel| {
+            let (_, seen) = explore_with(kernel, WRITE_PAUSE_WRITE_AND_READ_TWICE);
+            seen.into_iter()
+                .map(|v| String::from_utf8(v[1].clone()).expect("digits"))
+                .collect::<std::collections::BTreeSet<String>>()
+        };
+        let plain = reads(|k| SharedKernel::new(k).with_pauses(Pauses::Plain));
+        let yielding = reads(|k| SharedKernel::new(k).with_pauses(Pauses::Yield));
+        for want in ["00", "01", "02", "11", "12", "22"] {
+            assert!(plain.contains(want), "{want} never read: {plain:?}");
+        }
+        assert!(!yielding.contains("02"), "{yielding:?}");
+        assert!(yielding.is_subset(&plain));
     }
 }

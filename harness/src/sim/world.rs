@@ -14,7 +14,8 @@
 //!
 //! Only the kernel, the issuer and the recorder are shared between processes. Pause rules of
 //! the scenario (sleep, jitter, rendezvous) are not used: every pause point yields to the
-//! scheduler, which explores the interleavings itself. `think_ms` is ignored for the same reason.
+//! scheduler (or is nothing at all: [`Pauses`]), which explores the interleavings itself.
+//! `think_ms` is ignored for the same reason.
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
@@ -30,7 +31,7 @@ use pool_core::{Pool, Strategy};
 use super::facade::Facade;
 use super::issuer::{LogicalClock, RecorderSink, SharedIssuer, SimIssuer};
 use super::kernel::{KernelState, Proc};
-use super::os::{CrashPlan, Recorder, SharedKernel, SimOs};
+use super::os::{CrashPlan, Pauses, Recorder, SharedKernel, SimOs};
 use crate::history::{Ev, History, Record, StoreStates};
 use crate::issuer::rules::IssuerState;
 use crate::plan::roles::{play_role, CorePool};
@@ -135,6 +136,15 @@ impl World {
     /// crashing as `crash` says: its history, and the number of shared steps it took (the
     /// crash points of [`CrashPlan::AtStep`] are 0 to that number).
     pub fn execute_counting<F: Facade>(self: &Arc<World>, crash: CrashPlan) -> (History, u64) {
+        self.execute_with::<F>(crash, Pauses::Yield)
+    }
+
+    /// [`World::execute_counting`] with the pool's pause points as `pauses` says.
+    pub fn execute_with<F: Facade>(
+        self: &Arc<World>,
+        crash: CrashPlan,
+        pauses: Pauses,
+    ) -> (History, u64) {
         let sc = &self.plan.scenario;
         let rec = Recorder::new();
         // The same records at the same ticks as building the world made.
@@ -157,7 +167,8 @@ impl World {
                 }
                 let (hash, outcome) = stores.state(k.contents(&store).as_deref());
                 r.push(0, Ev::Crash { hash, outcome });
-            });
+            })
+            .with_pauses(pauses);
         let issuer: SharedIssuer = Arc::new(std::sync::Mutex::new(issuer));
         let mut bodies: Vec<Box<dyn FnOnce() + Send + 'static>> = Vec::new();
         let mut proc: Proc = 0;
