@@ -34,6 +34,10 @@ for r in "${rows[@]}"; do
     echo "| \`$r\` | timeout $t | | | |"
     continue
   fi
+  if [ -z "$out" ]; then
+    echo "| \`$r\` | exit $code | | | |"
+    continue
+  fi
   printf '%s' "$out" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)["runs"][0]

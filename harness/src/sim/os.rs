@@ -6,10 +6,11 @@
 //! until a step of that lane may have released it, then tries again: loom; under shuttle it
 //! waits on the lane's condition variable); every issuer request takes the issuer's lane
 //! ([`super::issuer`]).
-//! Nothing else is one: [`Os::pause`] yields but touches no shared state, private steps
-//! (temp files) touch nothing another process can reach, and recording is an observation
-//! stamped with the shared logical clock. Why each removed or split point hides no
-//! interleaving: docs/model.md, "Scheduling points".
+//! Nothing else is one: [`Os::pause`] yields ([`Pauses::Yield`], which does leave some
+//! interleavings out: see [`Pauses`]) or does nothing ([`Pauses::Plain`]) and touches no
+//! shared state, private steps (temp files) touch nothing another process can reach, and
+//! recording is an observation stamped with the shared logical clock. Why each removed or
+//! split point hides no interleaving: docs/model.md, "Scheduling points".
 //!
 //! Machine crashes ([`CrashPlan`]): the kernel is replaced by its crash state, and
 //! every process running then is dead: each system call, issuer request or record of a dead
