@@ -5,6 +5,8 @@
 //!
 //! The API is closure-shaped (no guard types cross it), which keeps lifetimes out of the trait.
 
+use super::shuttle_sync::{StepCondvar, StepMutex};
+
 /// The scheduler's primitives: a mutex, a condition variable, yielding, and threads.
 pub trait Facade: Send + Sync + 'static {
     /// `loom` or `shuttle`.
@@ -90,35 +92,32 @@ impl Facade for Loom {
 }
 
 /// shuttle: randomized (PCT, random) or depth-first exploration, with replayable schedules.
+///
+/// The mutex and condition variable are [`super::shuttle_sync`]'s, not shuttle's own: one
+/// scheduling point per critical section instead of two or more (a lock and a release), and
+/// none to notify. Threads and yields are shuttle's.
 pub struct Shuttle;
 
 impl Facade for Shuttle {
     const NAME: &'static str = "shuttle";
-    type Mutex<T: Send + 'static> = shuttle::sync::Mutex<T>;
-    type Condvar = shuttle::sync::Condvar;
+    type Mutex<T: Send + 'static> = StepMutex<T>;
+    type Condvar = StepCondvar;
 
     fn mutex<T: Send + 'static>(value: T) -> Self::Mutex<T> {
-        shuttle::sync::Mutex::new(value)
+        StepMutex::new(value)
     }
     fn condvar() -> Self::Condvar {
-        shuttle::sync::Condvar::new()
+        StepCondvar::default()
     }
     fn with<T: Send + 'static, R>(m: &Self::Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
-        let mut g = m.lock().expect("model mutex");
-        f(&mut g)
+        m.with(f)
     }
     fn wait_until<T: Send + 'static, R>(
         m: &Self::Mutex<T>,
         cv: &Self::Condvar,
-        mut f: impl FnMut(&mut T) -> Option<R>,
+        f: impl FnMut(&mut T) -> Option<R>,
     ) -> R {
-        let mut g = m.lock().expect("model mutex");
-        loop {
-            if let Some(r) = f(&mut g) {
-                return r;
-            }
-            g = cv.wait(g).expect("model condvar");
-        }
+        m.wait_until(cv, f)
     }
     fn notify_all(cv: &Self::Condvar) {
         cv.notify_all()

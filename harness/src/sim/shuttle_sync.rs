@@ -1,0 +1,147 @@
+//! The mutex and condition variable of the shuttle side of the facade ([`super::facade::Shuttle`]):
+//! one scheduling point per critical section, where shuttle's own `Mutex` and `Condvar` take
+//! two or more.
+//!
+//! shuttle runs one model thread at a time and switches only at its scheduling points, so code
+//! between two of them is atomic. shuttle's `Mutex` has a scheduling point at `lock` and
+//! another at the release (`BatchSemaphore::release`); its `Condvar::wait` releases the mutex
+//! (a point), blocks (a point) and locks it again (a point); `notify_all` is one more. Here:
+//!
+//! - [`StepMutex::with`]: one scheduling point (a `switch`), then the critical section and the
+//!   release with none. This is loom's model of a mutex too (loom branches at the acquire, not
+//!   at the release), the one docs/model.md's "Scheduling points" argues about. A release with
+//!   no scheduling point before it hides nothing: whoever would run at that point can only do
+//!   what it can do at the releasing thread's next scheduling point, except take this mutex
+//!   while it is still held, which blocks and does nothing.
+//! - [`StepCondvar`] (through [`StepMutex::wait_until`]): the condition is checked right after
+//!   the lock's point; a thread whose condition is false blocks (one scheduling point, taken
+//!   with it blocked: the scheduler runs someone else), and once woken takes the mutex again
+//!   at the moment the scheduler resumes it, with no further point: resuming it *is* the
+//!   scheduler's choice of when it runs, and a second point right after would only offer the
+//!   choices that point offered. [`StepCondvar::notify_all`] has no scheduling point either:
+//!   it belongs to the step just taken (the simulated kernel wakes the waiters of a released
+//!   lock inside the release).
+//!
+//! Blocking is shuttle's own: a blocked thread is not runnable, so PCT does not pick it and a
+//! state where every thread waits is reported as a deadlock, as with shuttle's primitives.
+//!
+//! Not kept from shuttle's primitives: the vector clocks they carry for causality (no scheduler
+//! the drivers use reads them: PCT, random, DFS, replay), poisoning, and reentrancy
+//! detection. A critical section with a scheduling point inside it (a nested `with`) is still
+//! excluded properly: a second thread that takes a held mutex blocks until it is released.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use shuttle_engine::runtime::execution::ExecutionState;
+use shuttle_engine::runtime::task::TaskId;
+use shuttle_engine::runtime::thread::switch;
+
+/// Model threads blocked on one object, to wake all at once.
+#[derive(Default)]
+struct Waiters(Mutex<Vec<TaskId>>);
+
+/// Block the current model thread (enlisted somewhere) until it is woken: one scheduling
+/// point, taken blocked.
+fn block() {
+    ExecutionState::with(|s| s.current_mut().block(false));
+    switch();
+}
+
+impl Waiters {
+    /// Put the current model thread on the list (it is woken by the next
+    /// [`Waiters::wake_all`]); it blocks at its next [`block`].
+    fn enlist(&self) {
+        let me = ExecutionState::me();
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(me);
+    }
+
+    /// Make every blocked thread runnable again (no scheduling point).
+    fn wake_all(&self) {
+        let woken = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        if woken.is_empty() || ExecutionState::should_stop() {
+            // Nobody waits, or the execution is being torn down and nobody runs again.
+            return;
+        }
+        ExecutionState::with(|s| {
+            for t in woken {
+                s.get_mut(t).unblock();
+            }
+        });
+    }
+}
+
+/// A mutex whose critical section costs one scheduling point (see the module's first lines).
+pub struct StepMutex<T> {
+    held: AtomicBool,
+    waiters: Waiters,
+    value: Mutex<T>,
+}
+
+/// A condition variable for [`StepMutex::wait_until`].
+#[derive(Default)]
+pub struct StepCondvar {
+    waiters: Waiters,
+}
+
+/// Releases the mutex when the critical section ends, by return or by panic.
+struct Release<'a, T>(&'a StepMutex<T>);
+
+impl<T> Drop for Release<'_, T> {
+    fn drop(&mut self) {
+        self.0.held.store(false, Ordering::SeqCst);
+        self.0.waiters.wake_all();
+    }
+}
+
+impl<T> StepMutex<T> {
+    pub fn new(value: T) -> StepMutex<T> {
+        StepMutex {
+            held: AtomicBool::new(false),
+            waiters: Waiters::default(),
+            value: Mutex::new(value),
+        }
+    }
+
+    /// Take the mutex now, with no scheduling point unless it is held (only by a thread at a
+    /// scheduling point inside its critical section): then block until it is released.
+    fn take(&self) -> Release<'_, T> {
+        while self.held.swap(true, Ordering::SeqCst) {
+            self.waiters.enlist();
+            block();
+        }
+        Release(self)
+    }
+
+    /// Run `f` with the mutex held: one scheduling point, before it.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        switch();
+        let _held = self.take();
+        let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut v)
+    }
+
+    /// Hold the mutex and call `f` until it returns `Some`, blocking on `cv` in between: one
+    /// scheduling point for the first call, and one per wait.
+    pub fn wait_until<R>(&self, cv: &StepCondvar, mut f: impl FnMut(&mut T) -> Option<R>) -> R {
+        switch();
+        loop {
+            let held = self.take();
+            if let Some(r) = f(&mut self.value.lock().unwrap_or_else(|p| p.into_inner())) {
+                return r;
+            }
+            // Waiting before the release: a notify after it wakes this thread. Nothing runs in
+            // between (no scheduling point), so no notification is lost either way.
+            cv.waiters.enlist();
+            drop(held);
+            block();
+        }
+    }
+}
+
+impl StepCondvar {
+    /// Wake every thread waiting on it (no scheduling point: see the module's first lines).
+    pub fn notify_all(&self) {
+        self.waiters.wake_all();
+    }
+}
