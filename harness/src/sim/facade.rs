@@ -11,6 +11,12 @@ use super::shuttle_sync::{StepCondvar, StepMutex};
 pub trait Facade: Send + Sync + 'static {
     /// `loom` or `shuttle`.
     const NAME: &'static str;
+    /// Whether the simulated kernel gives each path its own mutex (a *lane*, `sim/os.rs`):
+    /// worth it only for a checker that explores a second order of two steps only when they
+    /// touch one object (loom's DPOR). shuttle explores orders by scheduling points, not
+    /// objects: one lane for every step costs it one scheduling point per step, as a lane per
+    /// path does, and fewer for a step on two paths.
+    const PATH_LANES: bool;
     type Mutex<T: Send + 'static>: Send + Sync;
     type Condvar: Send + Sync;
 
@@ -41,6 +47,7 @@ pub struct Loom;
 
 impl Facade for Loom {
     const NAME: &'static str = "loom";
+    const PATH_LANES: bool = true;
     type Mutex<T: Send + 'static> = loom::sync::Mutex<T>;
     type Condvar = loom::sync::Condvar;
 
@@ -100,6 +107,7 @@ pub struct Shuttle;
 
 impl Facade for Shuttle {
     const NAME: &'static str = "shuttle";
+    const PATH_LANES: bool = false;
     type Mutex<T: Send + 'static> = StepMutex<T>;
     type Condvar = StepCondvar;
 

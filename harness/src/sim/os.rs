@@ -215,9 +215,15 @@ impl<F: Facade> SharedKernel<F> {
         self.plan != CrashPlan::Never
     }
 
-    /// The lane of `key`: its own, or the global one when executions may crash.
+    /// Whether every step takes the one global lane: when executions may crash, and under a
+    /// checker that does not reorder by object ([`Facade::PATH_LANES`]: shuttle).
+    fn one_lane(&self) -> bool {
+        self.may_crash() || !F::PATH_LANES
+    }
+
+    /// The lane of `key`: its own, or the global one ([`SharedKernel::one_lane`]).
     fn lane(&self, key: &Key) -> Arc<Lane<F>> {
-        if self.may_crash() {
+        if self.one_lane() {
             return self.global.clone();
         }
         self.lanes
@@ -231,7 +237,7 @@ impl<F: Facade> SharedKernel<F> {
     /// The lanes of `keys` (sorted, so every step takes its mutexes in one order), each
     /// once.
     fn lanes_of(&self, keys: &[Key]) -> Vec<Arc<Lane<F>>> {
-        if self.may_crash() {
+        if self.one_lane() {
             return vec![self.global.clone()];
         }
         let mut keys = keys.to_vec();
@@ -311,11 +317,16 @@ impl<F: Facade> SharedKernel<F> {
             if !self.alive(life) {
                 return Err(crashed());
             }
-            let want = keys(&self.state());
+            // With one lane, no key is needed (and none can move).
+            let want = if self.one_lane() {
+                Vec::new()
+            } else {
+                keys(&self.state())
+            };
             let lanes = self.lanes_of(&want);
             let mut released = false;
             let r = Self::holding(&lanes, || {
-                if !self.may_crash() && keys(&self.state()) != want {
+                if !self.one_lane() && keys(&self.state()) != want {
                     return None;
                 }
                 self.tick();
@@ -424,7 +435,11 @@ impl<F: Facade> SharedKernel<F> {
             if !self.alive(life) {
                 return Err(crashed());
             }
-            let want = key_now(&self.state(), opened);
+            let want = if self.one_lane() {
+                Vec::new()
+            } else {
+                key_now(&self.state(), opened)
+            };
             let lane = self.lanes_of(&want).pop().expect("one lane");
             let mut counted = false;
             let attempt = F::wait_until(&lane.lock, &lane.changed, |()| {
@@ -432,7 +447,7 @@ impl<F: Facade> SharedKernel<F> {
                     lane.waiting.fetch_sub(1, Ordering::SeqCst);
                     counted = false;
                 }
-                if !self.may_crash() && key_now(&self.state(), opened) != want {
+                if !self.one_lane() && key_now(&self.state(), opened) != want {
                     return Some(Attempt::Rekey);
                 }
                 self.tick();
