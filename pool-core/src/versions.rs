@@ -13,12 +13,16 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// A fast hash of the bytes (foldhash: a store is a kilobyte or more, and only equality of the
+/// bytes decides a match).
+type Kept = HashMap<Vec<u8>, (String, Store), foldhash::fast::FixedState>;
+
 use crate::store::Store;
 
 /// Remembered store versions: bytes -> (content hash, the store they parse to).
 #[derive(Debug)]
 pub struct Versions {
-    kept: Mutex<HashMap<Vec<u8>, (String, Store)>>,
+    kept: Mutex<Kept>,
     /// Versions kept at most (then it starts over).
     capacity: usize,
     /// Whether parsed versions are kept too (else only written ones).
@@ -29,7 +33,7 @@ impl Versions {
     /// A pool's own: the version it wrote last.
     pub fn own() -> Versions {
         Versions {
-            kept: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Kept::default()),
             capacity: 1,
             reads: false,
         }
@@ -39,7 +43,7 @@ impl Versions {
     /// (at least one).
     pub fn shared(capacity: usize) -> Versions {
         Versions {
-            kept: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Kept::default()),
             capacity: capacity.max(1),
             reads: true,
         }

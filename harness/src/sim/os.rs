@@ -51,6 +51,14 @@ impl Recorder {
         Arc::new(Recorder::default())
     }
 
+    /// A recorder with room for `n` records (an execution like the last one: no regrowing).
+    pub fn with_capacity(n: usize) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            ticks: AtomicU64::new(0),
+            records: Mutex::new(Vec::with_capacity(n)),
+        })
+    }
+
     /// Append an event of process `proc` at the next tick.
     pub fn push(&self, proc: Proc, ev: Ev) {
         let t = self.ticks.fetch_add(1, Ordering::SeqCst) + 1;
