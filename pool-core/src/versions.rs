@@ -56,6 +56,12 @@ impl Versions {
             .map(|(hash, store)| (store.clone(), hash.clone()))
     }
 
+    /// The content hash of `bytes`, if they are a version kept here (what hashing them gives).
+    pub fn hash_of(&self, bytes: &[u8]) -> Option<String> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.get(bytes).map(|(hash, _)| hash.clone())
+    }
+
     /// `bytes` (content hash `hash`) were just written, serialized from `store`.
     pub fn wrote(&self, bytes: Vec<u8>, hash: String, store: Store) {
         self.keep(bytes, hash, store);
@@ -116,6 +122,7 @@ mod tests {
         v.wrote(b.clone(), "hb".into(), sb.clone());
         assert_eq!(v.recall(&a), Some((sa, "ha".to_string())));
         assert_eq!(v.recall(&b), Some((sb, "hb".to_string())));
+        assert_eq!(v.hash_of(&b).as_deref(), Some("hb"));
         v.parsed(&c, "hc", &sc);
         assert_eq!(v.recall(&c), Some((sc, "hc".to_string())));
         assert!(v.recall(&a).is_none() && v.recall(&b).is_none());
@@ -123,5 +130,6 @@ mod tests {
         let mut near = c.clone();
         near.push(b' ');
         assert!(v.recall(&near).is_none());
+        assert!(v.hash_of(&near).is_none());
     }
 }

@@ -223,6 +223,10 @@ impl<F: Facade> SharedKernel<F> {
         plan: CrashPlan,
         report: impl Fn(&BTreeSet<Proc>, &KernelState) + Send + Sync + 'static,
     ) -> Arc<SharedKernel<F>> {
+        let mut state = state;
+        if plan == CrashPlan::Never {
+            state.never_crashes();
+        }
         Arc::new(SharedKernel {
             global: Lane::new(),
             lanes: Mutex::new(BTreeMap::new()),
