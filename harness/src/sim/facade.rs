@@ -5,7 +5,7 @@
 //!
 //! The API is closure-shaped (no guard types cross it), which keeps lifetimes out of the trait.
 
-use super::shuttle_sync::{self, StepCondvar, StepMutex};
+use super::shuttle_sync::{StepCondvar, StepMutex};
 
 /// The scheduler's primitives: a mutex, a condition variable, yielding, and threads.
 pub trait Facade: Send + Sync + 'static {
@@ -31,12 +31,8 @@ pub trait Facade: Send + Sync + 'static {
         f: impl FnMut(&mut T) -> Option<R>,
     ) -> R;
     fn notify_all(cv: &Self::Condvar);
-    /// Let the scheduler run someone else (a pause point). A checker may defer the yield to
-    /// the thread's next scheduling point or [`Facade::settle`], whichever comes first.
+    /// Let the scheduler run someone else.
     fn yield_now();
-    /// The current thread is about to observe or change shared state outside a scheduling
-    /// point's step (a record, a clock read, its exit): a deferred yield is taken now.
-    fn settle();
     /// Run every body on its own model thread and wait for all of them. A panic in a body
     /// propagates.
     fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>);
@@ -84,8 +80,6 @@ impl Facade for Loom {
     fn yield_now() {
         loom::thread::yield_now()
     }
-    /// loom's yields are not deferred.
-    fn settle() {}
     fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
         let handles: Vec<_> = bodies
             .into_iter()
@@ -136,16 +130,10 @@ impl Facade for Shuttle {
     fn notify_all(cv: &Self::Condvar) {
         cv.notify_all()
     }
-    /// Deferred ([`super::shuttle_sync::defer_yield`]): to the next critical section's
-    /// scheduling point, which becomes a yield, or to [`Facade::settle`].
     fn yield_now() {
-        shuttle_sync::defer_yield()
-    }
-    fn settle() {
-        shuttle_sync::settle()
+        shuttle::thread::yield_now()
     }
     fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
-        shuttle_sync::forget_deferred();
         let handles: Vec<_> = bodies.into_iter().map(shuttle::thread::spawn).collect();
         for h in handles {
             if let Err(p) = h.join() {

@@ -40,22 +40,10 @@ use crate::history::{Ev, Record};
 pub const NS_PER_TICK: u64 = 1_000_000;
 
 /// The shared history of one execution, stamped by a logical clock (a shared counter).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Recorder {
     ticks: AtomicU64,
     records: Mutex<Vec<Record>>,
-    /// [`Facade::settle`] of the checker: a record and a clock read observe shared state.
-    settle: fn(),
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        Recorder {
-            ticks: AtomicU64::new(0),
-            records: Mutex::default(),
-            settle: || {},
-        }
-    }
 }
 
 impl Recorder {
@@ -63,25 +51,16 @@ impl Recorder {
         Arc::new(Recorder::default())
     }
 
-    /// The recorder of an execution under checker `F`, with room for `n` records (an
-    /// execution like the last one: no regrowing).
-    pub fn for_checker<F: Facade>(n: usize) -> Arc<Recorder> {
+    /// A recorder with room for `n` records (an execution like the last one: no regrowing).
+    pub fn with_capacity(n: usize) -> Arc<Recorder> {
         Arc::new(Recorder {
             ticks: AtomicU64::new(0),
             records: Mutex::new(Vec::with_capacity(n)),
-            settle: F::settle,
         })
-    }
-
-    /// The current thread is about to observe shared state (outside a step): a yield the
-    /// checker deferred is taken now ([`Facade::settle`]).
-    pub fn settle(&self) {
-        (self.settle)()
     }
 
     /// Append an event of process `proc` at the next tick.
     pub fn push(&self, proc: Proc, ev: Ev) {
-        self.settle();
         let t = self.ticks.fetch_add(1, Ordering::SeqCst) + 1;
         self.records
             .lock()
@@ -93,9 +72,8 @@ impl Recorder {
             });
     }
 
-    /// Ticks so far (the logical clock: reading it observes the other processes' records).
+    /// Ticks so far.
     pub fn ticks(&self) -> u64 {
-        self.settle();
         self.ticks.load(Ordering::SeqCst)
     }
 
@@ -437,9 +415,6 @@ impl<F: Facade> SharedKernel<F> {
     /// A shared step keyed by the files it still has open or locked; with none (and no
     /// crash to come) it changes nothing another process observes and is private.
     pub fn exit(&self, proc: Proc, life: u64) -> bool {
-        // A crash before the exit restarts the process, one after it does not: the exit
-        // observes shared state, so a deferred yield comes before it.
-        F::settle();
         let leave = |k: &mut KernelState| {
             self.running
                 .lock()
@@ -613,9 +588,8 @@ impl<F: Facade> SimOs<F> {
     }
 
     /// Append to the history, unless this process is dead (nothing it does after the crash
-    /// happened). A deferred yield is taken first ([`Facade::settle`]): a crash there kills it.
+    /// happened).
     pub fn push(&self, ev: Ev) {
-        self.rec.settle();
         if self.alive() {
             self.rec.push(self.proc, ev);
         }

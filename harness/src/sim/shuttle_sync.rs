@@ -30,72 +30,12 @@
 //! detection. A critical section with a scheduling point inside it (a nested `with`) is still
 //! excluded properly: a second thread that takes a held mutex blocks until it is released.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use shuttle_engine::runtime::execution::ExecutionState;
 use shuttle_engine::runtime::task::TaskId;
 use shuttle_engine::runtime::thread::switch;
-
-thread_local! {
-    /// The model threads (by task number, below 64) with a deferred yield. shuttle runs every
-    /// model thread of an execution on one OS thread, so one cell serves them all; other OS
-    /// threads (other tests' executions) have their own.
-    static DEFERRED: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The current model thread's bit in [`DEFERRED`], if it has one.
-fn my_bit() -> Option<u64> {
-    let n = usize::from(ExecutionState::me());
-    (n < 64).then(|| 1 << n)
-}
-
-/// A pause point's yield, deferred to the current thread's next scheduling point (which is then
-/// a yield: PCT lowers the thread's priority there as at a yield) or to [`settle`], whichever
-/// comes first. In between, the thread only computes on what no other thread can see or change,
-/// so a switch at the pause and a switch at the deferred point reach the same histories; a
-/// deferred yield right before a critical section's point merges with it (two scheduling points
-/// with nothing in between offer the same choices as one). A thread with no bit yields at once.
-pub fn defer_yield() {
-    match my_bit() {
-        Some(bit) => DEFERRED.with(|d| d.set(d.get() | bit)),
-        None => shuttle::thread::yield_now(),
-    }
-}
-
-/// Whether the current thread had a deferred yield (it has none now).
-fn take_deferred() -> bool {
-    let Some(bit) = my_bit() else { return false };
-    DEFERRED.with(|d| {
-        let had = d.get() & bit != 0;
-        d.set(d.get() & !bit);
-        had
-    })
-}
-
-/// The current thread is about to observe shared state outside a step: its deferred yield, if
-/// any, is taken now.
-pub fn settle() {
-    if DEFERRED.with(Cell::get) != 0 && take_deferred() {
-        shuttle::thread::yield_now();
-    }
-}
-
-/// A new execution starts: no thread has a deferred yield (a thread that ended with one took
-/// nothing observable after it).
-pub fn forget_deferred() {
-    DEFERRED.with(|d| d.set(0));
-}
-
-/// The scheduling point of a critical section: a yield if one was deferred to it.
-fn point() {
-    if take_deferred() {
-        shuttle::thread::yield_now();
-    } else {
-        switch();
-    }
-}
 
 /// Model threads blocked on one object, to wake all at once.
 #[derive(Default)]
@@ -175,7 +115,7 @@ impl<T> StepMutex<T> {
 
     /// Run `f` with the mutex held: one scheduling point, before it.
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        point();
+        switch();
         let _held = self.take();
         let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut v)
@@ -184,7 +124,7 @@ impl<T> StepMutex<T> {
     /// Hold the mutex and call `f` until it returns `Some`, blocking on `cv` in between: one
     /// scheduling point for the first call, and one per wait.
     pub fn wait_until<R>(&self, cv: &StepCondvar, mut f: impl FnMut(&mut T) -> Option<R>) -> R {
-        point();
+        switch();
         loop {
             let held = self.take();
             if let Some(r) = f(&mut self.value.lock().unwrap_or_else(|p| p.into_inner())) {

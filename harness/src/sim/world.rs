@@ -140,7 +140,7 @@ impl World {
     /// crash points of [`CrashPlan::AtStep`] are 0 to that number).
     pub fn execute_counting<F: Facade>(self: &Arc<World>, crash: CrashPlan) -> (History, u64) {
         let sc = &self.plan.scenario;
-        let rec = Recorder::for_checker::<F>(self.records.load(Ordering::Relaxed));
+        let rec = Recorder::with_capacity(self.records.load(Ordering::Relaxed));
         // The same records at the same ticks as building the world made.
         for r in &self.setup {
             rec.push(r.proc, r.ev.clone());
@@ -271,7 +271,6 @@ impl<F: Facade> Process<F> {
 
     /// Append to the history, unless this life of the process is over.
     fn push(&self, ev: Ev) {
-        self.rec.settle();
         if self.kernel.alive(self.life.get()) {
             self.rec.push(self.plan.proc, ev);
         }
