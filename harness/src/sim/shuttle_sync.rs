@@ -109,6 +109,7 @@ impl<T> StepMutex<T> {
         while self.held.swap(true, Ordering::SeqCst) {
             self.waiters.enlist();
             block();
+            switch();
         }
         Release(self)
     }
@@ -135,6 +136,8 @@ impl<T> StepMutex<T> {
             cv.waiters.enlist();
             drop(held);
             block();
+            // The retry's own scheduling point (see the module's first lines).
+            switch();
         }
     }
 }
