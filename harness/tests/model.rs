@@ -5,7 +5,7 @@
 
 use harness::check;
 use harness::drive::model::{
-    matrix_run_with, Checker, Goal, MatrixProfile, ModelRun, ModelVerdict,
+    matrix_run, matrix_run_with, Checker, Goal, MatrixProfile, ModelRun, ModelVerdict,
 };
 use harness::drive::{loom, shuttle};
 use harness::scenario::Scenario;
@@ -310,4 +310,27 @@ fn the_catalog_matrix_with_model_drivers_holds_every_expectation() {
         }
     }
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// shuttle-pct meets `flock-data`'s lost update on `cooldown-erasure` in the matrix cell (its
+/// profile: 2000 schedules, the scenario's seed). Fewer scheduling points must not take from
+/// PCT an order it could reach: with the pause yields merged into the next step's scheduling
+/// point (tried, reverted), PCT had no decision left between a process resuming from its yield
+/// and that step, and did not meet this lost update in 20,000 schedules.
+#[test]
+fn shuttle_pct_meets_flock_datas_lost_update_on_cooldown_erasure() {
+    let sc = Scenario::find("cooldown-erasure").expect("catalog");
+    let st = Strategy::parse("flock-data").expect("preset");
+    let rep = matrix_run("shuttle-pct", &sc, st, None).expect("runs");
+    assert_eq!(rep.verdict, "counterexample", "{:?}", rep.stats.model);
+    assert!(
+        rep.anomalies.get("lost_update").is_some_and(|n| *n > 0),
+        "{:?}",
+        rep.anomalies
+    );
+    assert!(
+        rep.expectations.iter().all(|e| e.held),
+        "{:?}",
+        rep.expectations
+    );
 }

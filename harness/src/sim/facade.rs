@@ -142,3 +142,49 @@ impl Facade for Shuttle {
         }
     }
 }
+
+/// shuttle with its own `Mutex` and `Condvar` (two or more scheduling points per critical
+/// section), for tests that compare what [`Shuttle`]'s primitives save.
+#[cfg(test)]
+pub struct ShuttleStd;
+
+#[cfg(test)]
+impl Facade for ShuttleStd {
+    const NAME: &'static str = "shuttle";
+    const PATH_LANES: bool = false;
+    type Mutex<T: Send + 'static> = shuttle::sync::Mutex<T>;
+    type Condvar = shuttle::sync::Condvar;
+
+    fn mutex<T: Send + 'static>(value: T) -> Self::Mutex<T> {
+        shuttle::sync::Mutex::new(value)
+    }
+    fn condvar() -> Self::Condvar {
+        shuttle::sync::Condvar::new()
+    }
+    fn with<T: Send + 'static, R>(m: &Self::Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut g = m.lock().expect("model mutex");
+        f(&mut g)
+    }
+    fn wait_until<T: Send + 'static, R>(
+        m: &Self::Mutex<T>,
+        cv: &Self::Condvar,
+        mut f: impl FnMut(&mut T) -> Option<R>,
+    ) -> R {
+        let mut g = m.lock().expect("model mutex");
+        loop {
+            if let Some(r) = f(&mut g) {
+                return r;
+            }
+            g = cv.wait(g).expect("model condvar");
+        }
+    }
+    fn notify_all(cv: &Self::Condvar) {
+        cv.notify_all()
+    }
+    fn yield_now() {
+        shuttle::thread::yield_now()
+    }
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
+        Shuttle::run_threads(bodies)
+    }
+}
