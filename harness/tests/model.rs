@@ -314,9 +314,10 @@ fn the_catalog_matrix_with_model_drivers_holds_every_expectation() {
 
 /// shuttle-pct meets `flock-data`'s lost update on `cooldown-erasure` in the matrix cell (its
 /// profile: 2000 schedules, the scenario's seed). Fewer scheduling points must not take from
-/// PCT an order it could reach: with the pause yields merged into the next step's scheduling
-/// point (tried, reverted), PCT had no decision left between a process resuming from its yield
-/// and that step, and did not meet this lost update in 20,000 schedules.
+/// PCT the orders it meets: with the pause yields merged into the next step's scheduling point
+/// and a woken waiter retrying at once (tried at 1f9645b, reverted), PCT had no decision left
+/// between a thread being resumed and its next step, and this test failed (verified after 2000
+/// schedules, and after 20,000 at depth 3 and 4).
 #[test]
 fn shuttle_pct_meets_flock_datas_lost_update_on_cooldown_erasure() {
     let sc = Scenario::find("cooldown-erasure").expect("catalog");

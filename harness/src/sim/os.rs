@@ -139,7 +139,9 @@ impl<F: Facade> Lane<F> {
 ///
 /// When executions may crash, every step (and every issuer request) takes the one global
 /// lane instead: the crash plan counts the steps in one order (the crash comes before step
-/// N + 1 of that order), which only holds if every two steps are ordered by the checker.
+/// N + 1 of that order), which only holds if every two steps are ordered by the checker. So
+/// does every step under a checker that orders by scheduling points rather than objects
+/// ([`Facade::PATH_LANES`]: shuttle), where a lane per path would only cost lookups.
 pub struct SharedKernel<F: Facade> {
     /// The lane of every step when executions may crash, and of the harness's calls.
     global: Arc<Lane<F>>,
