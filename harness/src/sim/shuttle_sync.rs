@@ -15,12 +15,14 @@
 //!   while it is still held, which blocks and does nothing.
 //! - [`StepCondvar`] (through [`StepMutex::wait_until`]): the condition is checked right after
 //!   the lock's point; a thread whose condition is false blocks (one scheduling point, taken
-//!   with it blocked: the scheduler runs someone else), and once woken takes the mutex again
-//!   at the moment the scheduler resumes it, with no further point: resuming it *is* the
-//!   scheduler's choice of when it runs, and a second point right after would only offer the
-//!   choices that point offered. [`StepCondvar::notify_all`] has no scheduling point either:
-//!   it belongs to the step just taken (the simulated kernel wakes the waiters of a released
-//!   lock inside the release).
+//!   with it blocked: the scheduler runs someone else), and once woken takes one more point
+//!   before it retakes the mutex and checks again. That point offers no order the wake-up did
+//!   not, but PCT lowers only the thread that runs at a change point: this is where it can
+//!   lower a woken thread right after choosing it (without it, PCT met `flock-data`'s lost
+//!   update on `cooldown-erasure` after 2,097 schedules on average over 12 seeds, with it
+//!   after 334, main after 688: docs/model.md, "Under shuttle").
+//!   [`StepCondvar::notify_all`] has no scheduling point: it belongs to the step just taken
+//!   (the simulated kernel wakes the waiters of a released lock inside the release).
 //!
 //! Blocking is shuttle's own: a blocked thread is not runnable, so PCT does not pick it and a
 //! state where every thread waits is reported as a deadlock, as with shuttle's primitives.
@@ -123,7 +125,7 @@ impl<T> StepMutex<T> {
     }
 
     /// Hold the mutex and call `f` until it returns `Some`, blocking on `cv` in between: one
-    /// scheduling point for the first call, and one per wait.
+    /// scheduling point for the first call, and two per wait (the block, the retry).
     pub fn wait_until<R>(&self, cv: &StepCondvar, mut f: impl FnMut(&mut T) -> Option<R>) -> R {
         switch();
         loop {
