@@ -5,7 +5,7 @@
 
 use harness::check;
 use harness::drive::model::{
-    matrix_run_with, Checker, Goal, MatrixProfile, ModelRun, ModelVerdict,
+    matrix_run, matrix_run_with, Checker, Goal, MatrixProfile, ModelRun, ModelVerdict,
 };
 use harness::drive::{loom, shuttle};
 use harness::scenario::Scenario;
@@ -352,4 +352,28 @@ fn a_finds_search_goes_deeper_when_its_bound_does_not_show_the_anomaly() {
         let ex = any.explore_deeper(2).expect("runs");
         assert!(!ex.bound.contains("raised from"), "{}", ex.bound);
     }
+}
+
+/// shuttle-pct meets `flock-data`'s lost update on `cooldown-erasure` in the matrix cell (its
+/// profile: 2000 schedules, the scenario's seed). Fewer scheduling points must not take from
+/// PCT the orders it meets: with the pause yields merged into the next step's scheduling point
+/// and a woken waiter retrying at once (tried at 1f9645b, reverted), PCT had no decision left
+/// between a thread being resumed and its next step, and this test failed (verified after 2000
+/// schedules, and after 20,000 at depth 3 and 4).
+#[test]
+fn shuttle_pct_meets_flock_datas_lost_update_on_cooldown_erasure() {
+    let sc = Scenario::find("cooldown-erasure").expect("catalog");
+    let st = Strategy::parse("flock-data").expect("preset");
+    let rep = matrix_run("shuttle-pct", &sc, st, None).expect("runs");
+    assert_eq!(rep.verdict, "counterexample", "{:?}", rep.stats.model);
+    assert!(
+        rep.anomalies.get("lost_update").is_some_and(|n| *n > 0),
+        "{:?}",
+        rep.anomalies
+    );
+    assert!(
+        rep.expectations.iter().all(|e| e.held),
+        "{:?}",
+        rep.expectations
+    );
 }
