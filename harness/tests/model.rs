@@ -8,6 +8,7 @@ use harness::drive::model::{
     matrix_run, matrix_run_with, Checker, Goal, MatrixProfile, ModelRun, ModelVerdict,
 };
 use harness::drive::{loom, shuttle};
+use harness::report::RunReport;
 use harness::scenario::Scenario;
 use pool_core::Strategy;
 
@@ -22,6 +23,15 @@ fn run(checker: Checker, strategy: &str, procs: u32) -> ModelRun {
     r
 }
 
+/// Every expectation of the scenario about the run's strategy held.
+fn every_expectation_held(rep: &RunReport) {
+    assert!(
+        rep.expectations.iter().all(|e| e.held),
+        "{:?}",
+        rep.expectations
+    );
+}
+
 #[test]
 fn loom_verifies_flock_txn_on_refresh_race_with_two_processes() {
     let r = run(Checker::Loom, "flock-txn", 2);
@@ -32,11 +42,7 @@ fn loom_verifies_flock_txn_on_refresh_race_with_two_processes() {
     assert!(ex.schedules > 100, "{} schedules", ex.schedules);
     let rep = r.judge(&ex);
     assert_eq!(rep.verdict, "verified");
-    assert!(
-        rep.expectations.iter().all(|e| e.held),
-        "{:?}",
-        rep.expectations
-    );
+    every_expectation_held(&rep);
     let m = rep.stats.model.expect("model stats");
     assert!(m.bound.contains("at most 2 preemptions"), "{}", m.bound);
     assert_eq!(m.schedules, ex.schedules);
@@ -241,11 +247,7 @@ fn a_named_anomaly_search_goes_past_other_anomalies() {
     assert!(ex.schedules >= first.schedules);
     let rep = r.judge(&ex);
     assert!(rep.anomalies["lost_update"] > 0, "{:?}", rep.anomalies);
-    assert!(
-        rep.expectations.iter().all(|e| e.held),
-        "{:?}",
-        rep.expectations
-    );
+    every_expectation_held(&rep);
     assert!(rep
         .stats
         .model
@@ -330,11 +332,7 @@ fn a_finds_search_goes_deeper_when_its_bound_does_not_show_the_anomaly() {
             "{checker:?}: {:?}",
             rep.anomalies
         );
-        assert!(
-            rep.expectations.iter().all(|e| e.held),
-            "{:?}",
-            rep.expectations
-        );
+        every_expectation_held(&rep);
         let m = rep.stats.model.expect("model");
         assert!(m.bound.contains("raised from"), "{}", m.bound);
         assert!(m.schedules > first, "{} <= {first}", m.schedules);
@@ -371,9 +369,5 @@ fn shuttle_pct_meets_flock_datas_lost_update_on_cooldown_erasure() {
         "{:?}",
         rep.anomalies
     );
-    assert!(
-        rep.expectations.iter().all(|e| e.held),
-        "{:?}",
-        rep.expectations
-    );
+    every_expectation_held(&rep);
 }
