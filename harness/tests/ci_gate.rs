@@ -5,28 +5,14 @@
 //! witness, once a commit removes the pool's lock. The script is told to use this build's
 //! binary (`POOLCHECK_BIN`), so nothing is compiled here.
 //!
-//! Needs `python3`, `git` and `bash`; without them it prints why and passes.
+//! Needs `python3`, `git` and `bash`; without them it fails saying which is missing.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: {tool} is not on PATH");
-    }
-    ok
-}
+use common::{require, root};
 
 /// The code blocks of a Markdown file whose fence names a file: "```python tinypool.py".
 fn named_blocks(md: &str) -> Vec<(String, String)> {
@@ -91,8 +77,8 @@ fn gate(dir: &Path) -> (Output, String) {
 
 #[test]
 fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
-    if !(have("python3") && have("git") && have("bash")) {
-        return;
+    for (tool, what) in [("python3", "Python 3"), ("git", "git"), ("bash", "bash")] {
+        require(tool, what);
     }
     let doc = std::fs::read_to_string(root().join("docs/subjects.md")).unwrap();
     let blocks = named_blocks(&doc);
@@ -164,9 +150,7 @@ fn an_adopting_repository_gates_its_pool_and_catches_the_regression() {
 /// fix, before anything is built.
 #[test]
 fn the_templates_placeholders_are_refused_with_the_fix() {
-    if !have("bash") {
-        return;
-    }
+    require("bash", "bash");
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("ci")).unwrap();
     std::fs::copy(root().join("ci/gate.sh"), dir.path().join("ci/gate.sh")).unwrap();

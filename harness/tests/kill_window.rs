@@ -7,9 +7,11 @@
 //! bundled Python subject (which reports `write_begin` before and `write` right after its
 //! rename, before the pause, as docs/subjects.md asks) and with pool-core's own worker.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
+use common::root;
 use serde_json::Value;
 
 const SCENARIO: &str = r#"
@@ -35,13 +37,6 @@ kill_at = ["after_rename"]
 probability = 1.0
 kills_per_process = 2
 "#;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 fn run(extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
@@ -75,14 +70,7 @@ fn killed_and_torn(report: &Value) -> (u64, u64) {
 
 #[test]
 fn a_subject_killed_after_its_rename_leaves_no_false_torn_read() {
-    let have_python = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_python {
-        eprintln!("SKIPPED: python3 is not on PATH");
-        return;
-    }
+    common::require("python3", "Python 3");
     let r = run(&[
         "--subject",
         "python3 subjects/python/pool_subject.py --flock-per-write",

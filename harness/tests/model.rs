@@ -5,9 +5,10 @@
 
 use harness::check;
 use harness::drive::model::{
-    matrix_run_with, Checker, Goal, MatrixProfile, ModelRun, ModelVerdict,
+    matrix_run, matrix_run_with, Checker, Goal, MatrixProfile, ModelRun, ModelVerdict,
 };
 use harness::drive::{loom, shuttle};
+use harness::report::RunReport;
 use harness::scenario::Scenario;
 use pool_core::Strategy;
 
@@ -22,6 +23,15 @@ fn run(checker: Checker, strategy: &str, procs: u32) -> ModelRun {
     r
 }
 
+/// Every expectation of the scenario about the run's strategy held.
+fn every_expectation_held(rep: &RunReport) {
+    assert!(
+        rep.expectations.iter().all(|e| e.held),
+        "{:?}",
+        rep.expectations
+    );
+}
+
 #[test]
 fn loom_verifies_flock_txn_on_refresh_race_with_two_processes() {
     let r = run(Checker::Loom, "flock-txn", 2);
@@ -32,11 +42,7 @@ fn loom_verifies_flock_txn_on_refresh_race_with_two_processes() {
     assert!(ex.schedules > 100, "{} schedules", ex.schedules);
     let rep = r.judge(&ex);
     assert_eq!(rep.verdict, "verified");
-    assert!(
-        rep.expectations.iter().all(|e| e.held),
-        "{:?}",
-        rep.expectations
-    );
+    every_expectation_held(&rep);
     let m = rep.stats.model.expect("model stats");
     assert!(m.bound.contains("at most 2 preemptions"), "{}", m.bound);
     assert_eq!(m.schedules, ex.schedules);
@@ -241,11 +247,7 @@ fn a_named_anomaly_search_goes_past_other_anomalies() {
     assert!(ex.schedules >= first.schedules);
     let rep = r.judge(&ex);
     assert!(rep.anomalies["lost_update"] > 0, "{:?}", rep.anomalies);
-    assert!(
-        rep.expectations.iter().all(|e| e.held),
-        "{:?}",
-        rep.expectations
-    );
+    every_expectation_held(&rep);
     assert!(rep
         .stats
         .model
@@ -259,28 +261,17 @@ fn a_named_anomaly_search_goes_past_other_anomalies() {
     assert!(Goal::named(&["no_such_thing".to_string()]).is_err());
 }
 
-/// Issue #18 item 3: the catalog matrix with the model drivers, in the test suite's reduced
-/// profile, holds every expectation; a cell a driver cannot model says why. The sampling
-/// checker is shuttle-random: shuttle-pct (depth 3) did not meet `thread-lock` x `seed-8040`
-/// `finds partial_sync_read` in 2000 schedules (it finds the torn reads), loom meets it at once.
+/// Issue #18 item 3: the catalog matrix with the model drivers, in the profile
+/// `poolcheck matrix --drivers loom,shuttle,shuttle-random` uses, holds every expectation,
+/// `finds` and `safe` alike; a cell a driver cannot model says why.
 #[test]
 fn the_catalog_matrix_with_model_drivers_holds_every_expectation() {
-    let profile = MatrixProfile {
-        max_count: 2,
-        max_ops: 2,
-        loom_processes: 2,
-        loom_crash_processes: 2,
-        loom_crash_ops: 1,
-        preemption_bound: 2,
-        loom_executions: 3000,
-        shuttle_schedules: 500,
-        dfs_schedules: 1000,
-    };
+    let profile = MatrixProfile::default();
     let mut failed = Vec::new();
     for sc in Scenario::catalog() {
         for p in pool_core::strategy::PRESETS {
             let st = Strategy::parse(p.name).expect("preset");
-            for driver in ["loom", "shuttle-random"] {
+            for driver in ["loom", "shuttle", "shuttle-random"] {
                 let t = std::time::Instant::now();
                 let rep = matrix_run_with(&profile, driver, &sc, st, None).expect("runs");
                 eprintln!(
@@ -297,14 +288,7 @@ fn the_catalog_matrix_with_model_drivers_holds_every_expectation() {
                     assert!(rep.expectations.is_empty());
                 }
                 for e in rep.expectations.iter().filter(|e| !e.held) {
-                    let cell = format!("{driver} {} {}: {}", p.name, sc.name, e.expect);
-                    // `finds` cells that fail are reported (docs/model.md, Limits), `safe`
-                    // ones fail the test.
-                    if e.expect == "safe" {
-                        failed.push(cell);
-                    } else {
-                        eprintln!("unmet: {cell}");
-                    }
+                    failed.push(format!("{driver} {} {}: {}", p.name, sc.name, e.expect));
                 }
             }
         }
@@ -339,4 +323,80 @@ fn loom_with_plain_pause_points_says_so_and_its_handle_replays() {
     // Replayed by a run that yields at its pause points: the handle decides.
     let again = loom::replay(run(Checker::Loom, "none", 2).plan, &handle).expect("replays");
     assert_eq!(Some(&again), ex.history.as_ref());
+}
+
+/// A matrix `finds` cell whose search does not meet the named anomaly at the profile's bound
+/// (loom) or depth (shuttle-pct) goes deeper: `none` x `cooldown-erasure` at the matrix's
+/// sizes shows only a torn read within loom's bound 2 (the space explored to its end) and
+/// within 2000 PCT schedules at depth 3; one level deeper both meet the lost update. A
+/// search for any anomaly is never deepened.
+#[test]
+fn a_finds_search_goes_deeper_when_its_bound_does_not_show_the_anomaly() {
+    let sc = Scenario::find("cooldown-erasure").expect("catalog");
+    let st = Strategy::parse("none").expect("preset");
+    let profile = MatrixProfile::default();
+    let wanted = ["lost_update".to_string()];
+    for checker in [Checker::Loom, Checker::ShuttlePct] {
+        let mut r = profile.run(checker, &sc, st, None);
+        r.preemption_bound = profile.preemption_bound;
+        r.iterations = Some(match checker {
+            Checker::Loom => profile.loom_executions,
+            _ => profile.shuttle_schedules,
+        });
+        r.goal = Goal::named(&wanted).expect("known");
+        // The premise: at the profile's own level the lost update is not met.
+        let flat = r.explore(None).expect("runs");
+        let flat = r.judge(&flat);
+        assert_eq!(
+            flat.anomalies["lost_update"], 0,
+            "{checker:?}: {:?}",
+            flat.anomalies
+        );
+        let first = flat.stats.model.expect("model").schedules;
+        // Deeper, it is; the bound says where the search started.
+        let deep = r.explore_deeper(2).expect("runs");
+        let rep = r.judge(&deep);
+        assert!(
+            rep.anomalies["lost_update"] > 0,
+            "{checker:?}: {:?}",
+            rep.anomalies
+        );
+        every_expectation_held(&rep);
+        let m = rep.stats.model.expect("model");
+        assert!(m.bound.contains("raised from"), "{}", m.bound);
+        assert!(m.schedules > first, "{} <= {first}", m.schedules);
+        // Its replay handle shows it again.
+        let handle = m.replay.expect("handle");
+        let again = match checker {
+            Checker::Loom => loom::replay(r.plan.clone(), &handle),
+            _ => shuttle::replay(r.plan.clone(), &handle),
+        }
+        .expect("replays");
+        assert!(check::check(&again).counts["lost_update"] > 0);
+        // A search for any anomaly stops at the first one, at the profile's level.
+        let mut any = profile.run(checker, &sc, st, None);
+        any.iterations = r.iterations;
+        let ex = any.explore_deeper(2).expect("runs");
+        assert!(!ex.bound.contains("raised from"), "{}", ex.bound);
+    }
+}
+
+/// shuttle-pct meets `flock-data`'s lost update on `cooldown-erasure` in the matrix cell (its
+/// profile: 2000 schedules, the scenario's seed). Fewer scheduling points must not take from
+/// PCT the orders it meets: with the pause yields merged into the next step's scheduling point
+/// and a woken waiter retrying at once (tried at 1f9645b, reverted), PCT had no decision left
+/// between a thread being resumed and its next step, and this test failed (verified after 2000
+/// schedules, and after 20,000 at depth 3 and 4).
+#[test]
+fn shuttle_pct_meets_flock_datas_lost_update_on_cooldown_erasure() {
+    let sc = Scenario::find("cooldown-erasure").expect("catalog");
+    let st = Strategy::parse("flock-data").expect("preset");
+    let rep = matrix_run("shuttle-pct", &sc, st, None).expect("runs");
+    assert_eq!(rep.verdict, "counterexample", "{:?}", rep.stats.model);
+    assert!(
+        rep.anomalies.get("lost_update").is_some_and(|n| *n > 0),
+        "{:?}",
+        rep.anomalies
+    );
+    every_expectation_held(&rep);
 }

@@ -16,13 +16,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::Mutex;
 
-use common::{first_run, kinds, root, systematic_difference};
+use common::{first_run, kinds, poolcheck, require, root, run_subject, systematic_difference};
 use serde_json::Value;
-
-/// One run at a time: each starts several interpreters under ptrace.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const PY: &str = "python3 subjects/python/pool_subject.py";
 const PY_FIXED: &str =
@@ -36,22 +32,7 @@ const SCENARIOS: [&str; 4] = [
 
 /// `poolcheck run --format json --scenario SC --subject CMD [extra]`: the run's report.
 fn run(cmd: &str, scenario: &str, extra: &[&str]) -> Value {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
-        .current_dir(root())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .args([
-            "run",
-            "--format",
-            "json",
-            "--scenario",
-            scenario,
-            "--subject",
-            cmd,
-        ])
-        .args(extra)
-        .output()
-        .expect("poolcheck runs");
+    let out = run_subject(cmd, scenario, extra);
     first_run(&out, &format!("{scenario} with {cmd} {extra:?}"))
 }
 
@@ -113,12 +94,15 @@ fn a_silent_pool_without_the_observer_shows_none_of_it() {
 
 #[test]
 fn observe_is_for_subjects() {
-    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
-        .current_dir(root())
-        .args(["run", "--scenario", "refresh-race", "--strategy", "none"])
-        .args(OBSERVE)
-        .output()
-        .expect("poolcheck runs");
+    let out = poolcheck(&[
+        "run",
+        "--scenario",
+        "refresh-race",
+        "--strategy",
+        "none",
+        "--observe",
+        "syscalls",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -131,15 +115,7 @@ const NODE: &str = "node subjects/node/pool.js";
 
 /// `node` must be installed: the Node.js subject is part of this test suite, not optional.
 fn require_node() {
-    let ok = Command::new("node")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "`node` (Node.js 18 or later) is not on PATH: install it to run the Node.js subject's tests (harness/tests/observe.rs)"
-    );
+    require("node", "Node.js 18 or later");
 }
 
 /// A scenario that holds an `auth add` between two write calls on the store until both CLIs

@@ -12,14 +12,13 @@
 //! a rule difference. Runs are one at a time (each starts a few processes and interpreters), so the test
 //! fits a 2-core machine: about 75 runs, a minute or two.
 //!
-//! Needs `python3`; without it, it says why and passes.
+//! Needs `python3`; without it, it fails saying so.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
-use common::{first_run, kinds as run_kinds, root, systematic_difference};
+use common::{first_run, kinds as run_kinds, poolcheck, require, systematic_difference};
 use harness::scenario::Scenario;
 
 /// Each preset and the Python switches that follow its rules.
@@ -37,13 +36,9 @@ const RUNS: usize = 6;
 
 /// The anomaly kinds one run found (`poolcheck run --format json ...`).
 fn kinds(scenario: &str, target: &[&str]) -> BTreeSet<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
-        .current_dir(root())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .args(["run", "--format", "json", "--scenario", scenario])
-        .args(target)
-        .output()
-        .expect("poolcheck runs");
+    let mut args = vec!["run", "--format", "json", "--scenario", scenario];
+    args.extend_from_slice(target);
+    let out = poolcheck(&args);
     let run = first_run(&out, &format!("{scenario} {target:?}"));
     assert_ne!(run["verdict"], "error", "{scenario} {target:?}: {run}");
     run_kinds(&run)
@@ -51,14 +46,7 @@ fn kinds(scenario: &str, target: &[&str]) -> BTreeSet<String> {
 
 #[test]
 fn each_preset_and_its_python_mode_find_the_same_anomaly_kinds() {
-    let have_python = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_python {
-        eprintln!("SKIPPED: python3 is not on PATH, so the Python subject cannot be run");
-        return;
-    }
+    require("python3", "Python 3.9 or later");
     let mut differences = Vec::new();
     for sc in Scenario::catalog() {
         for (preset, switches) in PAIRS {

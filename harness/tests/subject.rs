@@ -2,56 +2,24 @@
 //! `subjects/python/` (its as-of-#8040 mode and its serialized-refresh fix), its own unit
 //! tests, and tiny broken subjects (shell one-liners) that crash, hang or print garbage.
 //!
-//! The Python tests need `python3`; without it they print why and pass (the broken-subject
-//! tests need only `sh`).
+//! The Python tests need `python3` and fail, saying so, without it (the broken-subject tests
+//! need only `sh`).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::Mutex;
+mod common;
 
+use std::process::Command;
+
+use common::{require, root};
 use serde_json::Value;
 
-/// The repository root: subject commands and the Python tests run from there.
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+/// Python runs the bundled pool; it is part of this suite, not optional.
+fn require_python() {
+    require("python3", "Python 3.9 or later");
 }
-
-fn have_python() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: python3 is not on PATH, so the Python subject cannot be tested");
-    }
-    ok
-}
-
-/// One run at a time: each starts four or five interpreters, and on a small machine parallel
-/// runs push the scenarios' rendezvous past their timeouts.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// `poolcheck run --format json --subject CMD --scenario SC [extra]`: (report, exit, stderr).
 fn run_subject(cmd: &str, scenario: &str, extra: &[&str]) -> (Value, i32, String) {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
-        .current_dir(root())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .args([
-            "run",
-            "--format",
-            "json",
-            "--subject",
-            cmd,
-            "--scenario",
-            scenario,
-        ])
-        .args(extra)
-        .output()
-        .expect("poolcheck runs");
+    let out = common::run_subject(cmd, scenario, extra);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(&text)
@@ -69,9 +37,7 @@ const PY: &str = "python3 subjects/python/pool_subject.py";
 
 #[test]
 fn python_subject_unit_tests_pass() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     let out = Command::new("python3")
         .current_dir(root())
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -87,9 +53,7 @@ fn python_subject_unit_tests_pass() {
 
 #[test]
 fn python_pool_as_of_8040_double_redeems_in_the_refresh_race() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     let (v, code, stderr) = run_subject(PY, "refresh-race", &[]);
     assert_eq!(code, 0, "{stderr}");
     let run = &v["runs"][0];
@@ -106,9 +70,7 @@ fn python_pool_as_of_8040_double_redeems_in_the_refresh_race() {
 
 #[test]
 fn python_pool_with_serialized_refresh_is_clean_in_the_refresh_race() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     let cmd = format!("{PY} --serialized-refresh");
     let (v, code, stderr) = run_subject(&cmd, "refresh-race", &[]);
     assert_eq!(code, 0, "{stderr}");
@@ -122,9 +84,7 @@ fn python_pool_with_serialized_refresh_is_clean_in_the_refresh_race() {
 
 #[test]
 fn python_pool_as_of_8040_loses_an_update_and_merge_keeps_it() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     let (v, _, stderr) = run_subject(PY, "lost-update", &[]);
     assert!(count(&v, "lost_update") >= 1, "{v}\n{stderr}");
     let (v, _, stderr) = run_subject(&format!("{PY} --merge"), "lost-update", &[]);
@@ -133,9 +93,7 @@ fn python_pool_as_of_8040_loses_an_update_and_merge_keeps_it() {
 
 #[test]
 fn python_pool_as_of_8040_shows_partial_sync_reads_in_seed_8040() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     // The rendezvous that force the partial sync time out on a starved machine: looked for
     // over up to three runs.
     let mut found = (Value::Null, String::new());
@@ -159,9 +117,7 @@ fn python_pool_as_of_8040_shows_partial_sync_reads_in_seed_8040() {
 
 #[test]
 fn a_black_box_subject_is_judged_from_the_ledger_and_the_final_store() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     let (v, code, stderr) = run_subject(&format!("{PY} --black-box"), "refresh-race", &[]);
     assert_eq!(code, 0, "{stderr}");
     // No writes were reported, so no rollback or lost update can be judged (torn reads
@@ -237,9 +193,7 @@ fn a_subject_printing_garbage_is_named_with_the_line() {
 
 #[test]
 fn one_broken_subject_does_not_stop_the_others_being_judged() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     // Process 2 prints garbage instead of its hello; the other three are the Python pool.
     let cmd = format!(
         r#"if [ "$POOLCHECK_PROC" = 2 ]; then read hello; echo garbage; exit 0; fi; exec {PY}"#
@@ -262,13 +216,7 @@ fn one_broken_subject_does_not_stop_the_others_being_judged() {
 
 /// `poolcheck ARGS` from the repository root: (stdout, exit code, stderr).
 fn poolcheck(args: &[&str]) -> (String, i32, String) {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let out = Command::new(env!("CARGO_BIN_EXE_poolcheck"))
-        .current_dir(root())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .args(args)
-        .output()
-        .expect("poolcheck runs");
+    let out = common::poolcheck(args);
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         out.status.code().unwrap_or(-1),
@@ -278,9 +226,7 @@ fn poolcheck(args: &[&str]) -> (String, i32, String) {
 
 #[test]
 fn restarted_subject_processes_number_their_operations_apart() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     // Workers are killed by the nemesis and restarted; each life of a process must number
     // its operations in its own range, or the history merges ops of two lives (which showed
     // as 20-50 false partial_sync_reads per run).
@@ -459,9 +405,7 @@ fn commands_that_cannot_drive_a_subject_say_so() {
 
 #[test]
 fn the_gate_holds_the_fixed_python_pool_safe_and_fails_it_as_of_8040() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     let file = "subjects/python/expectations.toml";
     let (out, code, stderr) = poolcheck(&["gate", "--quick", "--expect", file]);
     assert_eq!(code, 0, "{out}\n{stderr}");
@@ -515,9 +459,7 @@ fn the_gate_holds_the_fixed_python_pool_safe_and_fails_it_as_of_8040() {
 
 #[test]
 fn a_subject_plays_a_script_op_by_op_and_refuses_the_ops_it_has_no_request_for() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     // The same role player drives pool-core and subjects: a scripted role is played op by op
     // (`use` and `add` have requests), and `exhaust:0` (no request in the protocol) breaks
     // the role with an error naming it, rather than being skipped or replaced by another role.
@@ -554,9 +496,7 @@ fn times(file: &std::path::Path, pick: impl Fn(&Value) -> bool) -> Vec<u64> {
 
 #[test]
 fn roles_start_only_once_every_subject_is_greeted() {
-    if !have_python() {
-        return;
-    }
+    require_python();
     // A subject that takes a second to start (a slow interpreter, a loaded machine) and an
     // external CLI of the harness's own that refreshes three times, 100 ms apart, from the
     // start (an access token living 60 s is always inside the 120 s refresh margin). The start gate opens only when every worker is ready, so the external CLI's

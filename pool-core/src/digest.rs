@@ -12,7 +12,10 @@ pub fn content_hash(bytes: &[u8]) -> String {
 
 /// The redacted form of a secret token: `t:` plus 8 hex digits of its SHA-256.
 pub fn tag(token: &str) -> String {
-    format!("t:{}", hex_prefix(token.as_bytes(), 8))
+    let mut s = String::with_capacity(10);
+    s.push_str("t:");
+    s.push_str(&hex_prefix(token.as_bytes(), 8));
+    s
 }
 
 fn hex_prefix(bytes: &[u8], digits: usize) -> String {

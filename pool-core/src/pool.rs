@@ -760,7 +760,8 @@ impl<'p, O: Os, I: Issuer, C: Clock> Op<'p, O, I, C> {
             };
             doc.updated_at = Some(rfc3339(now));
             let bytes = doc.to_bytes();
-            let hash = content_hash(&bytes);
+            // Bytes a pool already wrote or parsed: their hash is known (the same string).
+            let hash = (op.pool.versions.hash_of(&bytes)).unwrap_or_else(|| content_hash(&bytes));
             let written = Event::Write {
                 op: op.id,
                 hash: hash.clone(),

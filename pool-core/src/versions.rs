@@ -13,12 +13,16 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// A fast hash of the bytes (foldhash: a store is a kilobyte or more, and only equality of the
+/// bytes decides a match).
+type Kept = HashMap<Vec<u8>, (String, Store), foldhash::fast::FixedState>;
+
 use crate::store::Store;
 
 /// Remembered store versions: bytes -> (content hash, the store they parse to).
 #[derive(Debug)]
 pub struct Versions {
-    kept: Mutex<HashMap<Vec<u8>, (String, Store)>>,
+    kept: Mutex<Kept>,
     /// Versions kept at most (then it starts over).
     capacity: usize,
     /// Whether parsed versions are kept too (else only written ones).
@@ -29,7 +33,7 @@ impl Versions {
     /// A pool's own: the version it wrote last.
     pub fn own() -> Versions {
         Versions {
-            kept: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Kept::default()),
             capacity: 1,
             reads: false,
         }
@@ -39,7 +43,7 @@ impl Versions {
     /// (at least one).
     pub fn shared(capacity: usize) -> Versions {
         Versions {
-            kept: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Kept::default()),
             capacity: capacity.max(1),
             reads: true,
         }
@@ -50,6 +54,12 @@ impl Versions {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.get(bytes)
             .map(|(hash, store)| (store.clone(), hash.clone()))
+    }
+
+    /// The content hash of `bytes`, if they are a version kept here (what hashing them gives).
+    pub fn hash_of(&self, bytes: &[u8]) -> Option<String> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.get(bytes).map(|(hash, _)| hash.clone())
     }
 
     /// `bytes` (content hash `hash`) were just written, serialized from `store`.
@@ -112,6 +122,7 @@ mod tests {
         v.wrote(b.clone(), "hb".into(), sb.clone());
         assert_eq!(v.recall(&a), Some((sa, "ha".to_string())));
         assert_eq!(v.recall(&b), Some((sb, "hb".to_string())));
+        assert_eq!(v.hash_of(&b).as_deref(), Some("hb"));
         v.parsed(&c, "hc", &sc);
         assert_eq!(v.recall(&c), Some((sc, "hc".to_string())));
         assert!(v.recall(&a).is_none() && v.recall(&b).is_none());
@@ -119,5 +130,6 @@ mod tests {
         let mut near = c.clone();
         near.push(b' ');
         assert!(v.recall(&near).is_none());
+        assert!(v.hash_of(&near).is_none());
     }
 }

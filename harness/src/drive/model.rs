@@ -94,7 +94,7 @@ pub struct ModelArgs {
     #[arg(long, value_name = "HANDLE")]
     pub replay: Option<String>,
     /// Model the scenario at the sizes `matrix --drivers` models it (every role at most 2
-    /// processes and 2 iterations; loom at most 3 processes in all): what a matrix model
+    /// processes and 2 iterations; loom at most 2 processes in all): what a matrix model
     /// cell's replay command passes (instead of --procs/--ops).
     #[arg(long, conflicts_with_all = ["procs", "ops"])]
     pub matrix_sizes: bool,
@@ -564,6 +564,80 @@ impl ModelRun {
         Ok(ex)
     }
 
+    /// Whether the executions `ex` kept show every anomaly the goal names (false for
+    /// [`Goal::any`]: there is nothing named to show).
+    fn shows_every_named(&self, ex: &Exploration) -> bool {
+        if self.goal.anomalies.is_empty() {
+            return false;
+        }
+        let shown: Vec<check::Verdict> = ex
+            .history
+            .iter()
+            .chain(&ex.more)
+            .map(check::check)
+            .collect();
+        self.goal.anomalies.iter().all(|a| {
+            shown
+                .iter()
+                .any(|v| v.counts.get(a).copied().unwrap_or(0) > 0)
+        })
+    }
+
+    /// Search; a search for named anomalies that did not meet every one of them goes on at
+    /// most `levels` levels deeper, each level with the whole budget again: loom at one more
+    /// preemption (only when the space at this bound was explored to its end: a bound whose
+    /// space the budget did not finish is not done with), shuttle-pct at one more depth
+    /// (PCT's depth is a guess of how many ordering constraints the bug needs; an anomaly
+    /// that needs more is met rarely or never below it). The deepest search is returned, its
+    /// bound saying where the search started, with the executions of every level.
+    ///
+    /// Used for `matrix`/`gate` cells with a `finds` expectation; it changes nothing for a
+    /// search for any anomaly (a `safe` cell), nor for the other checkers. A deeper level
+    /// only adds interleavings (loom) or schedules (PCT) that are real executions, so what
+    /// it finds is as much a counterexample as what the first level finds.
+    pub fn explore_deeper(&mut self, levels: usize) -> Result<Exploration, DriveError> {
+        let budget = self.iterations;
+        let mut ex = self.explore(None)?;
+        let (start, unit) = match self.checker {
+            Checker::Loom => (self.preemption_bound, "preemption bound"),
+            Checker::ShuttlePct => (self.depth, "depth"),
+            _ => return Ok(ex),
+        };
+        let (mut schedules, mut operations, mut seconds) =
+            (ex.schedules, ex.operations, ex.seconds);
+        for _ in 0..levels {
+            if self.goal.anomalies.is_empty() || self.shows_every_named(&ex) {
+                break;
+            }
+            if self.checker == Checker::Loom {
+                if budget.is_some_and(|b| ex.schedules >= b as u64) {
+                    break;
+                }
+                self.preemption_bound += 1;
+            } else {
+                self.depth += 1;
+            }
+            ex = self.explore(None)?;
+            schedules += ex.schedules;
+            operations += ex.operations;
+            seconds += ex.seconds;
+        }
+        let now = match self.checker {
+            Checker::Loom => self.preemption_bound,
+            _ => self.depth,
+        };
+        if now != start {
+            ex.bound = format!(
+                "{}; raised from {unit} {start}: not every anomaly searched for was met there ({schedules} executions in all)",
+                ex.bound
+            );
+            ex.schedules = schedules;
+            ex.operations = operations;
+            ex.seconds = seconds;
+        }
+        Ok(ex)
+    }
+
     /// Judge an exploration in the report contract.
     pub fn judge(&self, ex: &Exploration) -> RunReport {
         let empty = History::default();
@@ -663,13 +737,18 @@ pub struct MatrixProfile {
 
 impl Default for MatrixProfile {
     /// The `matrix` profile: every role at most 2 processes and 2 iterations; loom with
-    /// preemption bound 2 and at most 5000 executions (with crashes: at most 2 processes x 1
-    /// iteration); shuttle-pct depth 3, 2000 schedules.
+    /// preemption bound 2, at most 5000 executions and at most 2 processes in all (with
+    /// crashes: 2 processes x 1 iteration); shuttle-pct depth 3, 2000 schedules. A `finds`
+    /// cell's search may go [`MATRIX_DEEPER_LEVELS`] deeper ([`ModelRun::explore_deeper`]).
+    ///
+    /// loom's 2 processes: a third multiplies its interleavings past any budget a matrix
+    /// affords (`flock-txn` x `seed-8040` with gateway x1 + cli x2, ops 2: over 500,000
+    /// executions at bound 2 and not done; with gateway x1 + cli x1: verified in 151).
     fn default() -> Self {
         MatrixProfile {
             max_count: 2,
             max_ops: 2,
-            loom_processes: u32::MAX,
+            loom_processes: 2,
             loom_crash_processes: 2,
             loom_crash_ops: 1,
             preemption_bound: DEFAULT_PREEMPTION_BOUND,
@@ -744,9 +823,13 @@ pub fn matrix_run_with(
     if let Some(why) = run.unsupported() {
         return Ok(run.not_applicable(why));
     }
-    let ex = run.explore(None)?;
+    let ex = run.explore_deeper(MATRIX_DEEPER_LEVELS)?;
     Ok(run.judge(&ex))
 }
+
+/// How many levels past the profile's bound (loom) or depth (shuttle-pct) a matrix cell's
+/// search for the anomalies a `finds` expectation names may go.
+pub const MATRIX_DEEPER_LEVELS: usize = 2;
 
 impl MatrixProfile {
     /// A run of `sc` at this profile's sizes (`poolcheck model --matrix-sizes` and every

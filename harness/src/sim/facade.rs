@@ -5,10 +5,18 @@
 //!
 //! The API is closure-shaped (no guard types cross it), which keeps lifetimes out of the trait.
 
+use super::shuttle_sync::{StepCondvar, StepMutex};
+
 /// The scheduler's primitives: a mutex, a condition variable, parking, yielding, and threads.
 pub trait Facade: Send + Sync + 'static {
     /// `loom` or `shuttle`.
     const NAME: &'static str;
+    /// Whether the simulated kernel gives each path its own mutex (a *lane*, `sim/os.rs`):
+    /// worth it only for a checker that explores a second order of two steps only when they
+    /// touch one object (loom's DPOR). shuttle explores orders by scheduling points, not
+    /// objects: one lane for every step costs it one scheduling point per step, as a lane per
+    /// path does, and fewer for a step on two paths.
+    const PATH_LANES: bool;
     type Mutex<T: Send + 'static>: Send + Sync;
     type Condvar: Send + Sync;
 
@@ -52,6 +60,7 @@ pub struct Loom;
 
 impl Facade for Loom {
     const NAME: &'static str = "loom";
+    const PATH_LANES: bool = true;
     type Mutex<T: Send + 'static> = loom::sync::Mutex<T>;
     type Condvar = loom::sync::Condvar;
 
@@ -114,10 +123,72 @@ impl Facade for Loom {
 }
 
 /// shuttle: randomized (PCT, random) or depth-first exploration, with replayable schedules.
+///
+/// The mutex and condition variable are [`super::shuttle_sync`]'s, not shuttle's own: one
+/// scheduling point per critical section instead of two or more (a lock and a release), and
+/// none to notify. Threads and yields are shuttle's.
 pub struct Shuttle;
 
 impl Facade for Shuttle {
     const NAME: &'static str = "shuttle";
+    const PATH_LANES: bool = false;
+    type Mutex<T: Send + 'static> = StepMutex<T>;
+    type Condvar = StepCondvar;
+
+    fn mutex<T: Send + 'static>(value: T) -> Self::Mutex<T> {
+        StepMutex::new(value)
+    }
+    fn condvar() -> Self::Condvar {
+        StepCondvar::default()
+    }
+    fn with<T: Send + 'static, R>(m: &Self::Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
+        m.with(f)
+    }
+    fn wait_until<T: Send + 'static, R>(
+        m: &Self::Mutex<T>,
+        cv: &Self::Condvar,
+        f: impl FnMut(&mut T) -> Option<R>,
+    ) -> R {
+        m.wait_until(cv, f)
+    }
+    fn notify_all(cv: &Self::Condvar) {
+        cv.notify_all()
+    }
+    /// Not measured for shuttle's schedules: its blocked lock calls keep waiting on the lanes'
+    /// condition variables.
+    const PARKS: bool = false;
+    type Parked = shuttle::thread::Thread;
+    fn current() -> Self::Parked {
+        shuttle::thread::current()
+    }
+    fn park() {
+        shuttle::thread::park()
+    }
+    fn unpark(p: &Self::Parked) {
+        p.unpark()
+    }
+    fn yield_now() {
+        shuttle::thread::yield_now()
+    }
+    fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
+        let handles: Vec<_> = bodies.into_iter().map(shuttle::thread::spawn).collect();
+        for h in handles {
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+    }
+}
+
+/// shuttle with its own `Mutex` and `Condvar` (two or more scheduling points per critical
+/// section), for tests that compare what [`Shuttle`]'s primitives save.
+#[cfg(test)]
+pub struct ShuttleStd;
+
+#[cfg(test)]
+impl Facade for ShuttleStd {
+    const NAME: &'static str = "shuttle";
+    const PATH_LANES: bool = false;
     type Mutex<T: Send + 'static> = shuttle::sync::Mutex<T>;
     type Condvar = shuttle::sync::Condvar;
 
@@ -164,11 +235,6 @@ impl Facade for Shuttle {
         shuttle::thread::yield_now()
     }
     fn run_threads(bodies: Vec<Box<dyn FnOnce() + Send + 'static>>) {
-        let handles: Vec<_> = bodies.into_iter().map(shuttle::thread::spawn).collect();
-        for h in handles {
-            if let Err(p) = h.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
+        Shuttle::run_threads(bodies)
     }
 }

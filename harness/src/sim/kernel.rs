@@ -62,6 +62,9 @@ pub struct KernelState {
     next_tmp: u64,
     flocks: BTreeMap<Ino, OfdId>,
     posix: BTreeMap<Ino, Proc>,
+    /// The machine never crashes ([`KernelState::never_crashes`]): nothing reads what `fsync`
+    /// makes durable, so it is not kept.
+    uncrashable: bool,
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -183,9 +186,19 @@ impl KernelState {
         Ok(())
     }
 
+    /// The machine this kernel runs will never crash: `fsync` and directory `fsync` keep no
+    /// durable state from now on (only [`KernelState::crash`] reads it; it refuses to run
+    /// then). What every other call returns is unchanged.
+    pub fn never_crashes(&mut self) {
+        self.uncrashable = true;
+    }
+
     /// `fsync(2)`: the file's content becomes durable.
     pub fn fsync(&mut self, ofd: OfdId) -> io::Result<()> {
         let ino = self.ofds.get(&ofd).ok_or_else(|| ebadf(ofd))?.ino;
+        if self.uncrashable {
+            return Ok(());
+        }
         let i = &mut self.inodes[ino];
         i.durable = i.data.clone();
         Ok(())
@@ -193,6 +206,9 @@ impl KernelState {
 
     /// `fsync(2)` of a directory: its entries become durable.
     pub fn fsync_dir(&mut self, dir: &Path) {
+        if self.uncrashable {
+            return;
+        }
         self.durable_dir.retain(|p, _| p.parent() != Some(dir));
         for (p, i) in &self.dir {
             if p.parent() == Some(dir) {
@@ -366,6 +382,10 @@ impl KernelState {
     /// The state after a power loss: only durable directory entries and durable file contents
     /// remain; no descriptions, no locks.
     pub fn crash(&self) -> KernelState {
+        assert!(
+            !self.uncrashable,
+            "a kernel told it never crashes kept no durable state"
+        );
         let mut k = KernelState {
             inodes: self.inodes.clone(),
             dir: self.durable_dir.clone(),

@@ -2,6 +2,8 @@
 //! parameterised by the scheduler's primitives so that loom and shuttle run the same code.
 //!
 //! - [`facade`]: where Mutex / Condvar / yield / threads come from (loom or shuttle);
+//! - [`shuttle_sync`]: the shuttle side's mutex and condition variable (one scheduling point
+//!   per critical section);
 //! - [`kernel`]: the kernel's state and system calls (inodes, open file descriptions,
 //!   `O_TRUNC`, chunked writes, rename, fsync and crash states, `flock`, POSIX record locks);
 //! - [`os`]: pool-core's `Os` over the shared kernel, one per simulated process, and the
@@ -13,6 +15,7 @@ pub mod facade;
 pub mod issuer;
 pub mod kernel;
 pub mod os;
+pub mod shuttle_sync;
 pub mod world;
 
 pub use facade::{Facade, Loom, Shuttle};

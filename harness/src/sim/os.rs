@@ -54,6 +54,14 @@ impl Recorder {
         Arc::new(Recorder::default())
     }
 
+    /// A recorder with room for `n` records (an execution like the last one: no regrowing).
+    pub fn with_capacity(n: usize) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            ticks: AtomicU64::new(0),
+            records: Mutex::new(Vec::with_capacity(n)),
+        })
+    }
+
     /// Append an event of process `proc` at the next tick.
     pub fn push(&self, proc: Proc, ev: Ev) {
         let t = self.ticks.fetch_add(1, Ordering::SeqCst) + 1;
@@ -143,7 +151,9 @@ impl<F: Facade> Lane<F> {
 ///
 /// When executions may crash, every step (and every issuer request) takes the one global
 /// lane instead: the crash plan counts the steps in one order (the crash comes before step
-/// N + 1 of that order), which only holds if every two steps are ordered by the checker.
+/// N + 1 of that order), which only holds if every two steps are ordered by the checker. So
+/// does every step under a checker that orders by scheduling points rather than objects
+/// ([`Facade::PATH_LANES`]: shuttle), where a lane per path would only cost lookups.
 pub struct SharedKernel<F: Facade> {
     /// The lane of every step when executions may crash, and of the harness's calls.
     global: Arc<Lane<F>>,
@@ -225,6 +235,10 @@ impl<F: Facade> SharedKernel<F> {
         plan: CrashPlan,
         report: impl Fn(&BTreeSet<Proc>, &KernelState) + Send + Sync + 'static,
     ) -> Arc<SharedKernel<F>> {
+        let mut state = state;
+        if plan == CrashPlan::Never {
+            state.never_crashes();
+        }
         Arc::new(SharedKernel {
             global: Lane::new(),
             lanes: Mutex::new(BTreeMap::new()),
@@ -266,9 +280,15 @@ impl<F: Facade> SharedKernel<F> {
         self.plan != CrashPlan::Never
     }
 
-    /// The lane of `key`: its own, or the global one when executions may crash.
+    /// Whether every step takes the one global lane: when executions may crash, and under a
+    /// checker that does not reorder by object ([`Facade::PATH_LANES`]: shuttle).
+    fn one_lane(&self) -> bool {
+        self.may_crash() || !F::PATH_LANES
+    }
+
+    /// The lane of `key`: its own, or the global one ([`SharedKernel::one_lane`]).
     fn lane(&self, key: &Key) -> Arc<Lane<F>> {
-        if self.may_crash() {
+        if self.one_lane() {
             return self.global.clone();
         }
         self.lanes
@@ -282,7 +302,7 @@ impl<F: Facade> SharedKernel<F> {
     /// The lanes of `keys` (sorted, so every step takes its mutexes in one order), each
     /// once.
     fn lanes_of(&self, keys: &[Key]) -> Vec<Arc<Lane<F>>> {
-        if self.may_crash() {
+        if self.one_lane() {
             return vec![self.global.clone()];
         }
         let mut keys = keys.to_vec();
@@ -362,11 +382,16 @@ impl<F: Facade> SharedKernel<F> {
             if !self.alive(life) {
                 return Err(crashed());
             }
-            let want = keys(&self.state());
+            // With one lane, no key is needed (and none can move).
+            let want = if self.one_lane() {
+                Vec::new()
+            } else {
+                keys(&self.state())
+            };
             let lanes = self.lanes_of(&want);
             let mut released = false;
             let r = Self::holding(&lanes, || {
-                if !self.may_crash() && keys(&self.state()) != want {
+                if !self.one_lane() && keys(&self.state()) != want {
                     return None;
                 }
                 self.tick();
@@ -481,7 +506,7 @@ impl<F: Facade> SharedKernel<F> {
         };
         // One attempt, inside the lane's step: `None` when the lock is taken.
         let mut attempt = |want: &Vec<Key>, opened: &mut Option<OfdId>| {
-            if !self.may_crash() && key_now(&self.state(), opened) != *want {
+            if !self.one_lane() && key_now(&self.state(), opened) != *want {
                 return Some(Attempt::Rekey);
             }
             self.tick();
@@ -498,7 +523,11 @@ impl<F: Facade> SharedKernel<F> {
             if !self.alive(life) {
                 return Err(crashed());
             }
-            let want = key_now(&self.state(), opened);
+            let want = if self.one_lane() {
+                Vec::new()
+            } else {
+                key_now(&self.state(), opened)
+            };
             let lane = self.lanes_of(&want).pop().expect("one lane");
             let tried = if self.parks {
                 F::with(&lane.lock, |()| {

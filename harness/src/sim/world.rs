@@ -18,8 +18,9 @@
 //! `think_ms` is ignored for the same reason.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pool_core::digest::tag;
@@ -92,6 +93,8 @@ pub struct World {
     /// [`Versions::shared`]: a memo of parsing and hashing store bytes, which are pure
     /// functions of them; what each pool reads, does and records is unchanged).
     versions: Arc<Versions>,
+    /// Records of the last execution: the next one's recorder starts with that much room.
+    records: std::sync::atomic::AtomicUsize,
 }
 
 /// Store versions the simulated pools share at most (an execution of the catalog's scenarios
@@ -124,6 +127,7 @@ impl World {
             setup: rec.take(),
             stores: Arc::new(StoreStates::new(&sc.pool.provider)),
             versions: Arc::new(Versions::shared(SHARED_VERSIONS)),
+            records: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -146,7 +150,7 @@ impl World {
         pauses: Pauses,
     ) -> (History, u64) {
         let sc = &self.plan.scenario;
-        let rec = Recorder::new();
+        let rec = Recorder::with_capacity(self.records.load(Ordering::Relaxed));
         // The same records at the same ticks as building the world made.
         for r in &self.setup {
             rec.push(r.proc, r.ev.clone());
@@ -202,6 +206,7 @@ impl World {
         rec.push(0, Ev::FinalStore { hash, outcome });
         let steps = kernel.steps();
         let mut records = rec.take();
+        self.records.store(records.len(), Ordering::Relaxed);
         normalize_ops(&mut records);
         (History::from_records(records), steps)
     }
@@ -216,8 +221,8 @@ fn store_path() -> PathBuf {
 /// renumber them per process in order of appearance so that equal schedules give equal
 /// histories.
 pub fn normalize_ops(records: &mut [Record]) {
-    let mut map: HashMap<(Proc, u64), u64> = HashMap::new();
-    let mut next: HashMap<Proc, u64> = HashMap::new();
+    let mut map: foldhash::HashMap<(Proc, u64), u64> = foldhash::HashMap::default();
+    let mut next: foldhash::HashMap<Proc, u64> = foldhash::HashMap::default();
     for r in records.iter_mut() {
         if r.proc == 0 {
             continue;

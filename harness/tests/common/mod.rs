@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests that run `poolcheck` on subjects and compare the
-//! anomaly kinds of runs (`observe.rs`, `python_presets.rs`). Each test binary uses a part, so
-//! unused ones are allowed.
+//! anomaly kinds of runs (`observe.rs`, `python_presets.rs`, `subject.rs`): one way to run
+//! `poolcheck`, to require a subject's interpreter, to read a report. Each test binary uses a
+//! part, so unused ones are allowed.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Command, Output};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -15,6 +17,52 @@ pub fn root() -> PathBuf {
         .parent()
         .expect("workspace root")
         .to_path_buf()
+}
+
+/// One `poolcheck` at a time in a test binary: each run starts several interpreters (under
+/// ptrace when observed), and on a small machine parallel runs push the scenarios' rendezvous
+/// past their timeouts.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// `poolcheck ARGS` from the workspace root (subject commands and scenario paths are relative
+/// to it), one at a time.
+pub fn poolcheck(args: &[&str]) -> Output {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+        .current_dir(root())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(args)
+        .output()
+        .expect("poolcheck runs")
+}
+
+/// `poolcheck run --format json --scenario SCENARIO --subject CMD EXTRA...`.
+pub fn run_subject(cmd: &str, scenario: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--format",
+        "json",
+        "--scenario",
+        scenario,
+        "--subject",
+        cmd,
+    ];
+    args.extend_from_slice(extra);
+    poolcheck(&args)
+}
+
+/// Fails the test, saying what to install, when `PROGRAM --version` does not run: the subjects
+/// written in Python and Node.js are part of this test suite, not optional (`.ci/run` checks
+/// for both).
+pub fn require(program: &str, what: &str) {
+    let ok = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "`{program}` is not on PATH: install {what} to run these tests"
+    );
 }
 
 /// The first run of the JSON report `poolcheck ... --format json` printed; `what` names the
