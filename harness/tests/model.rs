@@ -10,6 +10,7 @@ use harness::drive::model::{
 use harness::drive::{loom, shuttle};
 use harness::report::RunReport;
 use harness::scenario::Scenario;
+use harness::sim::Pauses;
 use pool_core::Strategy;
 
 fn run(checker: Checker, strategy: &str, procs: u32) -> ModelRun {
@@ -325,11 +326,12 @@ fn loom_with_plain_pause_points_says_so_and_its_handle_replays() {
     assert_eq!(Some(&again), ex.history.as_ref());
 }
 
-/// A matrix `finds` cell whose search does not meet the named anomaly at the profile's bound
-/// (loom) or depth (shuttle-pct) goes deeper: `none` x `cooldown-erasure` at the matrix's
-/// sizes shows only a torn read within loom's bound 2 (the space explored to its end) and
-/// within 2000 PCT schedules at depth 3; one level deeper both meet the lost update. A
-/// search for any anomaly is never deepened.
+/// A matrix `finds` cell whose search does not meet the named anomaly at its bound (loom) or
+/// depth (shuttle-pct) goes deeper: `none` x `cooldown-erasure` at the matrix's sizes shows
+/// no lost update within loom's bound 0 (one execution, the space explored to its end) nor
+/// within 2000 PCT schedules at depth 3 (every `mid_write` pause lowers the writer, so two
+/// in-place writes interleave chunk by chunk); one level deeper both meet it. A search for
+/// any anomaly is never deepened.
 #[test]
 fn a_finds_search_goes_deeper_when_its_bound_does_not_show_the_anomaly() {
     let sc = Scenario::find("cooldown-erasure").expect("catalog");
@@ -338,7 +340,7 @@ fn a_finds_search_goes_deeper_when_its_bound_does_not_show_the_anomaly() {
     let wanted = ["lost_update".to_string()];
     for checker in [Checker::Loom, Checker::ShuttlePct] {
         let mut r = profile.run(checker, &sc, st, None);
-        r.preemption_bound = profile.preemption_bound;
+        r.preemption_bound = 0;
         r.iterations = Some(match checker {
             Checker::Loom => profile.loom_executions,
             _ => profile.shuttle_schedules,
@@ -399,4 +401,57 @@ fn shuttle_pct_meets_flock_datas_lost_update_on_cooldown_erasure() {
         rep.anomalies
     );
     every_expectation_held(&rep);
+}
+
+/// loom's `verified` rests on plain pause points; the second search, with a switch at every
+/// pause point, only adds counterexamples. `flock-data` x `cooldown-erasure` at the matrix's
+/// sizes: with plain pause points alone, bound 2 is verified (its lost update needs more
+/// preemptions); by default the second search meets it, and its handle replays it.
+#[test]
+fn loom_verifies_with_plain_pause_points_and_searches_on_with_yields() {
+    let sc = Scenario::find("cooldown-erasure").expect("catalog");
+    let profile = MatrixProfile::default();
+    let run = |strategy: &str, pauses| {
+        let st = Strategy::parse(strategy).expect("preset");
+        let mut r = profile.run(Checker::Loom, &sc, st, None);
+        r.pauses = pauses;
+        r.iterations = Some(profile.loom_executions);
+        let ex = r.explore(None).expect("runs");
+        (r.judge(&ex), r)
+    };
+    let (plain, _) = run("flock-data", Pauses::Plain);
+    assert_eq!(plain.verdict, "verified", "{:?}", plain.stats.model);
+    let first = plain.stats.model.expect("model").schedules;
+    let (both, r) = run("flock-data", Pauses::Yield);
+    assert_eq!(both.verdict, "counterexample", "{:?}", both.stats.model);
+    assert!(both.anomalies["lost_update"] > 0, "{:?}", both.anomalies);
+    let m = both.stats.model.expect("model");
+    assert!(
+        m.bound.contains(&format!(
+            "plain pause points ({first} executions), had not met it"
+        )),
+        "{}",
+        m.bound
+    );
+    assert!(
+        m.schedules > first && m.schedules <= 2 * first,
+        "{} vs {first}",
+        m.schedules
+    );
+    let handle = m.replay.expect("handle");
+    assert!(!handle.contains("pauses=plain"), "{handle}");
+    let again = loom::replay(r.plan.clone(), &handle).expect("replays");
+    assert!(check::check(&again).counts["lost_update"] > 0);
+    // A verified cell says what it rests on.
+    let (safe, _) = run("flock-txn", Pauses::Yield);
+    assert_eq!(safe.verdict, "verified");
+    let bound = safe.stats.model.expect("model").bound;
+    assert!(
+        bound.contains("(pause points are no scheduling points)"),
+        "{bound}"
+    );
+    assert!(
+        bound.contains("with a switch at every pause point"),
+        "{bound}"
+    );
 }
