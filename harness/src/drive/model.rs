@@ -72,7 +72,8 @@ pub struct ModelArgs {
     /// Iterations per process for every role (default: the scenario's).
     #[arg(long)]
     pub ops: Option<u32>,
-    /// loom: at most this many preemptions per execution.
+    /// loom: at most this many preemptions per execution (in the search `verified` rests on,
+    /// pause points are no scheduling points; see --no-pause-yields).
     #[arg(long, default_value_t = DEFAULT_PREEMPTION_BOUND)]
     pub preemption_bound: usize,
     /// loom: explore with plain pause points only. By default loom first explores every
@@ -92,7 +93,8 @@ pub struct ModelArgs {
     /// Seed of the world and of the pct/random scheduler (default: the scenario's).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Re-run one schedule: a shuttle schedule string, or a loom `pb=B,iteration=N`.
+    /// Re-run one schedule: a shuttle schedule string, or a loom handle
+    /// (`pb=B[,crash=C][,pauses=plain],iteration=N`, as a report prints it).
     #[arg(long, value_name = "HANDLE")]
     pub replay: Option<String>,
     /// Model the scenario at the sizes `matrix --drivers` models it (every role at most 2
