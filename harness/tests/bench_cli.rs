@@ -87,23 +87,26 @@ fn quick_json_bench_emits_every_cell_with_floor_and_sqlite_rows() {
                 ] {
                     assert!(!c[k].is_null(), "{s}/{fs}/{procs}: {k} missing");
                 }
-                assert!(
-                    c["ops"].as_u64().unwrap() > 0,
-                    "{s}/{fs}/{procs} did nothing"
-                );
+                let (ops, errors) = (c["ops"].as_u64().unwrap(), c["errors"].as_u64().unwrap());
+                assert!(ops + errors > 0, "{s}/{fs}/{procs} did nothing: {c}");
                 if ["floor", "sqlite", "flock-txn"].contains(&s) {
-                    // Unsafe strategies fail operations on torn reads; these must not.
-                    assert_eq!(c["errors"], 0, "{s}/{fs}/{procs}: {c}");
+                    // Unsafe strategies fail operations on torn reads (on a busy machine, in
+                    // 0.05 s, every one of them may); these must not.
+                    assert_eq!(errors, 0, "{s}/{fs}/{procs}: {c}");
+                    assert!(ops > 0, "{s}/{fs}/{procs} did nothing: {c}");
                 }
-                let l = &c["latency_us"];
-                let p = |k: &str| l[k].as_f64().unwrap_or_else(|| panic!("latency_us.{k}"));
-                assert!(
-                    0.0 < p("p50")
-                        && p("p50") <= p("p99")
-                        && p("p99") <= p("p999")
-                        && p("p999") <= p("max"),
-                    "{s}: percentiles out of order: {l}"
-                );
+                // Latencies are of operations that succeeded.
+                if ops > 0 {
+                    let l = &c["latency_us"];
+                    let p = |k: &str| l[k].as_f64().unwrap_or_else(|| panic!("latency_us.{k}"));
+                    assert!(
+                        0.0 < p("p50")
+                            && p("p50") <= p("p99")
+                            && p("p99") <= p("p999")
+                            && p("p999") <= p("max"),
+                        "{s}: percentiles out of order: {l}"
+                    );
+                }
                 match s {
                     "floor" | "sqlite" => {
                         assert_eq!(c["kind"], s);
