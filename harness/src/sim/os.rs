@@ -914,43 +914,6 @@ mod tests {
         });
     }
 
-    /// Run `bodies` as simulated processes 1, 2, ... on one kernel (with `/sim/a` and
-    /// `/sim/b` in it) under loom, with no preemption bound; what each execution's `judge`
-    /// returns, over every execution explored.
-    fn explore_two(
-        bodies: fn(usize, &SimOs<Loom>) -> Vec<u8>,
-    ) -> std::collections::BTreeSet<Vec<Vec<u8>>> {
-        let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
-        let out = seen.clone();
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = None;
-        b.check(move || {
-            let mut k = KernelState::new();
-            k.install(Path::new("/sim/a"), b"a0");
-            k.install(Path::new("/sim/b"), b"b0");
-            let kernel = SharedKernel::<Loom>::new(k);
-            let rec = Recorder::new();
-            let got = Arc::new(Mutex::new(vec![Vec::new(); 2]));
-            let threads: Vec<_> = (0..2)
-                .map(|i| {
-                    let os = SimOs::new(i as Proc + 1, 0, kernel.clone(), rec.clone());
-                    let got = got.clone();
-                    loom::thread::spawn(move || {
-                        let r = bodies(i, &os);
-                        got.lock().unwrap()[i] = r;
-                    })
-                })
-                .collect();
-            for t in threads {
-                t.join().unwrap();
-            }
-            let got = got.lock().unwrap().clone();
-            out.lock().unwrap().insert(got);
-        });
-        let seen = seen.lock().unwrap().clone();
-        seen
-    }
-
     /// Overwrite `path` in place, then read `other`: two shared steps.
     fn write_then_read(os: &SimOs<Loom>, path: &str, other: &str) -> Vec<u8> {
         let mut f = os.create(Path::new(path)).expect("create");
@@ -963,10 +926,11 @@ mod tests {
     /// before or after the other's write, so loom shows every outcome.
     #[test]
     fn steps_on_the_same_file_are_explored_in_every_order() {
-        let seen = explore_two(|i, os| match i {
-            0 => write_then_read(os, "/sim/a", "/sim/b"),
-            _ => write_then_read(os, "/sim/b", "/sim/a"),
-        });
+        const CROSSED: &[Body] = &[
+            |os| write_then_read(os, "/sim/a", "/sim/b"),
+            |os| write_then_read(os, "/sim/b", "/sim/a"),
+        ];
+        let (_, seen) = explore_on(SharedKernel::new, TWO_FILES, CROSSED);
         for want in [
             vec![b"b0".to_vec(), b"new".to_vec()],
             vec![b"new".to_vec(), b"a0".to_vec()],
@@ -976,33 +940,22 @@ mod tests {
         }
     }
 
+    /// `/sim/a` and `/sim/b`, each holding its name's letter and `0`.
+    const TWO_FILES: &[(&str, &[u8])] = &[("/sim/a", b"a0"), ("/sim/b", b"b0")];
+
     /// Executions loom explores (no preemption bound) for two processes that each overwrite
-    /// a file in place and read it back, process i on `paths[i]`.
-    fn executions(paths: [&'static str; 2]) -> usize {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let r = runs.clone();
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = None;
-        b.check(move || {
-            r.fetch_add(1, Ordering::SeqCst);
-            let mut k = KernelState::new();
-            k.install(Path::new("/sim/a"), b"a0");
-            k.install(Path::new("/sim/b"), b"b0");
-            let kernel = SharedKernel::<Loom>::new(k);
-            let rec = Recorder::new();
-            let threads: Vec<_> = paths
-                .into_iter()
-                .enumerate()
-                .map(|(i, path)| {
-                    let os = SimOs::new(i as Proc + 1, 0, kernel.clone(), rec.clone());
-                    loom::thread::spawn(move || write_then_read(&os, path, path))
-                })
-                .collect();
-            for t in threads {
-                t.join().unwrap();
-            }
-        });
-        runs.load(Ordering::SeqCst)
+    /// a file in place and read it back: each its own file, or both `/sim/a`.
+    fn executions(apart: bool) -> usize {
+        const APART: &[Body] = &[
+            |os| write_then_read(os, "/sim/a", "/sim/a"),
+            |os| write_then_read(os, "/sim/b", "/sim/b"),
+        ];
+        const TOGETHER: &[Body] = &[
+            |os| write_then_read(os, "/sim/a", "/sim/a"),
+            |os| write_then_read(os, "/sim/a", "/sim/a"),
+        ];
+        let bodies = if apart { APART } else { TOGETHER };
+        explore_on(SharedKernel::new, TWO_FILES, bodies).0
     }
 
     /// Steps on different files commute, and loom's DPOR sees it through the per-path lanes:
@@ -1010,8 +963,8 @@ mod tests {
     /// than the same two on one file (with one mutex for the whole kernel, as many).
     #[test]
     fn steps_on_different_files_are_not_reordered() {
-        let apart = executions(["/sim/a", "/sim/b"]);
-        let together = executions(["/sim/a", "/sim/a"]);
+        let apart = executions(true);
+        let together = executions(false);
         assert!(
             apart < together,
             "{apart} executions apart, {together} on one file"
@@ -1021,11 +974,20 @@ mod tests {
     /// A simulated process's body: what it returns is its part of an execution's outcome.
     type Body = fn(&SimOs<Loom>) -> Vec<u8>;
 
-    /// Executions loom explores (no preemption bound) of `bodies` as simulated processes 1,
-    /// 2, ... on a kernel `kernel` makes (with `/sim/a` holding `0`), and what each
-    /// execution's bodies returned, over every execution.
+    /// [`explore_on`] with `/sim/a` holding `0`.
     fn explore_with(
         kernel: fn(KernelState) -> Arc<SharedKernel<Loom>>,
+        bodies: &'static [Body],
+    ) -> (usize, std::collections::BTreeSet<Vec<Vec<u8>>>) {
+        explore_on(kernel, &[("/sim/a", b"0")], bodies)
+    }
+
+    /// Executions loom explores (no preemption bound) of `bodies` as simulated processes 1,
+    /// 2, ... on a kernel `kernel` makes with `files` installed, and what each execution's
+    /// bodies returned, over every execution.
+    fn explore_on(
+        kernel: fn(KernelState) -> Arc<SharedKernel<Loom>>,
+        files: &'static [(&'static str, &'static [u8])],
         bodies: &'static [Body],
     ) -> (usize, std::collections::BTreeSet<Vec<Vec<u8>>>) {
         let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
@@ -1036,7 +998,9 @@ mod tests {
         b.check(move || {
             r.fetch_add(1, Ordering::SeqCst);
             let mut k = KernelState::new();
-            k.install(Path::new("/sim/a"), b"0");
+            for (path, bytes) in files {
+                k.install(Path::new(path), bytes);
+            }
             let kernel = kernel(k);
             let rec = Recorder::new();
             let got = Arc::new(Mutex::new(vec![Vec::new(); bodies.len()]));
