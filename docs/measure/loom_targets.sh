@@ -4,7 +4,8 @@
 # (default 120; a row stopped there reads `timeout T`). Prints a Markdown row each: the
 # arguments, the verdict, executions explored (`stats.model.schedules`), seconds
 # (`stats.seconds`) and the replay handle of a counterexample. A binary without
-# `--no-pause-yields` (before it existed) reads `exit 2` in those rows.
+# `--no-pause-yields` (before it existed), or without `--preemption-bound none` (before
+# 2026-12-07), reads `exit 2` in those rows.
 # Usage: docs/measure/loom_targets.sh POOLCHECK [T]   (use a release build for the targets)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,9 +16,9 @@ unsafe='lock=flock,scope=op,persist=txn,refresh=adopt,write='
 rows=(
   "--strategy flock-txn --scenario refresh-race --procs 2 --ops 2"
   "--strategy flock-txn --scenario refresh-race --procs 2 --ops 2 --preemption-bound 3"
-  "--strategy flock-txn --scenario refresh-race --procs 2 --ops 2 --preemption-bound 100"
+  "--strategy flock-txn --scenario refresh-race --procs 2 --ops 2 --preemption-bound none"
   "--strategy flock-txn --scenario refresh-race --procs 3 --ops 1 --preemption-bound 3"
-  "--strategy flock-txn --scenario refresh-race --procs 2 --ops 2 --preemption-bound 100 --no-pause-yields"
+  "--strategy flock-txn --scenario refresh-race --procs 2 --ops 2 --preemption-bound none --no-pause-yields"
   "--strategy flock-txn --scenario refresh-race --procs 3 --ops 1 --preemption-bound 3 --no-pause-yields"
   "--strategy flock-txn --scenario $crash"
   "--strategy ${unsafe}in-place --scenario $crash"

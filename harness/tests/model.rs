@@ -36,7 +36,7 @@ fn every_expectation_held(rep: &RunReport) {
 #[test]
 fn loom_verifies_flock_txn_on_refresh_race_with_two_processes() {
     let r = run(Checker::Loom, "flock-txn", 2);
-    assert_eq!(r.preemption_bound, 2);
+    assert_eq!(r.preemption_bound, loom::Bound(Some(2)));
     let ex = r.explore(None).expect("loom runs");
     assert_eq!(ex.verdict, ModelVerdict::Verified, "{:?}", ex.history);
     // Not a single schedule: loom really branched (793 on the reference machine).
@@ -155,7 +155,10 @@ fn the_loom_handle_replays_the_same_history() {
     let ex = r.explore(None).expect("loom runs");
     assert_eq!(ex.verdict, ModelVerdict::Counterexample);
     let handle = ex.replay.clone().expect("handle");
-    assert_eq!(loom::parse_handle(&handle).expect("parses").bound, 2);
+    assert_eq!(
+        loom::parse_handle(&handle).expect("parses").bound,
+        loom::Bound(Some(2))
+    );
     let again = loom::replay(r.plan.clone(), &handle).expect("replays");
     assert_eq!(Some(&again), ex.history.as_ref());
     assert!(loom::parse_handle("pb=2").is_err());
@@ -340,7 +343,7 @@ fn a_finds_search_goes_deeper_when_its_bound_does_not_show_the_anomaly() {
     let wanted = ["lost_update".to_string()];
     for checker in [Checker::Loom, Checker::ShuttlePct] {
         let mut r = profile.run(checker, &sc, st, None);
-        r.preemption_bound = 0;
+        r.preemption_bound = loom::Bound(Some(0));
         r.iterations = Some(match checker {
             Checker::Loom => profile.loom_executions,
             _ => profile.shuttle_schedules,

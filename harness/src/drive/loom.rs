@@ -53,8 +53,42 @@ enum Target {
     Iteration(u64, Option<History>),
 }
 
+/// loom's preemption bound: at most this many preemptions per execution, or none (every
+/// interleaving: loom's plain DPOR, without the backtrack points a bounded search adds to
+/// make up for what the bound cuts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound(pub Option<usize>);
+
+impl Bound {
+    /// One more preemption (`None` with no bound: there is nothing deeper).
+    pub fn raised(self) -> Option<Bound> {
+        self.0.map(|b| Bound(Some(b + 1)))
+    }
+}
+
+impl std::str::FromStr for Bound {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Bound, String> {
+        match s {
+            "none" => Ok(Bound(None)),
+            _ => s.parse().map(|b| Bound(Some(b))).map_err(|_| {
+                format!("'{s}': a preemption bound is a number of preemptions, or 'none'")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(b) => write!(f, "{b}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
 /// The replay handle of execution `n` of a model with `bound`, `crash` and `pauses`.
-fn handle(bound: usize, crash: CrashPlan, pauses: Pauses, n: u64) -> String {
+fn handle(bound: Bound, crash: CrashPlan, pauses: Pauses, n: u64) -> String {
     let mut h = format!("pb={bound}");
     if let CrashPlan::AtStep(c) = crash {
         h.push_str(&format!(",crash={c}"));
@@ -82,7 +116,7 @@ struct Ran {
 /// again, to steer loom to the ones after them, and are not offered to the search.
 fn run(
     plan: Arc<ModelPlan>,
-    bound: usize,
+    bound: Bound,
     pauses: Pauses,
     budget: Option<u64>,
     skip: u64,
@@ -99,7 +133,7 @@ fn run(
     }
     quiet_stop_panics();
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(bound);
+    b.preemption_bound = bound.0;
     b.max_branches = 1_000_000;
     b.max_threads = plan.processes() as usize + 2;
     b.max_permutations = None;
@@ -181,7 +215,7 @@ const CRASH_ROUNDS: [Option<u64>; 3] = [Some(1), Some(16), None];
 /// crashes, at every crash point.
 pub fn explore(
     plan: Arc<ModelPlan>,
-    bound: usize,
+    bound: Bound,
     pauses: Pauses,
     max_permutations: Option<usize>,
     goal: Goal,
@@ -264,7 +298,10 @@ pub fn explore(
         unreachable!("a search stays a search")
     };
     let complete = catch.done() || !capped;
-    let mut stated = format!("loom, every interleaving with at most {bound} preemptions");
+    let mut stated = match bound.0 {
+        Some(b) => format!("loom, every interleaving with at most {b} preemptions"),
+        None => "loom, every interleaving (no preemption bound)".to_string(),
+    };
     stated.push_str(match pauses {
         Pauses::Yield => {
             " (a pause point is a switch that costs none, and the process that paused goes on only after another took a step)"
@@ -290,7 +327,7 @@ pub fn explore(
 /// A parsed loom replay handle `pb=B[,crash=C][,pauses=plain],iteration=N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Handle {
-    pub bound: usize,
+    pub bound: Bound,
     pub crash: Option<u64>,
     pub pauses: Pauses,
     pub iteration: u64,
@@ -300,7 +337,7 @@ pub struct Handle {
 pub fn parse_handle(handle: &str) -> Result<Handle, DriveError> {
     let bad = || {
         DriveError(format!(
-            "--replay '{handle}': a loom handle looks like 'pb=2,iteration=17' or 'pb=2,crash=5,iteration=17' (as a loom counterexample printed it)"
+            "--replay '{handle}': a loom handle looks like 'pb=2,iteration=17', 'pb=none,iteration=17' or 'pb=2,crash=5,iteration=17' (as a loom counterexample printed it)"
         ))
     };
     let mut pb = None;

@@ -72,10 +72,11 @@ pub struct ModelArgs {
     /// Iterations per process for every role (default: the scenario's).
     #[arg(long)]
     pub ops: Option<u32>,
-    /// loom: at most this many preemptions per execution (in the search `verified` rests on,
-    /// pause points are no scheduling points; see --no-pause-yields).
-    #[arg(long, default_value_t = DEFAULT_PREEMPTION_BOUND)]
-    pub preemption_bound: usize,
+    /// loom: at most this many preemptions per execution, or `none`: every interleaving (in
+    /// the search `verified` rests on, pause points are no scheduling points; see
+    /// --no-pause-yields).
+    #[arg(long, default_value_t = loom::Bound(Some(DEFAULT_PREEMPTION_BOUND)))]
+    pub preemption_bound: loom::Bound,
     /// loom: explore with plain pause points only. By default loom first explores every
     /// interleaving within the bound with plain pause points (what `verified` rests on), then
     /// the same bound with a switch at every pause point, for as many executions again: a
@@ -375,7 +376,7 @@ pub struct ModelRun {
     pub scenario: Scenario,
     pub strategy: Strategy,
     pub plan: Arc<ModelPlan>,
-    pub preemption_bound: usize,
+    pub preemption_bound: loom::Bound,
     /// loom: what the pause points are.
     pub pauses: Pauses,
     pub depth: usize,
@@ -461,7 +462,7 @@ impl ModelRun {
             }),
             scenario: sc,
             strategy,
-            preemption_bound: DEFAULT_PREEMPTION_BOUND,
+            preemption_bound: loom::Bound(Some(DEFAULT_PREEMPTION_BOUND)),
             pauses: Pauses::Yield,
             depth: DEFAULT_PCT_DEPTH,
             iterations: None,
@@ -661,8 +662,8 @@ impl ModelRun {
         let budget = self.iterations;
         let mut ex = self.explore(None)?;
         let (start, unit) = match self.checker {
-            Checker::Loom => (self.preemption_bound, "preemption bound"),
-            Checker::ShuttlePct => (self.depth, "depth"),
+            Checker::Loom => (self.preemption_bound.to_string(), "preemption bound"),
+            Checker::ShuttlePct => (self.depth.to_string(), "depth"),
             _ => return Ok(ex),
         };
         let (mut schedules, mut operations, mut seconds) =
@@ -675,7 +676,10 @@ impl ModelRun {
                 if budget.is_some_and(|b| ex.schedules >= b as u64) {
                     break;
                 }
-                self.preemption_bound += 1;
+                match self.preemption_bound.raised() {
+                    Some(b) => self.preemption_bound = b,
+                    None => break,
+                }
             } else {
                 self.depth += 1;
             }
@@ -685,8 +689,8 @@ impl ModelRun {
             seconds += ex.seconds;
         }
         let now = match self.checker {
-            Checker::Loom => self.preemption_bound,
-            _ => self.depth,
+            Checker::Loom => self.preemption_bound.to_string(),
+            _ => self.depth.to_string(),
         };
         if now != start {
             ex.bound = format!(
@@ -861,7 +865,7 @@ pub fn matrix_run_with(
     let checker = matrix_checker(driver)?;
     let loom_crashes = checker == Checker::Loom && sc.nemesis.is_some();
     let mut run = profile.run(checker, sc, strategy, seed);
-    run.preemption_bound = profile.preemption_bound;
+    run.preemption_bound = loom::Bound(Some(profile.preemption_bound));
     run.iterations = Some(match checker {
         Checker::Loom => profile.loom_executions,
         Checker::ShuttleDfs => profile.dfs_schedules,

@@ -5,6 +5,9 @@
 //!
 //! The API is closure-shaped (no guard types cross it), which keeps lifetimes out of the trait.
 
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
 use super::shuttle_sync::{StepCondvar, StepMutex};
 
 /// The scheduler's primitives: a mutex, a condition variable, parking, yielding, and threads.
@@ -44,6 +47,30 @@ pub trait Facade: Send + Sync + 'static {
     fn park();
     /// Wake `p` (no scheduling point).
     fn unpark(p: &Self::Parked);
+    /// Whether a `flock` is a [`Facade::Gate`] held from its grant to its release (loom),
+    /// rather than a lock call retried until it is granted: see `sim::os`,
+    /// `SharedKernel::flock_gated`.
+    const GATES: bool;
+    /// A lock the scheduler itself knows: a thread blocked on it is blocked to the model
+    /// checker (loom's DPOR orders its acquisitions, and a waiter takes no step until it is
+    /// released). Held from [`Facade::enter`] until its [`Facade::Entered`] is dropped, by
+    /// whichever thread drops it.
+    type Gate: Send + Sync + 'static;
+    /// A held [`Facade::Gate`]; dropping it opens the gate.
+    type Entered: Send + 'static;
+    fn gate() -> Self::Gate;
+    /// Wait until the gate is open and take it (a scheduling point).
+    fn enter(gate: &Arc<Self::Gate>) -> Self::Entered;
+    /// A word whose reads commute with each other but not with its changes: loom's atomics,
+    /// whose loads its DPOR does not order against each other. What a path's name is to the
+    /// model checker (`sim::os`, `SharedKernel::open_by_name`).
+    type Word: Send + Sync + 'static;
+    /// A new word, settled (every thread started after this reads this value or a later one).
+    fn word() -> Self::Word;
+    /// Read the word (a scheduling point).
+    fn read_word(word: &Self::Word);
+    /// Change the word (a scheduling point).
+    fn change_word(word: &Self::Word);
     /// Let the scheduler run someone else.
     fn yield_now();
     /// Run every body on its own model thread and wait for all of them. A panic in a body
@@ -101,6 +128,42 @@ impl Facade for Loom {
     fn unpark(p: &Self::Parked) {
         p.unpark()
     }
+    const GATES: bool = true;
+    type Gate = loom::sync::Mutex<()>;
+    type Entered = LoomEntered;
+    fn gate() -> Self::Gate {
+        loom::sync::Mutex::new(())
+    }
+    fn enter(gate: &Arc<Self::Gate>) -> Self::Entered {
+        let guard = gate.lock().expect("model gate");
+        // SAFETY: the guard borrows the mutex that `gate` (an `Arc`) owns; `LoomEntered`
+        // keeps a clone of that `Arc` and drops the guard first, so the mutex outlives every
+        // use of the guard.
+        let guard = unsafe {
+            std::mem::transmute::<loom::sync::MutexGuard<'_, ()>, loom::sync::MutexGuard<'static, ()>>(
+                guard,
+            )
+        };
+        LoomEntered {
+            guard: Some(guard),
+            _gate: gate.clone(),
+        }
+    }
+    type Word = loom::sync::atomic::AtomicUsize;
+    fn word() -> Self::Word {
+        let w = loom::sync::atomic::AtomicUsize::new(0);
+        // loom's initial value is a release store, which a later sequentially consistent
+        // store does not hide from a thread that has not seen that store: a load could
+        // then return either, and loom would explore both. Settled, only the last one.
+        w.store(0, SeqCst);
+        w
+    }
+    fn read_word(word: &Self::Word) {
+        word.load(SeqCst);
+    }
+    fn change_word(word: &Self::Word) {
+        word.fetch_add(1, SeqCst);
+    }
     fn yield_now() {
         loom::thread::yield_now()
     }
@@ -121,6 +184,30 @@ impl Facade for Loom {
         }
     }
 }
+
+/// A held loom gate: the guard of a mutex, kept beside the `Arc` that owns the mutex.
+pub struct LoomEntered {
+    guard: Option<loom::sync::MutexGuard<'static, ()>>,
+    _gate: Arc<loom::sync::Mutex<()>>,
+}
+
+impl Drop for LoomEntered {
+    fn drop(&mut self) {
+        // Leaving is an operation on the gate: loom's DPOR orders two operations only through
+        // an object both touch, and releasing a mutex is none (acquiring it is). A
+        // `try_lock` by the holder fails, and is one: the next holder is then ordered after
+        // everything this holder did before leaving, so loom does not try to reorder the
+        // steps of two critical sections the gate already orders (measured: docs/model.md).
+        let _ = self._gate.try_lock();
+        // The guard goes before the mutex it borrows (`_gate` is dropped after this).
+        self.guard.take();
+    }
+}
+
+// SAFETY: loom runs every model thread of an execution as a coroutine on the one OS thread
+// that called `loom::model`, so the guard (which wraps a `std::sync::MutexGuard`) is
+// released on the OS thread that took it, whichever model thread drops it.
+unsafe impl Send for LoomEntered {}
 
 /// shuttle: randomized (PCT, random) or depth-first exploration, with replayable schedules.
 ///
@@ -167,6 +254,20 @@ impl Facade for Shuttle {
     fn unpark(p: &Self::Parked) {
         p.unpark()
     }
+    /// Not measured for shuttle's schedules (its throughput rests on one scheduling point per
+    /// critical section): its flocks stay lock calls retried on the lanes' condition variables.
+    const GATES: bool = false;
+    type Gate = ();
+    type Entered = ();
+    fn gate() -> Self::Gate {}
+    fn enter(_: &Arc<Self::Gate>) -> Self::Entered {
+        unreachable!("shuttle's flocks are no gates (GATES is false)")
+    }
+    /// Never read: shuttle takes one lane for every step (`PATH_LANES` is false).
+    type Word = ();
+    fn word() -> Self::Word {}
+    fn read_word(_: &Self::Word) {}
+    fn change_word(_: &Self::Word) {}
     fn yield_now() {
         shuttle::thread::yield_now()
     }
@@ -231,6 +332,20 @@ impl Facade for ShuttleStd {
     fn unpark(p: &Self::Parked) {
         p.unpark()
     }
+    /// Not measured for shuttle's schedules (its throughput rests on one scheduling point per
+    /// critical section): its flocks stay lock calls retried on the lanes' condition variables.
+    const GATES: bool = false;
+    type Gate = ();
+    type Entered = ();
+    fn gate() -> Self::Gate {}
+    fn enter(_: &Arc<Self::Gate>) -> Self::Entered {
+        unreachable!("shuttle's flocks are no gates (GATES is false)")
+    }
+    /// Never read: shuttle takes one lane for every step (`PATH_LANES` is false).
+    type Word = ();
+    fn word() -> Self::Word {}
+    fn read_word(_: &Self::Word) {}
+    fn change_word(_: &Self::Word) {}
     fn yield_now() {
         shuttle::thread::yield_now()
     }

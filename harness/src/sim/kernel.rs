@@ -337,6 +337,43 @@ impl KernelState {
         }
     }
 
+    /// The inode `ofd` is open on.
+    pub fn ino_of_ofd(&self, ofd: OfdId) -> io::Result<Ino> {
+        self.ofds.get(&ofd).map(|o| o.ino).ok_or_else(|| ebadf(ofd))
+    }
+
+    /// Grant the `flock` of `ofd`'s file to `ofd`, when nothing else can hold it: the caller
+    /// holds the file's gate (`sim::os`, `SharedKernel::flock_gated`), which a holder keeps
+    /// until the kernel drops its lock. Panics if the lock is held all the same.
+    pub fn grant_flock(&mut self, ofd: OfdId) -> io::Result<()> {
+        let ino = self.ino_of_ofd(ofd)?;
+        let before = self.flocks.insert(ino, ofd);
+        assert!(
+            before.is_none(),
+            "a gated flock granted while {before:?} held it"
+        );
+        Ok(())
+    }
+
+    /// Whether closing `ofd` would drop a POSIX record lock (its process holds one on the
+    /// file). Only that process can change the answer.
+    pub fn close_drops_posix(&self, ofd: OfdId) -> bool {
+        self.ofds
+            .get(&ofd)
+            .is_some_and(|o| self.posix.get(&o.ino) == Some(&o.proc))
+    }
+
+    /// The content of the file `ofd` is open on (for tests).
+    #[cfg(test)]
+    pub fn contents_of(&self, ofd: OfdId) -> Option<Vec<u8>> {
+        self.ofds.get(&ofd).map(|o| self.inodes[o.ino].data.clone())
+    }
+
+    /// Whether a `flock` is held on inode `ino`.
+    pub fn flocked(&self, ino: Ino) -> bool {
+        self.flocks.contains_key(&ino)
+    }
+
     /// `flock(LOCK_UN)` through `ofd`.
     pub fn funlock(&mut self, ofd: OfdId) -> io::Result<()> {
         let ino = self.ofds.get(&ofd).ok_or_else(|| ebadf(ofd))?.ino;

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use pool_core::world::{Event, LockKind, Os, Pause};
 
 use super::facade::Facade;
-use super::kernel::{KernelState, OfdId, Proc};
+use super::kernel::{Ino, KernelState, OfdId, Proc};
 use crate::history::{Ev, Record};
 
 /// Nanoseconds of history time per logical tick: one tick reads as 1 ms in witness stories
@@ -138,6 +138,51 @@ impl<F: Facade> Lane<F> {
     }
 }
 
+/// What a path's name (which inode it names, if any) is to the model checker, apart from its
+/// lane: a [`Facade::Word`] that every step changing the name changes, right before it does,
+/// and that an open going by name only reads ([`SharedKernel::open_by_name`]). So two opens
+/// of one path commute, and each is ordered against every step that renames, creates or
+/// unlinks it. A few words for every path: two paths on one word are only ordered when they
+/// need not be.
+struct Names<F: Facade> {
+    words: Vec<F::Word>,
+    /// The word of each path met so far, in the order met.
+    slot: Mutex<BTreeMap<PathBuf, usize>>,
+    /// Paths a step changing more than one name has changed the word of, and not yet the
+    /// name ([`SharedKernel::naming`]).
+    busy: Mutex<BTreeSet<PathBuf>>,
+}
+
+/// How many words [`Names`] spreads the paths over.
+const NAME_WORDS: usize = 8;
+
+impl<F: Facade> Names<F> {
+    /// Words made now, before any process starts (so every process has seen them settled),
+    /// if `used`.
+    fn new(used: bool) -> Names<F> {
+        Names {
+            words: if used {
+                (0..NAME_WORDS).map(|_| F::word()).collect()
+            } else {
+                Vec::new()
+            },
+            slot: Mutex::new(BTreeMap::new()),
+            busy: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn word(&self, path: &Path) -> &F::Word {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let n = slot.len();
+        let i = *slot.entry(path.to_path_buf()).or_insert(n % NAME_WORDS);
+        &self.words[i]
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, BTreeSet<PathBuf>> {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The kernel state and the scheduler's mutexes, one per [`Key`] (a *lane*).
 ///
 /// A *shared* step (one another process can observe, or whose outcome another process can
@@ -174,6 +219,17 @@ pub struct SharedKernel<F: Facade> {
     report: Box<CrashReport>,
     /// Whether a blocked lock call parks ([`Facade::PARKS`]) or waits on a condition variable.
     parks: bool,
+    /// Whether a `flock` is a gate ([`Facade::GATES`]; see [`SharedKernel::flock_gated`]).
+    gated: bool,
+    /// The gates of the inodes a `flock` was asked on, made on demand.
+    gates: Mutex<BTreeMap<Ino, Arc<F::Gate>>>,
+    /// The gates held: exactly the inodes the kernel holds a `flock` on (a gate is entered
+    /// right before the grant, and left inside the step that drops the lock).
+    entered: Mutex<BTreeMap<Ino, F::Entered>>,
+    /// Gates whose lock a step dropped, left right after that step.
+    left: Mutex<Vec<F::Entered>>,
+    /// The paths' names, when opens go by name ([`SharedKernel::by_name`]).
+    names: Names<F>,
     /// What the processes' pause points are.
     pauses: Pauses,
 }
@@ -249,6 +305,11 @@ impl<F: Facade> SharedKernel<F> {
             steps: AtomicU64::new(0),
             report: Box::new(report),
             parks: F::PARKS,
+            gated: F::GATES,
+            gates: Mutex::new(BTreeMap::new()),
+            entered: Mutex::new(BTreeMap::new()),
+            left: Mutex::new(Vec::new()),
+            names: Names::new(F::PATH_LANES && plan == CrashPlan::Never),
             pauses: Pauses::Yield,
         })
     }
@@ -270,6 +331,18 @@ impl<F: Facade> SharedKernel<F> {
         k
     }
 
+    /// A kernel as loom's was before gates and names: a `flock` is a lock call retried on
+    /// its path's lane (parking while the lock is taken), and every open is a step on its
+    /// path's lane. To compare the two.
+    #[cfg(test)]
+    fn without_gates_or_names(state: KernelState) -> Arc<SharedKernel<F>> {
+        let mut k = SharedKernel::new(state);
+        let me = Arc::get_mut(&mut k).expect("just made");
+        me.gated = false;
+        me.names = Names::new(false);
+        k
+    }
+
     /// Shared steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps.load(Ordering::SeqCst)
@@ -284,6 +357,75 @@ impl<F: Facade> SharedKernel<F> {
     /// checker that does not reorder by object ([`Facade::PATH_LANES`]: shuttle).
     fn one_lane(&self) -> bool {
         self.may_crash() || !F::PATH_LANES
+    }
+
+    /// Whether an open that creates nothing goes by name ([`Names`]) rather than by its
+    /// path's lane: with a lane per path and no crash (with one lane, every step is
+    /// ordered against every other anyway).
+    fn by_name(&self) -> bool {
+        !self.names.words.is_empty()
+    }
+
+    /// Change the words of the names of `paths`, one after the other, right before the step
+    /// that changes them (its lanes held). The last word's change is where an open by name
+    /// finds the step done; the paths before it are busy until [`SharedKernel::named`]: an
+    /// open by name of one of them that reads its word in between (after the change, before
+    /// the step) is told to read again, so that every open by name reads a word before its
+    /// change and sees the old name, or after it and sees the new one.
+    fn naming(&self, paths: &[PathBuf]) {
+        if !self.by_name() {
+            return;
+        }
+        for (i, p) in paths.iter().enumerate() {
+            F::change_word(self.names.word(p));
+            if i + 1 < paths.len() {
+                // Busy from its word's change on (an open that read the word before the
+                // change read it before the step, rightly).
+                self.names.busy().insert(p.clone());
+            }
+        }
+    }
+
+    /// The step that changed the names of `paths` is done.
+    fn named(&self, paths: &[PathBuf]) {
+        if paths.len() > 1 {
+            self.names.busy().retain(|p| !paths.contains(p));
+        }
+    }
+
+    /// `open(2)` of `path` by process `proc` of `life`, creating it if missing (no
+    /// truncation). Creating changes the path's name: a step on its lane. Opening an
+    /// existing file changes nothing another process observes, and what it finds depends
+    /// only on the name: with names ([`SharedKernel::by_name`]) it only reads the name's
+    /// word, so two opens of one path are not ordered against each other, and each is
+    /// ordered against every rename, creation and unlink of it. Without, a step on its
+    /// lane.
+    pub fn open_by_name(&self, life: u64, proc: Proc, path: &Path) -> io::Result<OfdId> {
+        let create = |k: &mut KernelState| k.open(proc, path, true, false);
+        if !self.by_name() {
+            return self.call_in(life, |_| path_key(path), create);
+        }
+        loop {
+            if !self.alive(life) {
+                return Err(crashed());
+            }
+            if self.state().ino_of(path).is_none() {
+                return self.naming_call_in(life, |_| path_key(path), |k| missing(k, path), create);
+            }
+            F::read_word(self.names.word(path));
+            if self.names.busy().contains(path) {
+                // Between the two names a rename changes: it goes on, and this reads again.
+                F::yield_now();
+                continue;
+            }
+            self.tick();
+            let mut k = self.state();
+            if k.ino_of(path).is_none() {
+                // Unlinked (or renamed away) since the look above: create it, on its lane.
+                continue;
+            }
+            return k.open(proc, path, false, false);
+        }
     }
 
     /// The lane of `key`: its own, or the global one ([`SharedKernel::one_lane`]).
@@ -327,7 +469,30 @@ impl<F: Facade> SharedKernel<F> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let mut k = self.state();
         *k = k.crash();
+        self.leave_gates(&k);
         (self.report)(&running, &k);
+    }
+
+    /// Take out the gate of every inode the kernel no longer holds a `flock` on (inside the
+    /// step that dropped the lock), to be left by [`SharedKernel::open_left_gates`].
+    fn leave_gates(&self, k: &KernelState) {
+        let mut entered = self.entered.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<Ino> = entered
+            .keys()
+            .filter(|ino| !k.flocked(**ino))
+            .copied()
+            .collect();
+        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+        for ino in gone {
+            left.extend(entered.remove(&ino));
+        }
+    }
+
+    /// Leave the gates [`SharedKernel::leave_gates`] took out: after the step, with no lock
+    /// of the kernel's own held (leaving a gate is a scheduling point).
+    fn open_left_gates(&self) {
+        let left = std::mem::take(&mut *self.left.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(left);
     }
 
     /// The end of an execution with [`CrashPlan::AtStep`] N where exactly N steps were taken:
@@ -335,6 +500,7 @@ impl<F: Facade> SharedKernel<F> {
     pub fn crash_at_end(&self) {
         if self.plan == CrashPlan::AtStep(self.steps()) {
             F::with(&self.global.lock, |()| self.crash_here());
+            self.open_left_gates();
         }
     }
 
@@ -377,6 +543,19 @@ impl<F: Facade> SharedKernel<F> {
         keys: impl Fn(&KernelState) -> Vec<Key>,
         f: impl FnOnce(&mut KernelState) -> (io::Result<R>, bool),
     ) -> io::Result<R> {
+        self.naming_step(life, keys, |_| Vec::new(), f)
+    }
+
+    /// [`SharedKernel::step`] for a step that may change the names of paths (create, rename,
+    /// unlink): `names` says which, from the state once its lanes are held (every path it
+    /// names is one of its keys, so nobody else can change that answer before the step).
+    fn naming_step<R>(
+        &self,
+        life: u64,
+        keys: impl Fn(&KernelState) -> Vec<Key>,
+        names: impl Fn(&KernelState) -> Vec<PathBuf>,
+        f: impl FnOnce(&mut KernelState) -> (io::Result<R>, bool),
+    ) -> io::Result<R> {
         let mut f = Some(f);
         loop {
             if !self.alive(life) {
@@ -398,12 +577,24 @@ impl<F: Facade> SharedKernel<F> {
                 if !self.alive(life) {
                     return Some(Err(crashed()));
                 }
+                let renamed = if self.by_name() {
+                    names(&self.state())
+                } else {
+                    Vec::new()
+                };
+                self.naming(&renamed);
                 let f = f.take().expect("a step runs once");
-                let (r, rel) = f(&mut self.state());
+                let mut k = self.state();
+                let (r, rel) = f(&mut k);
+                if rel && self.gated {
+                    self.leave_gates(&k);
+                }
+                self.named(&renamed);
                 released = rel;
                 Some(r)
             });
             let Some(r) = r else { continue };
+            self.open_left_gates();
             if released || !self.alive(life) {
                 for lane in &lanes {
                     lane.wake();
@@ -411,6 +602,17 @@ impl<F: Facade> SharedKernel<F> {
             }
             return r;
         }
+    }
+
+    /// [`SharedKernel::naming_step`] for a step that releases no lock.
+    fn naming_call_in<R>(
+        &self,
+        life: u64,
+        keys: impl Fn(&KernelState) -> Vec<Key>,
+        names: impl Fn(&KernelState) -> Vec<PathBuf>,
+        f: impl FnOnce(&mut KernelState) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.naming_step(life, keys, names, |k| (f(k), false))
     }
 
     /// [`SharedKernel::step`] for a step that releases no lock.
@@ -482,6 +684,44 @@ impl<F: Facade> SharedKernel<F> {
         self.step(life, keys, leave).is_ok()
     }
 
+    /// `flock(LOCK_EX)` on the file `path` names, by process `proc` of `life`, with gates
+    /// ([`Facade::GATES`]: loom): two calls, as in real life. `open(2)` (create if missing, no
+    /// truncation) is a shared step on the path; then the process enters the gate of the inode
+    /// it opened, blocking while another holds it, and the kernel grants it the lock. The
+    /// gate stays entered until the step that drops the lock (unlock, close, exit, crash).
+    ///
+    /// So a blocked `flock` is a thread blocked on a lock the model checker knows: loom takes
+    /// no step for it and does not retry it, and explores the orders of the grants as it
+    /// explores the orders of a mutex's holders. Sound because the kernel's `flock` of an
+    /// inode changes only with its gate held (the grant) or in a step that leaves the gate
+    /// (the release), so every two changes of it, and every grant and the step that reads it,
+    /// are ordered by the gate; the open is as it was (a step on the path, ordered against
+    /// every rename and unlink of it), and a rename between the open and the grant locks the
+    /// old file, as `flock` does: docs/model.md, "Scheduling points".
+    pub fn flock_gated(&self, life: u64, proc: Proc, path: &Path) -> io::Result<OfdId> {
+        let ofd = self.open_by_name(life, proc, path)?;
+        let ino = self.state().ino_of_ofd(ofd)?;
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(ino)
+            .or_insert_with(|| Arc::new(F::gate()))
+            .clone();
+        let entered = F::enter(&gate);
+        if !self.alive(life) {
+            // A crash killed this process while it waited: the gate goes to the next one.
+            drop(entered);
+            return Err(crashed());
+        }
+        self.state().grant_flock(ofd)?;
+        self.entered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ino, entered);
+        Ok(ofd)
+    }
+
     /// A blocking lock call of a process of `life` on the file `path` names: `f` opens it at
     /// the first attempt and tries the lock, and is retried each time a step of the file's
     /// key may have released a lock; fails if the process dies meanwhile.
@@ -512,6 +752,11 @@ impl<F: Facade> SharedKernel<F> {
             self.tick();
             if !self.alive(life) {
                 return Some(Attempt::Done(Err(crashed())));
+            }
+            // The first attempt opens the file, and creates it if missing.
+            let creates = opened.is_none() && self.state().ino_of(path).is_none();
+            if creates {
+                self.naming(&[path.to_path_buf()]);
             }
             match f(&mut self.state(), opened) {
                 Ok(true) => Some(Attempt::Done(Ok(()))),
@@ -555,6 +800,7 @@ impl<F: Facade> SharedKernel<F> {
                     tried
                 }))
             };
+            self.open_left_gates();
             match tried {
                 None => F::park(),
                 Some(Attempt::Rekey) => {}
@@ -572,6 +818,14 @@ impl<F: Facade> SharedKernel<F> {
 /// The key of a step on `ofd` (none for a closed description: the step fails on its own).
 fn ofd_key(k: &KernelState, ofd: OfdId) -> Vec<Key> {
     k.key_of(ofd).map(Key::Path).into_iter().collect()
+}
+
+/// `path`, if it names no file (a step that opens it with `O_CREAT` changes its name).
+fn missing(k: &KernelState, path: &Path) -> Vec<PathBuf> {
+    match k.ino_of(path) {
+        Some(_) => Vec::new(),
+        None => vec![path.to_path_buf()],
+    }
 }
 
 /// The key of a step on the name `path`.
@@ -732,9 +986,10 @@ impl<F: Facade> Os for SimOs<F> {
     fn create(&self, path: &Path) -> io::Result<SimFile> {
         let proc = self.proc;
         self.kernel
-            .call_in(
+            .naming_call_in(
                 self.life,
                 |_| path_key(path),
+                |k| missing(k, path),
                 |k| {
                     self.stamp_intent();
                     k.open(proc, path, true, true)
@@ -782,7 +1037,17 @@ impl<F: Facade> Os for SimOs<F> {
             }
             keys
         };
-        self.kernel.call_in(self.life, keys, |k| {
+        // Both names change (a temp file's name no other process can open).
+        let names = |k: &KernelState| {
+            keys(k)
+                .into_iter()
+                .filter_map(|key| match key {
+                    Key::Path(p) => Some(p),
+                    Key::Issuer => None,
+                })
+                .collect()
+        };
+        self.kernel.naming_call_in(self.life, keys, names, |k| {
             self.stamp_intent();
             k.rename(from, to)
         })
@@ -804,8 +1069,12 @@ impl<F: Facade> Os for SimOs<F> {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         self.stamp_intent();
+        let names = |k: &KernelState| match k.ino_of(path) {
+            Some(_) => vec![path.to_path_buf()],
+            None => Vec::new(),
+        };
         self.kernel
-            .call_in(self.life, |_| path_key(path), |k| k.unlink(path))
+            .naming_call_in(self.life, |_| path_key(path), names, |k| k.unlink(path))
     }
 
     fn lock(&self, kind: LockKind, path: &Path) -> io::Result<SimHeld> {
@@ -822,6 +1091,9 @@ impl<F: Facade> Os for SimOs<F> {
             }
             // Two system calls in real life (open 0600 without truncation, then lock); one
             // step here (see `open_and_lock`).
+            LockKind::Flock if self.kernel.gated => Ok(SimHeld::Flock(
+                self.kernel.flock_gated(self.life, self.proc, path)?,
+            )),
             LockKind::Flock => Ok(SimHeld::Flock(
                 self.open_and_lock(path, KernelState::try_flock)?,
             )),
@@ -842,10 +1114,18 @@ impl<F: Facade> Os for SimOs<F> {
                 F::notify_all(&self.mutex.freed);
                 Ok(())
             }
-            // Unlock, then the handle is dropped (closed): one step here.
+            // Unlock, then the handle is dropped (closed): one step here. With gates, it
+            // changes only the lock (which the gate orders) unless the close drops a POSIX
+            // record lock too: then no lane (see `SharedKernel::flock_gated`).
             SimHeld::Flock(ofd) => self.kernel.step(
                 self.life,
-                |k| ofd_key(k, ofd),
+                |k| {
+                    if self.kernel.gated && !k.close_drops_posix(ofd) {
+                        Vec::new()
+                    } else {
+                        ofd_key(k, ofd)
+                    }
+                },
                 |k| {
                     let r = k.funlock(ofd).and_then(|()| k.close(ofd).map(|_| ()));
                     (r, true)
@@ -971,12 +1251,15 @@ mod tests {
         );
     }
 
+    /// How a test makes the kernel of an execution from its initial state.
+    type MakeKernel = fn(KernelState) -> Arc<SharedKernel<Loom>>;
+
     /// A simulated process's body: what it returns is its part of an execution's outcome.
     type Body = fn(&SimOs<Loom>) -> Vec<u8>;
 
     /// [`explore_on`] with `/sim/a` holding `0`.
     fn explore_with(
-        kernel: fn(KernelState) -> Arc<SharedKernel<Loom>>,
+        kernel: MakeKernel,
         bodies: &'static [Body],
     ) -> (usize, std::collections::BTreeSet<Vec<Vec<u8>>>) {
         explore_on(kernel, &[("/sim/a", b"0")], bodies)
@@ -986,7 +1269,7 @@ mod tests {
     /// 2, ... on a kernel `kernel` makes with `files` installed, and what each execution's
     /// bodies returned, over every execution.
     fn explore_on(
-        kernel: fn(KernelState) -> Arc<SharedKernel<Loom>>,
+        kernel: MakeKernel,
         files: &'static [(&'static str, &'static [u8])],
         bodies: &'static [Body],
     ) -> (usize, std::collections::BTreeSet<Vec<Vec<u8>>>) {
@@ -1026,15 +1309,15 @@ mod tests {
         (runs.load(Ordering::SeqCst), seen)
     }
 
-    /// Under a `flock` of `/sim/lock`: read `/sim/a`, then put it back with `me` appended,
-    /// `times` times, with the pool's pause points before the lock and after the read. What
-    /// this process read each time.
-    fn append_locked(os: &SimOs<Loom>, me: u8, times: usize) -> Vec<u8> {
+    /// Under a lock of `kind` on `/sim/lock`: read `/sim/a`, then put it back with `me`
+    /// appended, `times` times, with the pool's pause points before the lock and after the
+    /// read. What this process read each time.
+    fn append_locked(os: &SimOs<Loom>, kind: LockKind, me: u8, times: usize) -> Vec<u8> {
         let lock = Path::new("/sim/lock");
         let mut read = Vec::new();
         for _ in 0..times {
             os.pause(Pause::OpStart);
-            let held = os.lock(LockKind::Flock, lock).expect("lock");
+            let held = os.lock(kind, lock).expect("lock");
             let mut bytes = os.read(Path::new("/sim/a")).expect("read").expect("exists");
             os.pause(Pause::AfterLoad);
             read.push(*bytes.last().expect("not empty"));
@@ -1047,18 +1330,39 @@ mod tests {
         read
     }
 
-    const APPENDERS: &[Body] = &[
-        |os| append_locked(os, b'1', 2),
-        |os| append_locked(os, b'2', 1),
+    const FLOCK_APPENDERS: &[Body] = &[
+        |os| append_locked(os, LockKind::Flock, b'1', 2),
+        |os| append_locked(os, LockKind::Flock, b'2', 1),
     ];
 
-    /// A blocked lock call parks until the release and tries again: the lock still excludes
-    /// (every process reads the last write before its own: no update is lost) and every order
-    /// of the three critical sections is explored. A waiter that took the lock without trying
-    /// again, or a lost wake-up (a deadlock), fails this.
+    const FCNTL_APPENDERS: &[Body] = &[
+        |os| append_locked(os, LockKind::Fcntl, b'1', 2),
+        |os| append_locked(os, LockKind::Fcntl, b'2', 1),
+    ];
+
+    /// Two processes that each append twice under a `flock`.
+    const FLOCK_APPENDERS_2X2: &[Body] = &[
+        |os| append_locked(os, LockKind::Flock, b'1', 2),
+        |os| append_locked(os, LockKind::Flock, b'2', 2),
+    ];
+
+    /// The kernel, with plain pause points.
+    fn plain(k: KernelState) -> Arc<SharedKernel<Loom>> {
+        SharedKernel::new(k).with_pauses(Pauses::Plain)
+    }
+
+    /// The kernel as it was before gates and names, with plain pause points.
+    fn plain_before_gates(k: KernelState) -> Arc<SharedKernel<Loom>> {
+        SharedKernel::without_gates_or_names(k).with_pauses(Pauses::Plain)
+    }
+
+    /// A lock call excludes (every process reads the last write before its own: no update
+    /// is lost) and every order of the three critical sections is explored: a gated `flock`,
+    /// a `flock` retried on its lane (as before gates), and a POSIX record lock (retried on
+    /// its lane, parking in between). A waiter granted a lock someone holds, a lost wake-up
+    /// (a deadlock), or an order loom never reaches, fails this.
     #[test]
-    fn a_parked_lock_call_still_excludes_and_every_order_is_explored() {
-        let (_, seen) = explore_with(SharedKernel::new, APPENDERS);
+    fn a_lock_call_excludes_and_every_order_is_explored() {
         let orders: std::collections::BTreeSet<Vec<Vec<u8>>> = [
             // p1, p1, p2 / p1, p2, p1 / p2, p1, p1: what each read.
             vec![b"01".to_vec(), b"1".to_vec()],
@@ -1067,7 +1371,15 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(seen, orders);
+        let kinds: [(&str, MakeKernel, &'static [Body]); 3] = [
+            ("gated flock", plain, FLOCK_APPENDERS),
+            ("flock before gates", plain_before_gates, FLOCK_APPENDERS),
+            ("fcntl", plain, FCNTL_APPENDERS),
+        ];
+        for (what, kernel, bodies) in kinds {
+            let (_, seen) = explore_with(kernel, bodies);
+            assert_eq!(seen, orders, "{what}");
+        }
     }
 
     /// The same critical sections cost loom fewer executions when a blocked lock call parks
@@ -1075,13 +1387,71 @@ mod tests {
     /// dependent operation to order), with the same outcomes.
     #[test]
     fn a_parked_lock_call_costs_fewer_executions_than_a_condvar_wait() {
-        let (parked, by_parking) = explore_with(SharedKernel::new, APPENDERS);
-        let (waited, by_waiting) = explore_with(SharedKernel::waiting_on_condvars, APPENDERS);
+        let (parked, by_parking) = explore_with(SharedKernel::new, FCNTL_APPENDERS);
+        let (waited, by_waiting) = explore_with(SharedKernel::waiting_on_condvars, FCNTL_APPENDERS);
         assert_eq!(by_parking, by_waiting);
         assert!(
             parked < waited,
             "{parked} executions parking, {waited} waiting on a condition variable"
         );
+    }
+
+    /// Gates and names cost loom fewer executions than a `flock` retried on its path's lane
+    /// with every open a step on that lane, with the same outcomes (two processes, two
+    /// critical sections each, every interleaving).
+    #[test]
+    fn a_gated_flock_costs_fewer_executions_than_a_retried_one() {
+        let (gated, by_gates) = explore_with(plain, FLOCK_APPENDERS_2X2);
+        let (retried, by_lanes) = explore_with(plain_before_gates, FLOCK_APPENDERS_2X2);
+        assert_eq!(by_gates, by_lanes);
+        assert!(
+            gated < retried,
+            "{gated} executions with gates and names, {retried} without"
+        );
+    }
+
+    /// Lock `path` with a `flock`: the content of the file it locked, then unlock.
+    fn locked_content(os: &SimOs<Loom>, path: &str) -> Vec<u8> {
+        let held = os.lock(LockKind::Flock, Path::new(path)).expect("lock");
+        let SimHeld::Flock(ofd) = &held else {
+            unreachable!("a flock")
+        };
+        let content = os.kernel.state().contents_of(*ofd).expect("open");
+        os.unlock(held).expect("unlock");
+        content
+    }
+
+    /// A rename of one shared path over another changes two names at once: an open by name
+    /// never sees one changed and not the other, and each order of the rename and the two
+    /// opens is explored, as it is when every open is a step on its path's lane. (With
+    /// names, the rename changes the first name's word, then the second's, then the names:
+    /// an open that reads the first word in between reads again once the rename is done.)
+    #[test]
+    fn an_open_by_name_sees_a_rename_of_two_names_whole() {
+        const BODIES: &[Body] = &[
+            |os| {
+                os.rename(Path::new("/sim/a"), Path::new("/sim/b"))
+                    .expect("rename");
+                Vec::new()
+            },
+            |os| [locked_content(os, "/sim/b"), locked_content(os, "/sim/a")].concat(),
+        ];
+        const FILES: &[(&str, &[u8])] = &[("/sim/a", b"a"), ("/sim/b", b"b")];
+        let by_names = explore_on(plain, FILES, BODIES).1;
+        let by_lanes = explore_on(plain_before_gates, FILES, BODIES).1;
+        let p2 = |seen: &std::collections::BTreeSet<Vec<Vec<u8>>>| {
+            seen.iter()
+                .map(|v| v[1].clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        // Both opens before the rename; b before it and a after (a is created again,
+        // empty); both after. Never "aa": b opened after the rename and a before it.
+        let want: std::collections::BTreeSet<Vec<u8>> =
+            [b"ba".to_vec(), b"b".to_vec(), b"a".to_vec()]
+                .into_iter()
+                .collect();
+        assert_eq!(p2(&by_lanes), want, "with every open a step on its lane");
+        assert_eq!(p2(&by_names), want, "with opens by name");
     }
 
     /// The `flock-data` pitfall through the simulated Os: p2 opens the data file while p1
