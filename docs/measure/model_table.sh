@@ -13,6 +13,7 @@ rows=(
   "--checker loom --strategy flock-txn --procs 2 --preemption-bound 1"
   "--checker loom --strategy flock-txn --procs 2"
   "--checker loom --strategy flock-txn --procs 2 --preemption-bound 3"
+  "--checker loom --strategy flock-txn --procs 2 --preemption-bound none --no-pause-yields"
   "--checker loom --strategy none --procs 2"
   "--checker loom --strategy thread-lock --procs 2"
   "--checker loom --strategy flock-data --procs 2"

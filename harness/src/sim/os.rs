@@ -5,7 +5,11 @@
 //! path it concerns ([`Key`], [`SharedKernel`]; a lock call that finds the lock taken parks
 //! until a step of that lane may have released it, then tries again: loom; under shuttle it
 //! waits on the lane's condition variable); every issuer request takes the issuer's lane
-//! ([`super::issuer`]).
+//! ([`super::issuer`]). Under loom, two kinds of steps are told to the checker more finely: a
+//! `flock` is a *gate*, a lock loom itself knows, held from the grant to the step that drops
+//! it ([`SharedKernel::flock_gated`]), and (without crashes) the open before it, when it
+//! creates nothing, only reads its path's *name* ([`SharedKernel::open_by_name`]), so two
+//! such opens of one path are not ordered against each other.
 //! Nothing else is one: [`Os::pause`] yields ([`Pauses::Yield`], which does leave some
 //! interleavings out: see [`Pauses`]) or does nothing ([`Pauses::Plain`]) and touches no
 //! shared state, private steps (temp files) touch nothing another process can reach, and
@@ -686,18 +690,19 @@ impl<F: Facade> SharedKernel<F> {
 
     /// `flock(LOCK_EX)` on the file `path` names, by process `proc` of `life`, with gates
     /// ([`Facade::GATES`]: loom): two calls, as in real life. `open(2)` (create if missing, no
-    /// truncation) is a shared step on the path; then the process enters the gate of the inode
-    /// it opened, blocking while another holds it, and the kernel grants it the lock. The
-    /// gate stays entered until the step that drops the lock (unlock, close, exit, crash).
+    /// truncation: [`SharedKernel::open_by_name`]); then the process enters the gate of the
+    /// inode it opened, blocking while another holds it, and the kernel grants it the lock.
+    /// The gate stays entered until the step that drops the lock (unlock, close, exit, crash)
+    /// and is left right after that step.
     ///
     /// So a blocked `flock` is a thread blocked on a lock the model checker knows: loom takes
     /// no step for it and does not retry it, and explores the orders of the grants as it
     /// explores the orders of a mutex's holders. Sound because the kernel's `flock` of an
     /// inode changes only with its gate held (the grant) or in a step that leaves the gate
     /// (the release), so every two changes of it, and every grant and the step that reads it,
-    /// are ordered by the gate; the open is as it was (a step on the path, ordered against
-    /// every rename and unlink of it), and a rename between the open and the grant locks the
-    /// old file, as `flock` does: docs/model.md, "Scheduling points".
+    /// are ordered by the gate; the open is ordered against every rename, creation and unlink
+    /// of the path, and a rename between the open and the grant locks the old file, as
+    /// `flock` does: docs/model.md, "Scheduling points".
     pub fn flock_gated(&self, life: u64, proc: Proc, path: &Path) -> io::Result<OfdId> {
         let ofd = self.open_by_name(life, proc, path)?;
         let ino = self.state().ino_of_ofd(ofd)?;
@@ -1089,8 +1094,9 @@ impl<F: Facade> Os for SimOs<F> {
                 });
                 Ok(SimHeld::Mutex)
             }
-            // Two system calls in real life (open 0600 without truncation, then lock); one
-            // step here (see `open_and_lock`).
+            // Two system calls in real life (open 0600 without truncation, then lock): under
+            // loom without crashes, two here (the open, then the gate: `flock_gated`);
+            // otherwise one step (see `open_and_lock`).
             LockKind::Flock if self.kernel.gated => Ok(SimHeld::Flock(
                 self.kernel.flock_gated(self.life, self.proc, path)?,
             )),
