@@ -303,6 +303,52 @@ fn the_catalog_matrix_with_model_drivers_holds_every_expectation() {
 /// `--no-pause-yields` (loom): the pause points are no scheduling points, the report's bound
 /// says so, and a counterexample's handle carries it, so the handle alone replays the same
 /// history.
+/// `--preemption-bound none`: every interleaving. `flock-txn` at 2 processes x 1 iteration
+/// is verified with no bound and says so, in more executions than within bound 2 (which cuts
+/// some); `none`'s counterexample hands out a `pb=none` handle that replays its history;
+/// a bound that is neither a number nor `none` is refused.
+#[test]
+fn loom_with_no_preemption_bound_explores_every_interleaving() {
+    let two_by_one = |strategy: &str| {
+        let sc = Scenario::find("refresh-race").expect("catalog");
+        let st = Strategy::parse(strategy).expect("preset");
+        ModelRun::new(Checker::Loom, sc, st, None, Some(2), Some(1))
+    };
+    let bounded = two_by_one("flock-txn").explore(None).expect("loom runs");
+    let mut r = two_by_one("flock-txn");
+    r.preemption_bound = "none".parse().expect("none is a bound");
+    assert_eq!(r.preemption_bound, loom::Bound(None));
+    let every = r.explore(None).expect("loom runs");
+    assert_eq!(every.verdict, ModelVerdict::Verified, "{:?}", every.history);
+    assert!(
+        every.bound.contains("no preemption bound"),
+        "{}",
+        every.bound
+    );
+    assert_eq!(bounded.verdict, ModelVerdict::Verified);
+    assert!(
+        every.schedules > bounded.schedules,
+        "{} executions with no bound, {} within bound 2",
+        every.schedules,
+        bounded.schedules
+    );
+
+    let mut r = two_by_one("none");
+    r.preemption_bound = loom::Bound(None);
+    let ex = r.explore(None).expect("loom runs");
+    assert_eq!(ex.verdict, ModelVerdict::Counterexample);
+    let handle = ex.replay.clone().expect("handle");
+    assert!(handle.starts_with("pb=none,"), "{handle}");
+    assert_eq!(
+        loom::parse_handle(&handle).expect("parses").bound,
+        loom::Bound(None)
+    );
+    let again = loom::replay(r.plan.clone(), &handle).expect("replays");
+    assert_eq!(Some(&again), ex.history.as_ref());
+    assert!("never".parse::<loom::Bound>().is_err());
+    assert!(loom::parse_handle("pb=never,iteration=1").is_err());
+}
+
 #[test]
 fn loom_with_plain_pause_points_says_so_and_its_handle_replays() {
     let mut r = run(Checker::Loom, "flock-txn", 2);

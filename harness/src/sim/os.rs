@@ -299,6 +299,10 @@ impl<F: Facade> SharedKernel<F> {
         if plan == CrashPlan::Never {
             state.never_crashes();
         }
+        #[cfg(test)]
+        let plain_kernel = tests::WITHOUT_GATES_OR_NAMES.with(|w| w.get());
+        #[cfg(not(test))]
+        let plain_kernel = false;
         Arc::new(SharedKernel {
             global: Lane::new(),
             lanes: Mutex::new(BTreeMap::new()),
@@ -309,11 +313,11 @@ impl<F: Facade> SharedKernel<F> {
             steps: AtomicU64::new(0),
             report: Box::new(report),
             parks: F::PARKS,
-            gated: F::GATES,
+            gated: F::GATES && !plain_kernel,
             gates: Mutex::new(BTreeMap::new()),
             entered: Mutex::new(BTreeMap::new()),
             left: Mutex::new(Vec::new()),
-            names: Names::new(F::PATH_LANES && plan == CrashPlan::Never),
+            names: Names::new(F::PATH_LANES && plan == CrashPlan::Never && !plain_kernel),
             pauses: Pauses::Yield,
         })
     }
@@ -340,11 +344,7 @@ impl<F: Facade> SharedKernel<F> {
     /// path's lane. To compare the two.
     #[cfg(test)]
     fn without_gates_or_names(state: KernelState) -> Arc<SharedKernel<F>> {
-        let mut k = SharedKernel::new(state);
-        let me = Arc::get_mut(&mut k).expect("just made");
-        me.gated = false;
-        me.names = Names::new(false);
-        k
+        tests::without_gates_or_names(|| SharedKernel::new(state))
     }
 
     /// Shared steps taken so far.
@@ -1169,9 +1169,25 @@ impl<F: Facade> Os for SimOs<F> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sim::facade::Loom;
+
+    thread_local! {
+        /// Every kernel made on this thread is as loom's was before gates and names (loom
+        /// runs a model's threads on the thread that called it).
+        pub(crate) static WITHOUT_GATES_OR_NAMES: std::cell::Cell<bool> =
+            const { std::cell::Cell::new(false) };
+    }
+
+    /// Run `f` with every kernel it makes as loom's was before gates and names: a `flock`
+    /// retried on its path's lane, every open a step on its path's lane.
+    pub(crate) fn without_gates_or_names<R>(f: impl FnOnce() -> R) -> R {
+        WITHOUT_GATES_OR_NAMES.with(|w| w.set(true));
+        let r = f();
+        WITHOUT_GATES_OR_NAMES.with(|w| w.set(false));
+        r
+    }
 
     /// The intent is stamped by the truncating open itself, not where the pool reports it:
     /// the scheduling point in between belongs before the stamp.
