@@ -311,9 +311,11 @@ fn model_subcommand_reports_in_the_contract_and_replays() {
         "refresh-race",
         "--strategy",
         "none",
+        "--procs",
+        "5",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 3 processes"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 4 processes"));
 }
 
 #[test]

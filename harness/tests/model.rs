@@ -167,9 +167,9 @@ fn the_loom_handle_replays_the_same_history() {
 
 #[test]
 fn loom_refuses_more_processes_than_it_can_model() {
-    let r = run(Checker::Loom, "flock-txn", 4);
+    let r = run(Checker::Loom, "flock-txn", 5);
     let err = r.explore(None).err().expect("refused").to_string();
-    assert!(err.contains("at most 3 processes"), "{err}");
+    assert!(err.contains("at most 4 processes"), "{err}");
 }
 
 #[test]

@@ -21,7 +21,6 @@ use std::time::Instant;
 use super::fork::DriveError;
 use super::model::{Catch, Exploration, Goal};
 use crate::history::History;
-use crate::sim::facade::LOOM_STACK;
 use crate::sim::{CrashPlan, Loom, ModelPlan, Pauses, World};
 
 /// The panic payload that ends a loom exploration on purpose.
@@ -39,10 +38,10 @@ fn quiet_stop_panics() {
     }));
 }
 
-/// Processes loom can model: its thread limit, less the model's main thread and the thread
-/// that builds and judges the world.
+/// Processes loom can model: its thread limit, less the model's main thread (which builds
+/// and judges the world).
 pub fn max_processes() -> u32 {
-    loom::MAX_THREADS as u32 - 2
+    loom::MAX_THREADS as u32 - 1
 }
 
 /// What to look for in the executions.
@@ -124,7 +123,7 @@ fn run(
 ) -> Result<Ran, DriveError> {
     if plan.processes() > max_processes() {
         return Err(DriveError(format!(
-            "loom models at most {} processes (it has {} threads, two run the model itself); this run has {}: use --procs {} or less, or a shuttle checker",
+            "loom models at most {} processes (it has {} threads, one runs the model itself); this run has {}: use --procs {} or less, or a shuttle checker",
             max_processes(),
             loom::MAX_THREADS,
             plan.processes(),
@@ -135,7 +134,7 @@ fn run(
     let mut b = loom::model::Builder::new();
     b.preemption_bound = bound.0;
     b.max_branches = 1_000_000;
-    b.max_threads = plan.processes() as usize + 2;
+    b.max_threads = plan.processes() as usize + 1;
     b.max_permutations = None;
     b.checkpoint_file = None;
     let count = Arc::new(AtomicU64::new(0));
@@ -148,15 +147,11 @@ fn run(
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         b.check(move || {
             let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-            // The execution runs and is judged on a thread of its own: loom's main coroutine
-            // has a small stack.
-            let w = world.clone();
-            let (h, steps) = loom::thread::Builder::new()
-                .stack_size(LOOM_STACK)
-                .spawn(move || w.execute_with::<Loom>(crash, pauses))
-                .expect("loom thread")
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            // On loom's main coroutine (its stack is small, 32 KiB, but holds the world's
+            // setup and the judging; the pools run on the processes' threads, whose stacks
+            // are LOOM_STACK): a thread of its own cost every execution one more stack to map,
+            // protect and unmap, and one more thread for loom to schedule.
+            let (h, steps) = world.execute_with::<Loom>(crash, pauses);
             m.fetch_max(steps, Ordering::SeqCst);
             let stop = match &mut *t.lock().unwrap_or_else(|e| e.into_inner()) {
                 Target::Search(_) if n <= skip => false,
@@ -411,6 +406,7 @@ mod tests {
     use crate::drive::model::{Checker, ModelRun};
     use crate::history::Ev;
     use crate::scenario::Scenario;
+    use crate::sim::facade::LOOM_STACK;
     use crate::sim::os::tests::without_gates_or_names;
 
     /// What every interleaving of `strategy` on `refresh-race` (2 processes x 1 iteration,

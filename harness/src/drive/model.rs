@@ -494,7 +494,7 @@ impl ModelRun {
         let n = self.plan.processes();
         if self.checker == Checker::Loom && n > loom::max_processes() {
             return Some(format!(
-                "loom models at most {} processes (it has {} threads, two run the model itself); this run has {n}: use --procs {} or less, or a shuttle checker",
+                "loom models at most {} processes (it has {} threads, one runs the model itself); this run has {n}: use --procs {} or less, or a shuttle checker",
                 loom::max_processes(),
                 ::loom::MAX_THREADS,
                 loom::max_processes()
