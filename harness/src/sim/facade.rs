@@ -332,20 +332,26 @@ impl Facade for ShuttleStd {
     fn unpark(p: &Self::Parked) {
         p.unpark()
     }
-    /// Not measured for shuttle's schedules (its throughput rests on one scheduling point per
-    /// critical section): its flocks stay lock calls retried on the lanes' condition variables.
-    const GATES: bool = false;
-    type Gate = ();
-    type Entered = ();
-    fn gate() -> Self::Gate {}
-    fn enter(_: &Arc<Self::Gate>) -> Self::Entered {
-        unreachable!("shuttle's flocks are no gates (GATES is false)")
+    // Gates and words as [`Shuttle`]'s.
+    const GATES: bool = Shuttle::GATES;
+    type Gate = <Shuttle as Facade>::Gate;
+    type Entered = <Shuttle as Facade>::Entered;
+    fn gate() -> Self::Gate {
+        Shuttle::gate()
     }
-    /// Never read: shuttle takes one lane for every step (`PATH_LANES` is false).
-    type Word = ();
-    fn word() -> Self::Word {}
-    fn read_word(_: &Self::Word) {}
-    fn change_word(_: &Self::Word) {}
+    fn enter(gate: &Arc<Self::Gate>) -> Self::Entered {
+        Shuttle::enter(gate)
+    }
+    type Word = <Shuttle as Facade>::Word;
+    fn word() -> Self::Word {
+        Shuttle::word()
+    }
+    fn read_word(word: &Self::Word) {
+        Shuttle::read_word(word)
+    }
+    fn change_word(word: &Self::Word) {
+        Shuttle::change_word(word)
+    }
     fn yield_now() {
         shuttle::thread::yield_now()
     }

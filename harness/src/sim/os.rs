@@ -495,6 +495,9 @@ impl<F: Facade> SharedKernel<F> {
     /// Leave the gates [`SharedKernel::leave_gates`] took out: after the step, with no lock
     /// of the kernel's own held (leaving a gate is a scheduling point).
     fn open_left_gates(&self) {
+        if !self.gated {
+            return;
+        }
         let left = std::mem::take(&mut *self.left.lock().unwrap_or_else(|p| p.into_inner()));
         drop(left);
     }
