@@ -1543,33 +1543,37 @@ pub(crate) mod tests {
         read
     }
 
-    /// The lock file unlinked by its holder while another process opens it: the other locks
-    /// the unlinked inode (once the holder lets go) or a new file of that name (at once, in
-    /// the holder's critical section: an update is lost), as without gates and names.
+    /// Take a `flock` of `/sim/lock`, then [`append`] `me` under it.
+    fn locked_append(os: &SimOs<Loom>, me: u8) -> Vec<u8> {
+        let held = os
+            .lock(LockKind::Flock, Path::new("/sim/lock"))
+            .expect("lock");
+        let read = append(os, me);
+        os.unlock(held).expect("unlock");
+        read
+    }
+
+    /// Unlink the lock file, then append under a `flock` of that path (so of a new file),
+    /// while another process appends under a `flock` of the lock file: the other may have
+    /// opened the unlinked one, and then both are in at once (an update is lost). Seen
+    /// failing with neither an unlink nor a creating open changing its name's word (either
+    /// one alone was not seen to fail it).
     #[test]
-    fn a_lock_file_unlinked_by_its_holder_gives_the_same_outcomes() {
-        const BODIES: &[Body] = &[
-            |os| {
-                let lock = Path::new("/sim/lock");
-                let held = os.lock(LockKind::Flock, lock).expect("lock");
-                os.remove(lock).expect("remove");
-                let read = append(os, b'1');
-                os.unlock(held).expect("unlock");
-                read
-            },
-            |os| {
-                let held = os.lock(LockKind::Flock, Path::new("/sim/lock")).expect("lock");
-                let read = append(os, b'2');
-                os.unlock(held).expect("unlock");
-                read
-            },
-        ];
-        same_outcomes_with_and_without_gates(&[("/sim/a", b"0"), ("/sim/lock", b"")], BODIES);
+    fn a_lock_file_unlinked_while_another_opens_it_gives_the_same_outcomes() {
+        fn unlink_then_append(os: &SimOs<Loom>) -> Vec<u8> {
+            os.remove(Path::new("/sim/lock")).expect("remove");
+            locked_append(os, b'1')
+        }
+        const FILES: &[(&str, &[u8])] = &[("/sim/a", b"0"), ("/sim/lock", b"")];
+        const FIRST: &[Body] = &[unlink_then_append, |os| locked_append(os, b'2')];
+        const SECOND: &[Body] = &[|os| locked_append(os, b'2'), unlink_then_append];
+        same_outcomes_with_and_without_gates(FILES, FIRST);
+        same_outcomes_with_and_without_gates(FILES, SECOND);
     }
 
     /// A rename of one shared path over another, with one process opening (and locking) the
     /// first and another the second: the same outcomes as when every open is a step on its
-    /// path's lane.
+    /// path's lane. (Seen failing with only the last name's word changed by the rename.)
     #[test]
     fn opens_by_name_of_both_paths_of_a_rename_give_the_same_outcomes() {
         const BODIES: &[Body] = &[
@@ -1585,33 +1589,9 @@ pub(crate) mod tests {
         same_outcomes_with_and_without_gates(FILES, BODIES);
     }
 
-    /// A `flock` and a POSIX record lock on one file: the unlock of the `flock` closes its
-    /// description, which drops the process's record lock too (a step on the file's lane),
-    /// so the other process may update in the middle.
-    #[test]
-    fn a_flock_unlock_that_drops_a_record_lock_gives_the_same_outcomes() {
-        const BODIES: &[Body] = &[
-            |os| {
-                let lock = Path::new("/sim/lock");
-                let posix = os.lock(LockKind::Fcntl, lock).expect("fcntl");
-                let flock = os.lock(LockKind::Flock, lock).expect("flock");
-                os.unlock(flock).expect("unlock flock");
-                let read = append(os, b'1');
-                os.unlock(posix).expect("unlock fcntl");
-                read
-            },
-            |os| {
-                let posix = os.lock(LockKind::Fcntl, Path::new("/sim/lock")).expect("fcntl");
-                let read = append(os, b'2');
-                os.unlock(posix).expect("unlock");
-                read
-            },
-        ];
-        same_outcomes_with_and_without_gates(&[("/sim/a", b"0"), ("/sim/lock", b"")], BODIES);
-    }
-
     /// `flock-data`: a new file renamed over the locked data file, while another process
-    /// locks the data file and reads it through its description.
+    /// locks the data file and reads it through its description. (Seen failing with an open
+    /// by name that reads no word.)
     #[test]
     fn a_rename_over_a_locked_data_file_gives_the_same_outcomes() {
         const BODIES: &[Body] = &[
