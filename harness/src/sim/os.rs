@@ -1518,6 +1518,98 @@ pub(crate) mod tests {
         );
     }
 
+    /// The outcomes of `bodies` on `files` with gates and names, which must be those without
+    /// (every open a step on its lane, a `flock` retried there), and more than one (so the
+    /// comparison can fail). How many executions each took.
+    fn same_outcomes_with_and_without_gates(
+        files: &'static [(&'static str, &'static [u8])],
+        bodies: &'static [Body],
+    ) -> (usize, usize) {
+        let (gated, by_names) = explore_on(plain, files, bodies);
+        let (laned, by_lanes) = explore_on(plain_before_gates, files, bodies);
+        assert_eq!(by_names, by_lanes, "with gates and names, and without");
+        assert!(by_lanes.len() > 1, "one outcome: {by_lanes:?}");
+        (gated, laned)
+    }
+
+    /// Read `/sim/a` and write it back with `me` appended: what was read.
+    fn append(os: &SimOs<Loom>, me: u8) -> Vec<u8> {
+        let mut bytes = os.read(Path::new("/sim/a")).expect("read").expect("exists");
+        let read = bytes.clone();
+        bytes.push(me);
+        let mut f = os.create(Path::new("/sim/a")).expect("create");
+        os.write(&mut f, &bytes).expect("write");
+        os.close(f).expect("close");
+        read
+    }
+
+    /// Take a `flock` of `/sim/lock`, then [`append`] `me` under it.
+    fn locked_append(os: &SimOs<Loom>, me: u8) -> Vec<u8> {
+        let held = os
+            .lock(LockKind::Flock, Path::new("/sim/lock"))
+            .expect("lock");
+        let read = append(os, me);
+        os.unlock(held).expect("unlock");
+        read
+    }
+
+    /// Unlink the lock file, then append under a `flock` of that path (so of a new file),
+    /// while another process appends under a `flock` of the lock file: the other may have
+    /// opened the unlinked one, and then both are in at once (an update is lost). Seen
+    /// failing with neither an unlink nor a creating open changing its name's word (either
+    /// one alone was not seen to fail it).
+    #[test]
+    fn a_lock_file_unlinked_while_another_opens_it_gives_the_same_outcomes() {
+        fn unlink_then_append(os: &SimOs<Loom>) -> Vec<u8> {
+            os.remove(Path::new("/sim/lock")).expect("remove");
+            locked_append(os, b'1')
+        }
+        const FILES: &[(&str, &[u8])] = &[("/sim/a", b"0"), ("/sim/lock", b"")];
+        const FIRST: &[Body] = &[unlink_then_append, |os| locked_append(os, b'2')];
+        const SECOND: &[Body] = &[|os| locked_append(os, b'2'), unlink_then_append];
+        same_outcomes_with_and_without_gates(FILES, FIRST);
+        same_outcomes_with_and_without_gates(FILES, SECOND);
+    }
+
+    /// A rename of one shared path over another, with one process opening (and locking) the
+    /// first and another the second: the same outcomes as when every open is a step on its
+    /// path's lane. (Seen failing with only the last name's word changed by the rename.)
+    #[test]
+    fn opens_by_name_of_both_paths_of_a_rename_give_the_same_outcomes() {
+        const BODIES: &[Body] = &[
+            |os| {
+                os.rename(Path::new("/sim/a"), Path::new("/sim/b"))
+                    .expect("rename");
+                Vec::new()
+            },
+            |os| locked_content(os, "/sim/a"),
+            |os| locked_content(os, "/sim/b"),
+        ];
+        const FILES: &[(&str, &[u8])] = &[("/sim/a", b"a"), ("/sim/b", b"b")];
+        same_outcomes_with_and_without_gates(FILES, BODIES);
+    }
+
+    /// `flock-data`: a new file renamed over the locked data file, while another process
+    /// locks the data file and reads it through its description. (Seen failing with an open
+    /// by name that reads no word.)
+    #[test]
+    fn a_rename_over_a_locked_data_file_gives_the_same_outcomes() {
+        const BODIES: &[Body] = &[
+            |os| {
+                let data = Path::new("/sim/a");
+                let held = os.lock(LockKind::Flock, data).expect("lock");
+                let (mut f, tmp) = os.create_temp(data).expect("temp");
+                os.write(&mut f, b"1").expect("write");
+                os.close(f).expect("close");
+                os.rename(&tmp, data).expect("rename");
+                os.unlock(held).expect("unlock");
+                Vec::new()
+            },
+            |os| locked_content(os, "/sim/a"),
+        ];
+        same_outcomes_with_and_without_gates(&[("/sim/a", b"0")], BODIES);
+    }
+
     /// Write `/sim/a` twice with a pause point between, or read it twice.
     const WRITE_PAUSE_WRITE_AND_READ_TWICE: &[Body] = &[
         |os| {
