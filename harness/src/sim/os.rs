@@ -1479,6 +1479,19 @@ pub(crate) mod tests {
         assert_eq!(p2(&by_names), want, "with opens by name");
     }
 
+    /// Under a `flock` of the data file `/sim/a`: write `1` to a temp file and rename it over
+    /// `/sim/a` (the `flock-data` pitfall's writer).
+    fn rename_over_locked_data(os: &SimOs<Loom>) -> Vec<u8> {
+        let data = Path::new("/sim/a");
+        let held = os.lock(LockKind::Flock, data).expect("lock");
+        let (mut f, tmp) = os.create_temp(data).expect("temp");
+        os.write(&mut f, b"1").expect("write");
+        os.close(f).expect("close");
+        os.rename(&tmp, data).expect("rename");
+        os.unlock(held).expect("unlock");
+        Vec::new()
+    }
+
     /// The `flock-data` pitfall through the simulated Os: p2 opens the data file while p1
     /// holds its lock, p1 renames a new file over it and unlocks, and p2's lock call (parked
     /// meanwhile) is granted on the old inode, which the path no longer names. The retry
@@ -1486,28 +1499,16 @@ pub(crate) mod tests {
     /// opened the path again would never lock a stale inode. Both outcomes are explored.
     #[test]
     fn a_parked_flock_call_locks_the_inode_it_opened_first() {
-        const BODIES: &[Body] = &[
-            |os| {
-                let data = Path::new("/sim/a");
-                let held = os.lock(LockKind::Flock, data).expect("lock");
-                let (mut f, tmp) = os.create_temp(data).expect("temp");
-                os.write(&mut f, b"1").expect("write");
-                os.close(f).expect("close");
-                os.rename(&tmp, data).expect("rename");
-                os.unlock(held).expect("unlock");
-                Vec::new()
-            },
-            |os| {
-                let data = Path::new("/sim/a");
-                let held = os.lock(LockKind::Flock, data).expect("lock");
-                let SimHeld::Flock(ofd) = &held else {
-                    unreachable!("a flock")
-                };
-                let current = os.kernel.state().flock_holder(data) == Some(*ofd);
-                os.unlock(held).expect("unlock");
-                vec![u8::from(current)]
-            },
-        ];
+        const BODIES: &[Body] = &[rename_over_locked_data, |os| {
+            let data = Path::new("/sim/a");
+            let held = os.lock(LockKind::Flock, data).expect("lock");
+            let SimHeld::Flock(ofd) = &held else {
+                unreachable!("a flock")
+            };
+            let current = os.kernel.state().flock_holder(data) == Some(*ofd);
+            os.unlock(held).expect("unlock");
+            vec![u8::from(current)]
+        }];
         let (_, seen) = explore_with(SharedKernel::new, BODIES);
         let p2: std::collections::BTreeSet<Vec<u8>> =
             seen.into_iter().map(|v| v[1].clone()).collect();
@@ -1594,19 +1595,7 @@ pub(crate) mod tests {
     /// by name that reads no word.)
     #[test]
     fn a_rename_over_a_locked_data_file_gives_the_same_outcomes() {
-        const BODIES: &[Body] = &[
-            |os| {
-                let data = Path::new("/sim/a");
-                let held = os.lock(LockKind::Flock, data).expect("lock");
-                let (mut f, tmp) = os.create_temp(data).expect("temp");
-                os.write(&mut f, b"1").expect("write");
-                os.close(f).expect("close");
-                os.rename(&tmp, data).expect("rename");
-                os.unlock(held).expect("unlock");
-                Vec::new()
-            },
-            |os| locked_content(os, "/sim/a"),
-        ];
+        const BODIES: &[Body] = &[rename_over_locked_data, |os| locked_content(os, "/sim/a")];
         same_outcomes_with_and_without_gates(&[("/sim/a", b"0")], BODIES);
     }
 
