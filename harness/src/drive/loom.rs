@@ -406,7 +406,6 @@ mod tests {
     use crate::drive::model::{Checker, ModelRun};
     use crate::history::Ev;
     use crate::scenario::Scenario;
-    use crate::sim::facade::LOOM_STACK;
     use crate::sim::os::tests::without_gates_or_names;
 
     /// What every interleaving of `strategy` on `refresh-race` (2 processes x 1 iteration,
@@ -424,13 +423,8 @@ mod tests {
         b.preemption_bound = None;
         b.check(move || {
             c.fetch_add(1, Ordering::SeqCst);
-            let w = world.clone();
-            let (h, _) = loom::thread::Builder::new()
-                .stack_size(LOOM_STACK)
-                .spawn(move || w.execute_with::<Loom>(CrashPlan::Never, Pauses::Plain))
-                .expect("loom thread")
-                .join()
-                .expect("the execution ran");
+            // On loom's main coroutine, as `run` does.
+            let (h, _) = world.execute_with::<Loom>(CrashPlan::Never, Pauses::Plain);
             let last = h.records.iter().rev().find_map(|r| match &r.ev {
                 Ev::FinalStore { hash, .. } => Some(hash.clone()),
                 _ => None,

@@ -762,9 +762,8 @@ impl<F: Facade> SharedKernel<F> {
                 return Some(Attempt::Done(Err(crashed())));
             }
             // The first attempt opens the file, and creates it if missing.
-            let creates = opened.is_none() && self.state().ino_of(path).is_none();
-            if creates {
-                self.naming(&[path.to_path_buf()]);
+            if opened.is_none() {
+                self.naming(&missing(&self.state(), path));
             }
             match f(&mut self.state(), opened) {
                 Ok(true) => Some(Attempt::Done(Ok(()))),
@@ -1098,8 +1097,8 @@ impl<F: Facade> Os for SimOs<F> {
                 Ok(SimHeld::Mutex)
             }
             // Two system calls in real life (open 0600 without truncation, then lock): under
-            // loom without crashes, two here (the open, then the gate: `flock_gated`);
-            // otherwise one step (see `open_and_lock`).
+            // loom, two here too (the open, then the gate: `flock_gated`); under shuttle one
+            // step (see `open_and_lock`).
             LockKind::Flock if self.kernel.gated => Ok(SimHeld::Flock(
                 self.kernel.flock_gated(self.life, self.proc, path)?,
             )),
@@ -1123,9 +1122,10 @@ impl<F: Facade> Os for SimOs<F> {
                 F::notify_all(&self.mutex.freed);
                 Ok(())
             }
-            // Unlock, then the handle is dropped (closed): one step here. With gates, it
-            // changes only the lock (which the gate orders) unless the close drops a POSIX
-            // record lock too: then no lane (see `SharedKernel::flock_gated`).
+            // Unlock, then the handle is dropped (closed): one step here. With gates, a step
+            // on no lane when it changes only the lock, which the gate orders; on the file's
+            // lane when the close drops a POSIX record lock too (see
+            // `SharedKernel::flock_gated`).
             SimHeld::Flock(ofd) => self.kernel.step(
                 self.life,
                 |k| {
