@@ -7,7 +7,9 @@
 //!   and its double redeem; its fixed mode is clean.
 //!
 //! Which kinds a catalog run shows depends on its interleaving (the rendezvous have timeouts):
-//! for the Python pool kinds are gathered over a few runs (at most four). The Node pool's torn
+//! for the Python pool the two sides are compared over a few runs by `common::compare_kinds`
+//! (at most six per side at the scenario's timing, six more with the release order of its
+//! rendezvous shuffled). The Node pool's torn
 //! reads and double redeem are forced by two scenarios of this directory's `scenarios/`, whose
 //! rendezvous hold the writer mid-write, or both refreshers before their POST, until the others
 //! arrive. Nothing here is timed.
@@ -17,7 +19,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{first_run, kinds, poolcheck, require, root, run_subject, systematic_difference};
+use common::{compare_kinds, first_run, kinds, poolcheck, require, root, run_subject, Compared};
 use serde_json::Value;
 
 const PY: &str = "python3 subjects/python/pool_subject.py";
@@ -45,32 +47,40 @@ fn run_kinds(cmd: &str, scenario: &str, extra: &[&str]) -> BTreeSet<String> {
 
 const OBSERVE: [&str; 2] = ["--observe", "syscalls"];
 
+/// `extra`, then `--seed SEED` when a seed is given.
+fn seed_args<'a>(seed: Option<&'a str>, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = extra.to_vec();
+    if let Some(seed) = seed {
+        args.extend_from_slice(&["--seed", seed]);
+    }
+    args
+}
+
 #[test]
 fn the_silent_python_pool_observed_finds_what_it_reports_itself() {
     // Which kinds one run shows depends on the interleaving (a torn read needs a reader to
-    // catch an in-place write half done): runs of each side alternate while some kind is in
-    // every run of one side and no run of the other (at most six runs of each), and only such
-    // a kind fails the comparison. A kind that comes and goes on one side is timing, not a
-    // disagreement between observation and self-report.
+    // catch an in-place write half done), and a process under ptrace is slower than one that
+    // is not: `compare_kinds` fails only a kind in every run of one side and in no run of the
+    // other, at the scenario's timing and with the release order of its rendezvous shuffled.
     let silent = format!("{PY} --silent");
     for sc in SCENARIOS {
-        let (mut told, mut seen) = (Vec::new(), Vec::new());
-        let mut differ = BTreeSet::new();
-        for _ in 0..6 {
-            told.push(run_kinds(PY, sc, &[]));
-            seen.push(run_kinds(&silent, sc, &OBSERVE));
-            differ = systematic_difference(&told, &seen);
-            if differ.is_empty() {
-                break;
-            }
-        }
+        let Compared {
+            differ,
+            a: told,
+            said,
+            ..
+        } = compare_kinds(
+            sc,
+            |sc, seed| run_kinds(PY, sc, &seed_args(seed, &[])),
+            |sc, seed| run_kinds(&silent, sc, &seed_args(seed, &OBSERVE)),
+        );
         assert!(
             told.iter().any(|k| !k.is_empty()),
-            "{sc}: the self-reporting pool found nothing"
+            "{sc}: the self-reporting pool found nothing ({said})"
         );
         assert!(
             differ.is_empty(),
-            "{sc}: kinds in every run of one side and none of the other: {differ:?} (self-reported runs {told:?}, observed runs {seen:?})"
+            "{sc}: kinds in every run of one side and none of the other (self-reported vs observed): {differ:?} ({said})"
         );
     }
 }
