@@ -140,9 +140,10 @@ fn the_gate_replay_command_finds_the_same_anomaly() {
     let e = &v["gate"]["expectations"][0];
     let anomaly = e["witness"]["anomaly"].as_str().unwrap();
     let replay = e["replay"][0].as_str().unwrap();
-    let r = run_printed(replay, &["--format", "json"]);
-    let rv: Value = serde_json::from_slice(&r.stdout).unwrap();
     // Real processes: the times differ from run to run, the anomaly and its steps do not.
+    // `lost-update`'s rendezvous force its lost update; should the gate's first witness be a
+    // kind left to chance (a torn read of `none`'s in-place write), the replay may need a
+    // second or third run to meet it, as a user replaying it would.
     let steps = |s: &[Value]| -> Vec<String> {
         s.iter()
             .map(|l| {
@@ -152,12 +153,18 @@ fn the_gate_replay_command_finds_the_same_anomaly() {
             })
             .collect()
     };
-    let got = story(&rv, anomaly).unwrap_or_else(|| panic!("{replay} did not find {anomaly}"));
-    assert_eq!(
-        steps(&got).len(),
-        steps(e["witness"]["story"].as_array().unwrap()).len(),
-        "{replay}"
-    );
+    let want = steps(e["witness"]["story"].as_array().unwrap()).len();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let r = run_printed(replay, &["--format", "json"]);
+        let rv: Value = serde_json::from_slice(&r.stdout).unwrap();
+        let story = story(&rv, anomaly).map(|s| steps(&s));
+        if story.as_ref().is_some_and(|s| s.len() == want) {
+            return;
+        }
+        got.push(story);
+    }
+    panic!("{replay} did not find {anomaly} in {want} steps in 3 runs: {got:?}");
 }
 
 /// A gate's scenario loaded from a file is replayed from that file: its name is in no

@@ -498,10 +498,12 @@ fn times(file: &std::path::Path, pick: impl Fn(&Value) -> bool) -> Vec<u64> {
 fn roles_start_only_once_every_subject_is_greeted() {
     require_python();
     // A subject that takes a second to start (a slow interpreter, a loaded machine) and an
-    // external CLI of the harness's own that refreshes three times, 100 ms apart, from the
-    // start (an access token living 60 s is always inside the 120 s refresh margin). The start gate opens only when every worker is ready, so the external CLI's
-    // refreshes cannot all be over before the subject's first operation begins (they were,
-    // when the gate opened as soon as the workers were forked).
+    // external CLI of the harness's own that refreshes three times, 300 ms apart, from the
+    // start (an access token living 60 s is always inside the 120 s refresh margin). The start
+    // gate opens only when every worker is ready, so the external CLI's refreshes cannot all be
+    // over before the subject's first operation begins (they were, when the gate opened as soon
+    // as the workers were forked: 600 ms of refreshes end inside the subject's second). With
+    // the gate the subject's first op has 600 ms to begin, room on a loaded machine.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("late.toml");
     std::fs::write(
@@ -510,7 +512,7 @@ fn roles_start_only_once_every_subject_is_greeted() {
          [issuer]\naccess_lifetime_s = 60\n\
          [[entry]]\nlabel = \"claude-code\"\nauth_type = \"oauth\"\nsource = \"claude_code\"\nexpires_in_s = 0\n\
          [[role]]\nkind = \"cli\"\nops = 1\n\
-         [[role]]\nkind = \"external-cli\"\nsource = \"claude_code\"\nops = 3\nthink_ms = 100\n",
+         [[role]]\nkind = \"external-cli\"\nsource = \"claude_code\"\nops = 3\nthink_ms = 300\n",
     )
     .unwrap();
     let keep = dir.path().join("run");

@@ -24,23 +24,37 @@ fn count(v: &Value, anomaly: &str) -> u64 {
 /// `thread-lock` (and under `upstream-main`, whose syncs still write one by one); the
 /// reference fix is clean there. The kept store shows it was the `openai-codex` pool, with
 /// both Codex entries re-synced from the one Codex CLI file.
+/// Runs a scenario's torn and partial reads need a reader inside the writer's window (the
+/// rendezvous hold it 40 ms): a starved machine can miss it, so a `finds` is looked for over
+/// up to this many runs, as `subject.rs` does; a clean verdict is by rule and needs one run.
+const TRIES: usize = 3;
+
 #[test]
 fn seed_8040_shows_partial_sync_reads_in_the_codex_pool() {
     let keep = tempfile::tempdir().unwrap();
-    let keep_dir = keep.path().join("run");
-    let (v, code, stderr) = run(&[
-        "run",
-        "--scenario",
-        "seed-8040",
-        "--strategy",
-        "thread-lock",
-        "--format",
-        "json",
-        "--keep",
-        keep_dir.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{v}\n{stderr}");
-    assert!(count(&v, "partial_sync_read") >= 1, "{v}");
+    let mut tries = Vec::new();
+    let keep_dir = loop {
+        let keep_dir = keep.path().join(format!("run{}", tries.len()));
+        let (v, code, stderr) = run(&[
+            "run",
+            "--scenario",
+            "seed-8040",
+            "--strategy",
+            "thread-lock",
+            "--format",
+            "json",
+            "--keep",
+            keep_dir.to_str().unwrap(),
+        ]);
+        assert_ne!(code, 2, "{v}\n{stderr}");
+        // Exit 0: the scenario's expectations held (thread-lock finds a partial sync read and
+        // a torn read).
+        if code == 0 && count(&v, "partial_sync_read") >= 1 {
+            break keep_dir;
+        }
+        tries.push(v);
+        assert!(tries.len() < TRIES, "{TRIES} runs: {tries:?}");
+    };
     let store: Value =
         serde_json::from_slice(&std::fs::read(keep_dir.join("auth.json")).unwrap()).unwrap();
     let pool = store["credential_pool"].as_object().unwrap();
@@ -52,19 +66,38 @@ fn seed_8040_shows_partial_sync_reads_in_the_codex_pool() {
         "both entries synced from the one file"
     );
 
-    for (strategy, clean) in [("flock-txn", true), ("upstream-main", false)] {
+    let (v, code, stderr) = run(&[
+        "run",
+        "--scenario",
+        "seed-8040",
+        "--strategy",
+        "flock-txn",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{v}\n{stderr}");
+    assert_eq!(v["runs"][0]["verdict"], "clean", "flock-txn: {v}");
+    let mut runs = Vec::new();
+    while runs.len() < TRIES {
         let (v, code, stderr) = run(&[
             "run",
             "--scenario",
             "seed-8040",
             "--strategy",
-            strategy,
+            "upstream-main",
             "--format",
             "json",
         ]);
-        assert_eq!(code, 0, "{v}\n{stderr}");
-        assert_eq!(v["runs"][0]["verdict"] == "clean", clean, "{strategy}: {v}");
+        assert_ne!(code, 2, "{v}\n{stderr}");
+        if code == 0 && v["runs"][0]["verdict"] != "clean" {
+            break;
+        }
+        runs.push(v);
     }
+    assert!(
+        runs.len() < TRIES,
+        "upstream-main clean in {TRIES} runs: {runs:?}"
+    );
 }
 
 #[test]

