@@ -129,7 +129,12 @@ fn calling_none_safe_fails_with_the_witness_and_a_replay_command() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("FAILED: none in lost-update: safe"), "{t}");
-    assert!(t.contains("first witness (lost_update)"), "{t}");
+    // The rendezvous force the lost update; a torn read of `none`'s in-place write, which
+    // comes first in the report's order, may happen too, by chance.
+    assert!(
+        t.contains("first witness (lost_update)") || t.contains("first witness (torn_read)"),
+        "{t}"
+    );
     assert!(
         t.contains("replay: `poolcheck run --scenario lost-update --strategy lock=none"),
         "{t}"
