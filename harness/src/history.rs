@@ -56,6 +56,10 @@ pub enum Ev {
     /// Ledger: the rules the issuer applies, recorded once before its first other record, so
     /// that a history alone says how long a redeemed refresh token is still honoured.
     IssuerRules { grace_ms: u64 },
+    /// Harness: the pool settings the run gives every pool process (pool-core's config, a
+    /// subject's hello), recorded once before the initial store, so that a history alone says
+    /// how long a bench without a reset time lasts.
+    PoolRules { cooldown_ms: u64 },
     /// Ledger: an API call with an access token or API key, and the verdict.
     Used {
         credential: String,

@@ -93,6 +93,39 @@ fn the_silent_python_pool_with_its_fixes_is_clean_observed() {
     }
 }
 
+/// A bench ends when the run's cooldown does (`[pool] cooldown_s`, told to the subject in its
+/// hello), not after upstream's hour: the fixed pool clearing its own 1 s cooldown 1.5 s later
+/// is no lost update, though its observed writes tell no base (it was one, judged from content
+/// against an hour).
+#[test]
+fn a_cooldown_cleared_once_the_runs_cooldown_has_ended_is_no_lost_update() {
+    let keep = tempfile::tempdir().unwrap();
+    let dir = keep.path().join("run");
+    let mut args = OBSERVE.to_vec();
+    args.extend(["--keep", dir.to_str().unwrap()]);
+    let r = run(&format!("{PY_FIXED} --silent"), COOLDOWN_ENDS, &args);
+    assert_eq!(r["verdict"], "clean", "{r}");
+    // The observer saw the pool bench the key and then clear it: there was a judgement.
+    let log = std::fs::read_to_string(dir.join("logs/p1.jsonl")).unwrap();
+    let statuses: Vec<bool> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"]["ev"] == "write")
+        .map(|v| {
+            v["event"]["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["status"] == "exhausted")
+        })
+        .collect();
+    let benched = statuses.iter().position(|&b| b);
+    assert!(
+        benched.is_some_and(|i| statuses[i..].contains(&false)),
+        "writes benched: {statuses:?}"
+    );
+}
+
 #[test]
 fn a_silent_pool_without_the_observer_shows_none_of_it() {
     // The same silent pool, not observed: no reads or writes reach the history, so its lost
@@ -131,6 +164,8 @@ fn require_node() {
 /// A scenario that holds an `auth add` between two write calls on the store until both CLIs
 /// have started a load: a torn read of a pool that writes in place is forced by the schedule.
 const READ_DURING_WRITE: &str = "harness/tests/scenarios/read-during-write.toml";
+/// One gateway benches a key for the run's 1 s cooldown and clears it 1.5 s later.
+const COOLDOWN_ENDS: &str = "harness/tests/scenarios/cooldown-ends.toml";
 /// refresh-race with both processes held before their POST until both have arrived.
 const REDEEM_TOGETHER: &str = "harness/tests/scenarios/redeem-together.toml";
 

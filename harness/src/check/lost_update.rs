@@ -26,8 +26,9 @@
 //! built from that older snapshot, and the change in between is lost if no operation could
 //! have made it: no operation removes an entry or brings one back, and a cooldown is cleared
 //! only once it has ended (checked against the longest the run could have lasted by then:
-//! the write's time since the run's first record) or when the entry takes new tokens (a
-//! refresh, a re-sync from another CLI's file). Priorities are not judged this way (a
+//! the write's time since the run's first record; a bench without a reset time lasts the
+//! cooldown the run gives its pools, [`Ev::PoolRules`], upstream's hour when the history does
+//! not say) or when the entry takes new tokens (a refresh, a re-sync from another CLI's file). Priorities are not judged this way (a
 //! round-robin pass renumbers them). This is weaker than a told base: a pool that re-reads and
 //! deliberately reverts a change in one of these ways would be reported.
 //!
@@ -42,8 +43,20 @@ use pool_core::world::{EntrySummary, Event};
 use super::{short, Finding, Index, Told};
 use crate::history::{Ev, History};
 
-/// Upstream's default cooldown when the API gave no reset time (UPSTREAM.md).
+/// Upstream's default cooldown when the API gave no reset time (UPSTREAM.md): the bench's
+/// length when the history does not say ([`Ev::PoolRules`]).
 const DEFAULT_COOLDOWN_MS: u64 = 3_600_000;
+
+/// How long the run's pools bench an entry the API gave no reset time for.
+fn cooldown_ms(h: &History) -> u64 {
+    h.records
+        .iter()
+        .find_map(|r| match r.ev {
+            Ev::PoolRules { cooldown_ms } => Some(cooldown_ms),
+            _ => None,
+        })
+        .unwrap_or(DEFAULT_COOLDOWN_MS)
+}
 
 pub fn check(h: &History) -> Finding {
     find(&Index::new(h))
@@ -85,18 +98,20 @@ fn value(entries: &[EntrySummary], a: Aspect<'_>) -> Option<Value> {
     }
 }
 
-/// When a bench ends (dead: never).
-fn until(b: (Status, u64, Option<u64>)) -> u64 {
+/// When a bench ends (dead: never), for pools that bench `cooldown` ms without a reset time.
+fn until(b: (Status, u64, Option<u64>), cooldown: u64) -> u64 {
     match b {
         (Status::Dead, ..) => u64::MAX,
-        (_, at, reset) => reset.unwrap_or(at.saturating_add(DEFAULT_COOLDOWN_MS)),
+        (_, at, reset) => reset.unwrap_or(at.saturating_add(cooldown)),
     }
 }
 
 /// Whether `w` keeps the change `had`: equal, or a bench that ends no earlier.
-fn keeps(w: Value, had: Value) -> bool {
+fn keeps(w: Value, had: Value, cooldown: u64) -> bool {
     match (w, had) {
-        (Value::Bench(Some(bw)), Value::Bench(Some(bh))) => until(bw) >= until(bh),
+        (Value::Bench(Some(bw)), Value::Bench(Some(bh))) => {
+            until(bw, cooldown) >= until(bh, cooldown)
+        }
         _ => w == had,
     }
 }
@@ -210,6 +225,7 @@ struct Lost<'h> {
 }
 
 pub(crate) fn find(ix: &Index<'_>) -> Finding {
+    let cooldown = cooldown_ms(ix.h);
     let mut count = 0;
     let mut witness = None;
     for k in 0..ix.writes.len() {
@@ -258,7 +274,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                     let Some(had) = value(ix.writes[p].entries, a) else {
                         return false;
                     };
-                    if now.is_some_and(|n| keeps(n, had)) {
+                    if now.is_some_and(|n| keeps(n, had, cooldown)) {
                         return false;
                     }
                     let Some(i) = ix.introduced(p, a) else {
@@ -273,7 +289,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                             Aspect::Bench(id),
                         ) = (now, had, a)
                         {
-                            if until(bh) <= bh.1.saturating_add(run_ms) {
+                            if until(bh, cooldown) <= bh.1.saturating_add(run_ms) {
                                 return false; // the cooldown may have ended: cleared legitimately
                             }
                             let tokens = |es: &'_ [EntrySummary]| {
@@ -869,5 +885,22 @@ mod tests {
             }
         }
         assert_eq!(check(&h).count, 0);
+        // The bench lasts the cooldown the run gives its pools (`Ev::PoolRules`), not
+        // upstream's hour: P's select clears it about 10 ms after it was set.
+        let with_cooldown = |cooldown_ms| {
+            let mut h = benched(None);
+            let t_ns = h.records[0].t_ns;
+            h.records.insert(
+                0,
+                crate::history::Record {
+                    t_ns,
+                    proc: 0,
+                    ev: Ev::PoolRules { cooldown_ms },
+                },
+            );
+            check(&h).count
+        };
+        assert_eq!(with_cooldown(5), 0, "a 5 ms cooldown had ended");
+        assert_eq!(with_cooldown(1000), 1, "a 1 s cooldown was in force");
     }
 }

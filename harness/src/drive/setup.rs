@@ -8,7 +8,7 @@ use pool_core::store::Store;
 use super::log::EventLog;
 use crate::issuer::Issuer;
 use crate::plan::external_path;
-use crate::plan::setup::{external_write, initial_world, initial_write, keys};
+use crate::plan::setup::{external_write, initial_records, initial_world, keys};
 use crate::scenario::Scenario;
 
 /// Build the issuer (ledger at `ledger`) with the run's initial token families and API keys,
@@ -31,7 +31,9 @@ pub fn prepare(
     }
     let bytes = store.to_bytes();
     write_private(&dir.join("auth.json"), &bytes)?;
-    log.push(initial_write(sc, &store, &bytes));
+    for ev in initial_records(sc, &store, &bytes) {
+        log.push(ev);
+    }
     Ok(server)
 }
 

@@ -162,8 +162,19 @@ pub fn initial_world(
     Ok((store, externals))
 }
 
+/// The history records of the run's start (proc 0, op 0): the pool settings every pool
+/// process is given ([`Ev::PoolRules`]), then the initial store, a write by the harness.
+pub fn initial_records(sc: &Scenario, store: &Store, bytes: &[u8]) -> [Ev; 2] {
+    [
+        Ev::PoolRules {
+            cooldown_ms: sc.pool.cooldown_s.saturating_mul(1000),
+        },
+        initial_write(sc, store, bytes),
+    ]
+}
+
 /// The history record of the initial store: a write by the harness (proc 0, op 0).
-pub fn initial_write(sc: &Scenario, store: &Store, bytes: &[u8]) -> Ev {
+fn initial_write(sc: &Scenario, store: &Store, bytes: &[u8]) -> Ev {
     Ev::Pool {
         event: Event::Write {
             op: 0,

@@ -119,7 +119,9 @@ impl World {
         }
         let bytes = store.to_bytes();
         kernel.install(&store_path(), &bytes);
-        rec.push(0, setup::initial_write(sc, &store, &bytes));
+        for ev in setup::initial_records(sc, &store, &bytes) {
+            rec.push(0, ev);
+        }
         Arc::new(World {
             plan: plan.clone(),
             kernel,
