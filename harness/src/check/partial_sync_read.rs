@@ -3,9 +3,14 @@
 //!
 //! A `Read` by process p whose content hash is that of a `Write` by another process q which
 //! was not the last write of q's operation (q's op wrote again later), and whose entries
-//! differ from those of that last write. Judged by entry state, not bytes: two writes of one
-//! operation that differ only in a timestamp (`updated_at`) leave a reader of the first with
-//! the operation's final entries, which is not partial.
+//! differ both from those of that last write and from those of every version that may have
+//! been on disk before the operation's first write ([`Index::predecessors`]). Judged by entry
+//! state, not bytes: two writes of one operation that differ only in a timestamp
+//! (`updated_at`) leave a reader of the first with the operation's final entries, and a first
+//! write that changed nothing (a pool that saves after a sync pass that found nothing to
+//! sync) leaves it with the entries from before the operation. Neither is partial: the
+//! reader saw all of the operation or none of it. When the version before the operation is
+//! unknown (a write of unknown content, a crash), nothing is claimed.
 
 use std::collections::HashMap;
 
@@ -49,6 +54,14 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         let siblings = &of_op[&(w.proc, w.op)];
         let last = *siblings.last().expect("the write itself");
         if last == k || w.entries == ix.writes[last].entries {
+            continue;
+        }
+        // Entries as they were before the op: the read may have seen none of it.
+        let before_op = ix.predecessors(siblings[0]);
+        let Some(before_op) = before_op else {
+            continue;
+        };
+        if before_op.iter().any(|&p| ix.writes[p].entries == w.entries) {
             continue;
         }
         count += 1;
@@ -119,6 +132,34 @@ mod tests {
         // Same shape; the read's bytes are those of the op's final write (recorded just after).
         assert_eq!(check(&two_write_op("h2")), Finding::none());
         assert_eq!(check(&two_write_op("h0")), Finding::none());
+    }
+
+    /// A first write that changed nothing (a save after a sync pass that found nothing), read
+    /// by another process, shows it the entries from before the op: none of the op, not part.
+    /// The first write's bytes may even be the initial store's, byte for byte.
+    #[test]
+    fn a_read_of_a_write_that_changed_nothing_yet_is_not_partial() {
+        let h = |first: &str| {
+            HistoryBuilder::new()
+                .role(1, "gateway")
+                .role(2, "cli")
+                .init(&[exhausted("aaaaaa", 5), exhausted("bbbbbb", 5)])
+                .op(1, 3, OpKind::Select)
+                .read(1, 3, "h0")
+                .write(
+                    1,
+                    3,
+                    first,
+                    Some("h0"),
+                    &[exhausted("aaaaaa", 5), exhausted("bbbbbb", 5)],
+                )
+                .op(2, 1, OpKind::Select)
+                .read(2, 1, first)
+                .write(1, 3, "h2", Some(first), &[e("aaaaaa"), e("bbbbbb")])
+                .build()
+        };
+        assert_eq!(check(&h("h1")), Finding::none(), "new bytes, same entries");
+        assert_eq!(check(&h("h0")), Finding::none(), "the same bytes again");
     }
 
     /// Item 9 of issue 13: the op's two writes differ only in bytes outside the entries.
