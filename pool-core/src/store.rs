@@ -5,7 +5,8 @@
 //!   store belongs to other tools too) are kept in `extra` maps and written back unchanged, so
 //!   a load/save round trip preserves them.
 //! - A known field whose value has a shape this model does not use (a string `priority`, an
-//!   unknown `last_status`) is not an error: the typed field reads as unset and the value is
+//!   unknown `last_status`, a numeric `updated_at`, a `providers` that is not a map) is not an
+//!   error: the typed field reads as unset and the value is
 //!   carried in `extra` under its own name and written back in place of the unset field, until
 //!   the pool sets that field itself. Only bytes that are not a credential store at all (not
 //!   JSON, no `version`, an entry without a string `id`, a pool that is not a map of lists)
@@ -31,21 +32,73 @@ use serde_json::{Map, Value};
 pub const STORE_VERSION: u64 = 1;
 
 /// The whole `auth.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Store {
     pub version: u64,
-    #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
     pub active_provider: Option<String>,
-    #[serde(default)]
     pub providers: BTreeMap<String, ProviderRecord>,
-    #[serde(default)]
     pub credential_pool: BTreeMap<String, Vec<Entry>>,
-    #[serde(default)]
     pub suppressed_sources: Value,
-    #[serde(flatten)]
+    /// Every other field, and known fields of an unused shape (see the module docs): a
+    /// numeric `updated_at`, a `providers` that is not a map of maps.
     pub extra: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for Store {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut m = Map::<String, Value>::deserialize(d)?;
+        let version = match m.shift_remove("version") {
+            Some(v) => u64::deserialize(&v).map_err(D::Error::custom)?,
+            None => return Err(D::Error::missing_field("version")),
+        };
+        let mut carried = Map::new();
+        let updated_at = take(&mut m, &mut carried, "updated_at");
+        let active_provider = take(&mut m, &mut carried, "active_provider");
+        let providers = take(&mut m, &mut carried, "providers").unwrap_or_default();
+        // Not a map of lists of entries: not a credential store (the module docs).
+        let credential_pool = match m.shift_remove("credential_pool") {
+            Some(Value::Null) | None => BTreeMap::new(),
+            Some(v) => BTreeMap::deserialize(&v).map_err(D::Error::custom)?,
+        };
+        let suppressed_sources = m.shift_remove("suppressed_sources").unwrap_or(Value::Null);
+        m.extend(carried);
+        Ok(Store {
+            version,
+            updated_at,
+            active_provider,
+            providers,
+            credential_pool,
+            suppressed_sources,
+            extra: m,
+        })
+    }
+}
+
+impl Serialize for Store {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        let mut skip = Vec::new();
+        m.serialize_entry("version", &self.version)?;
+        let x = &self.extra;
+        emit(&mut m, x, &mut skip, "updated_at", &self.updated_at, true)?;
+        emit(
+            &mut m,
+            x,
+            &mut skip,
+            "active_provider",
+            &self.active_provider,
+            true,
+        )?;
+        // A carried `providers` stands until the pool records a provider itself.
+        let providers =
+            (!x.contains_key("providers") || !self.providers.is_empty()).then_some(&self.providers);
+        emit(&mut m, x, &mut skip, "providers", &providers, true)?;
+        m.serialize_entry("credential_pool", &self.credential_pool)?;
+        m.serialize_entry("suppressed_sources", &self.suppressed_sources)?;
+        emit_rest(&mut m, x, &skip)?;
+        m.end()
+    }
 }
 
 impl Default for Store {
@@ -386,8 +439,9 @@ fn epoch_seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-/// Emit an optional known field: its typed value when set; else a carried value of another
-/// shape if there is one (marked in `skip`); else null when `always`.
+/// Emit an optional known field: its typed value when set (a carried value of another shape
+/// is then out of date: skipped, so the key is written once); else a carried value if there
+/// is one (marked in `skip`); else null when `always`.
 fn emit<M: SerializeMap, T: Serialize>(
     m: &mut M,
     extra: &Map<String, Value>,
@@ -397,7 +451,12 @@ fn emit<M: SerializeMap, T: Serialize>(
     always: bool,
 ) -> Result<(), M::Error> {
     match (v, extra.get(key)) {
-        (Some(v), _) => m.serialize_entry(key, v),
+        (Some(v), carried) => {
+            if carried.is_some() {
+                skip.push(key);
+            }
+            m.serialize_entry(key, v)
+        }
         (None, Some(c)) => {
             skip.push(key);
             m.serialize_entry(key, c)
@@ -652,6 +711,39 @@ mod tests {
             assert_eq!(back, store);
             assert_eq!(back.to_bytes(), store.to_bytes());
         }
+    }
+
+    /// A store other tools wrote with top-level fields of shapes this model does not use (a
+    /// numeric `updated_at`, a `providers` list) is still a credential store: it parses, its
+    /// entries are read, and those values are written back in place, once each.
+    #[test]
+    fn top_level_fields_of_another_shape_are_carried_not_fatal() {
+        let text = r#"{"version":1,"updated_at":1796611487.959,"active_provider":7,
+            "providers":["x"],"credential_pool":{"anthropic":[{"id":"a1b2c3","label":"A",
+              "auth_type":"api_key","priority":0,"source":"manual","access_token":"k"}]}}"#;
+        let s: Store = serde_json::from_str(text).unwrap();
+        assert_eq!(s.entries("anthropic")[0].id, "a1b2c3");
+        assert_eq!(
+            (s.updated_at.as_deref(), s.active_provider.as_deref()),
+            (None, None)
+        );
+        let back: Value = serde_json::from_slice(&s.to_bytes()).unwrap();
+        assert_eq!(back["updated_at"], 1796611487.959);
+        assert_eq!(back["active_provider"], 7);
+        assert_eq!(back["providers"][0], "x");
+        let again: Store = serde_json::from_slice(&s.to_bytes()).unwrap();
+        assert_eq!(again, s);
+        // Once the pool stamps the store itself, its value replaces the carried one, once.
+        let mut s = s;
+        s.updated_at = Some("2026-12-07T00:00:00Z".into());
+        let bytes = s.to_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(text.matches("\"updated_at\"").count(), 1, "{text}");
+        let back: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back["updated_at"], "2026-12-07T00:00:00Z");
+        // Not a credential store: no version, or a pool that is not a map of lists.
+        assert!(serde_json::from_str::<Store>(r#"{"credential_pool":{}}"#).is_err());
+        assert!(serde_json::from_str::<Store>(r#"{"version":1,"credential_pool":[1]}"#).is_err());
     }
 
     #[test]
