@@ -51,6 +51,34 @@ fn python_subject_unit_tests_pass() {
     );
 }
 
+/// The fixed Python pool under round-robin selection, which writes a select's refresh at once
+/// and its renumbering at the end of the operation: the second write takes the store's token
+/// pair for an entry it did not refresh itself, so no peer's rotation is rolled back. Before,
+/// seeds 1 to 3 each gave a double redeem (with the rollback and the dead credential).
+/// `partial_sync_read` is not asserted: two writes per select are this mode's, not a fault.
+#[test]
+fn the_fixed_python_pool_rolls_back_no_token_under_round_robin() {
+    require_python();
+    let fixed = format!("{PY} --merge --batched --serialized-refresh");
+    for seed in ["1", "2", "3"] {
+        let (v, code, stderr) = run_subject(
+            &fixed,
+            "harness/tests/scenarios/round-robin-refresh.toml",
+            &["--seed", seed],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        for kind in [
+            "token_rollback",
+            "double_redeem",
+            "dead_credential",
+            "stale_token_use",
+            "lost_update",
+        ] {
+            assert_eq!(count(&v, kind), 0, "seed {seed}, {kind}: {v}");
+        }
+    }
+}
+
 #[test]
 fn python_pool_as_of_8040_double_redeems_in_the_refresh_race() {
     require_python();

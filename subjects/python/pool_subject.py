@@ -19,7 +19,10 @@ Switches turn on the fixes, one at a time or together:
 * ``--merge``: every write re-reads under the flock and merges by entry id (upstream main);
 * ``--serialized-refresh``: the flock is held across re-read -> adopt a peer's rotated token or
   POST -> write, so each refresh token is POSTed at most once (upstream's Codex/xAI fix);
-  a refusal with no newer token on disk marks the entry ``dead``.
+  a refusal with no newer token on disk marks the entry ``dead``. Every new pair then reaches
+  the store under the flock, so with ``--merge`` a later write takes the store's pair for an
+  entry whose tokens this snapshot did not change (a round-robin select writes its refresh,
+  then its renumbering: without this the second write put back a pair a peer had rotated).
 
 ``--merge`` and ``--serialized-refresh`` imply ``--flock-per-write``.
 
@@ -145,6 +148,9 @@ class CredentialPool:
         self.seen = None  # hash of the newest store version this snapshot absorbed
         self.dirty = False
         self.removed = set()
+        # Ids whose tokens this snapshot changed (a rotation, an adoption, a re-sync) since its
+        # last write: see ``_merged``.
+        self.new_tokens = set()
         self.external = dict(external or {})  # source -> path of that CLI's credentials file
 
     # ---- the store -------------------------------------------------------------------------
@@ -222,6 +228,7 @@ class CredentialPool:
             if self.merge:
                 self.doc = doc
             self.seen = h
+            self.new_tokens.clear()
         finally:
             if fd is not None:
                 self._unflock(fd)
@@ -235,6 +242,15 @@ class CredentialPool:
         out = list(self.entries)
         for m in out:
             d = next((d for d in on_disk if d["id"] == m["id"]), None)
+            if self.serialized and d is not None and m["id"] not in self.new_tokens \
+                    and d.get("refresh_token") and d["refresh_token"] != m.get("refresh_token"):
+                # Refreshes are serialized: every new pair reached the store before the flock
+                # was released, so the disk's pair is never older than one this snapshot did
+                # not change itself. Taking it is what makes this mode flock-txn's: a later
+                # write of the operation (a round-robin renumbering) must not put back the
+                # pair a peer has since rotated away (a rollback, then a double redeem).
+                m.update(access_token=d.get("access_token"), refresh_token=d["refresh_token"],
+                         expires_at_ms=d.get("expires_at_ms"))
             if d is not None and d.get("access_token") == m.get("access_token"):
                 until = self._cooldown_until(d)
                 if until is not None and until > now and \
@@ -487,6 +503,7 @@ class CredentialPool:
         return kind, value
 
     def _set_tokens(self, e, access, refresh, expires_at_ms):
+        self.new_tokens.add(e["id"])
         e.update(access_token=access, refresh_token=refresh, expires_at_ms=expires_at_ms)
         for k in STATUS_FIELDS:
             e[k] = None
