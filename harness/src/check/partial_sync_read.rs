@@ -9,8 +9,11 @@
 //! (`updated_at`) leave a reader of the first with the operation's final entries, and a first
 //! write that changed nothing (a pool that saves after a sync pass that found nothing to
 //! sync) leaves it with the entries from before the operation. Neither is partial: the
-//! reader saw all of the operation or none of it. When the version before the operation is
-//! unknown (a write of unknown content, a crash), nothing is claimed.
+//! reader saw all of the operation or none of it, unless the version before the operation was
+//! itself part of another one (two processes re-syncing the same entry one after the other:
+//! the second's first write repeats the first's intermediate state, which is partial). When
+//! the version before the operation is unknown (a write of unknown content, a crash), it
+//! settles nothing.
 
 use std::collections::HashMap;
 
@@ -51,19 +54,11 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         if w.proc == r.proc {
             continue;
         }
+        if settled(ix, &of_op, k, ix.writes.len()) {
+            continue;
+        }
         let siblings = &of_op[&(w.proc, w.op)];
         let last = *siblings.last().expect("the write itself");
-        if last == k || w.entries == ix.writes[last].entries {
-            continue;
-        }
-        // Entries as they were before the op: the read may have seen none of it.
-        let before_op = ix.predecessors(siblings[0]);
-        let Some(before_op) = before_op else {
-            continue;
-        };
-        if before_op.iter().any(|&p| ix.writes[p].entries == w.entries) {
-            continue;
-        }
         count += 1;
         if witness.is_none() {
             let nth = siblings.iter().position(|&x| x == k).unwrap_or(0) + 1;
@@ -85,6 +80,33 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         }
     }
     Finding { count, witness }
+}
+
+/// Whether write `k`'s entries are a settled state, not part of an operation: `k` is its
+/// operation's last write, or has that write's entries, or has the entries of a settled
+/// version that may have been on disk before its operation's first write (the operation had
+/// changed nothing yet). Unknown versions before an operation settle nothing. `depth` bounds
+/// the walk back.
+fn settled(
+    ix: &Index<'_>,
+    of_op: &HashMap<(ProcId, u64), Vec<usize>>,
+    k: usize,
+    depth: usize,
+) -> bool {
+    let w = &ix.writes[k];
+    let siblings = &of_op[&(w.proc, w.op)];
+    let last = *siblings.last().expect("the write itself");
+    if last == k || w.entries == ix.writes[last].entries {
+        return true;
+    }
+    if depth == 0 {
+        return false;
+    }
+    ix.predecessors(siblings[0]).is_some_and(|before| {
+        before
+            .iter()
+            .any(|&p| ix.writes[p].entries == w.entries && settled(ix, of_op, p, depth - 1))
+    })
 }
 
 #[cfg(test)]
@@ -160,6 +182,29 @@ mod tests {
         };
         assert_eq!(check(&h("h1")), Finding::none(), "new bytes, same entries");
         assert_eq!(check(&h("h0")), Finding::none(), "the same bytes again");
+    }
+
+    /// Two processes re-sync the same entry one after the other (no lock between them): the
+    /// second's first write repeats the first's intermediate state. Its entries equal the
+    /// version before its op, but that version was itself part of an op: still partial.
+    #[test]
+    fn a_repeat_of_another_ops_intermediate_state_is_still_partial() {
+        let half = [e("aaaaaa"), exhausted("bbbbbb", 5)];
+        let h = HistoryBuilder::new()
+            .role(1, "gateway")
+            .role(2, "gateway")
+            .role(3, "cli")
+            .init(&[exhausted("aaaaaa", 5), exhausted("bbbbbb", 5)])
+            .op(2, 1, OpKind::Select)
+            .write(2, 1, "h1", Some("h0"), &half)
+            .op(1, 1, OpKind::Select)
+            .write(1, 1, "h2", Some("h1"), &half)
+            .op(3, 1, OpKind::Select)
+            .read(3, 1, "h2")
+            .write(2, 1, "h3", Some("h1"), &[e("aaaaaa"), e("bbbbbb")])
+            .write(1, 1, "h4", Some("h2"), &[e("aaaaaa"), e("bbbbbb")])
+            .build();
+        assert_eq!(check(&h).count, 1);
     }
 
     /// Item 9 of issue 13: the op's two writes differ only in bytes outside the entries.
