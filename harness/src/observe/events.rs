@@ -119,6 +119,7 @@ pub enum Pending {
     },
     Read {
         file: Rc<RefCell<OpenFile>>,
+        fd: i32,
         iov: Iov,
         offset: u64,
     },
@@ -257,14 +258,19 @@ impl Observed {
             Call::Read { fd, iov, offset } => match self.tables.get(tgid, fd)? {
                 Fd::File(file) => {
                     let offset = offset.or_else(|| position(t, fd))?;
-                    Some(Pending::Read { file, iov, offset })
+                    Some(Pending::Read {
+                        file,
+                        fd,
+                        iov,
+                        offset,
+                    })
                 }
                 Fd::Issuer(sock) => Some(Pending::Recv { sock, iov }),
             },
             Call::Write { fd, iov, offset } => match self.tables.get(tgid, fd)? {
                 Fd::File(file) => {
                     let offset = offset.or_else(|| position(t, fd))?;
-                    let calls = self.begin_in_place(t, fd, &file, now_ns());
+                    let calls = self.begin_in_place(t, fd, &file, now_ns(), offset == 0);
                     if calls > 0 && file.borrow().what == Watched::Store {
                         self.pause(Pause::MidWrite);
                     }
@@ -292,7 +298,7 @@ impl Observed {
             }
             Call::Truncate { fd, len } => match self.tables.get(tgid, fd)? {
                 Fd::File(file) => {
-                    self.begin_in_place(t, fd, &file, now_ns());
+                    self.begin_in_place(t, fd, &file, now_ns(), len == 0);
                     Some(Pending::Truncate { file, len })
                 }
                 Fd::Issuer(_) => None,
@@ -424,11 +430,35 @@ impl Observed {
                     }
                 }
             }
-            Pending::Read { file, iov, offset } => {
+            Pending::Read {
+                file,
+                fd,
+                iov,
+                offset,
+            } => {
                 if ret < 0 {
                     return;
                 }
                 let n = ret as usize;
+                // A read from offset 0 over bytes already read starts a new read: the one
+                // before it ended there. It is a read of the whole file if its bytes reached
+                // the file's size (a `pread` of exactly `st_size`, never reading EOF);
+                // otherwise it is dropped (a prefix, not a whole version).
+                let restarts = offset == 0
+                    && file
+                        .borrow()
+                        .read
+                        .as_ref()
+                        .is_some_and(|s| !s.bytes.is_empty());
+                if restarts {
+                    if file.borrow().read.as_ref().is_some_and(|s| s.whole) {
+                        self.finish_read(&file, false);
+                    } else {
+                        file.borrow_mut().read = None;
+                    }
+                }
+                let op = self.op();
+                let size = if n > 0 { file_size(t, fd) } else { None };
                 let done = {
                     let mut f = file.borrow_mut();
                     if n > 0 {
@@ -440,20 +470,23 @@ impl Observed {
                             _ if offset == 0 => {
                                 f.read = Some(ReadSession {
                                     bytes,
-                                    last_ns: now,
+                                    ..ReadSession::default()
                                 })
                             }
                             _ => f.read = None,
                         }
                         if let Some(s) = &mut f.read {
                             s.last_ns = now;
+                            s.op = op;
+                            s.whole = size == Some(s.bytes.len() as u64);
                         }
                         false
                     } else {
                         if offset == 0 && f.read.is_none() {
                             f.read = Some(ReadSession {
-                                bytes: Vec::new(),
                                 last_ns: now,
+                                op,
+                                ..ReadSession::default()
                             });
                         }
                         f.read
@@ -462,7 +495,7 @@ impl Observed {
                     }
                 };
                 if done {
-                    self.finish_read(&file);
+                    self.finish_read(&file, true);
                 }
             }
             Pending::Write { file, iov, offset } => {
@@ -587,23 +620,35 @@ impl Observed {
     }
 
     /// Start an in-place write on `file` if none is in progress (its content is the file's
-    /// current bytes); returns the write calls it has had.
+    /// current bytes); returns the write calls it has had. `restart`: this call starts the
+    /// file's content over (a truncate to 0, a write at offset 0), so an in-progress write that
+    /// has already had a write call is complete (its content is a version the file held) and
+    /// a new one begins.
     fn begin_in_place(
-        &self,
+        &mut self,
         t: &dyn Tracee,
         fd: i32,
         file: &Rc<RefCell<OpenFile>>,
         at: u64,
+        restart: bool,
     ) -> u32 {
-        let mut f = file.borrow_mut();
-        if let Some(w) = &f.write {
-            return w.calls;
+        let done = {
+            let mut f = file.borrow_mut();
+            match &f.write {
+                Some(w) if restart && w.calls > 0 => f.write.take(),
+                Some(w) => return w.calls,
+                None => None,
+            }
+        };
+        let what = file.borrow().what.clone();
+        if let Some(w) = done {
+            self.complete_write(&what, w);
         }
-        if f.what == Watched::Store {
+        if what == Watched::Store {
             self.store_write_begins();
         }
         let content = std::fs::read(format!("/proc/{}/fd/{fd}", t.tid())).unwrap_or_default();
-        f.write = Some(WriteSession {
+        file.borrow_mut().write = Some(WriteSession {
             begin_ns: at,
             op: self.op(),
             content,
@@ -615,30 +660,39 @@ impl Observed {
 
     /// The last descriptor of `file` closed: its read and its in-place write end.
     fn finish(&mut self, file: &Rc<RefCell<OpenFile>>) {
-        self.finish_read(file);
+        self.finish_read(file, true);
         let (what, w) = {
             let mut f = file.borrow_mut();
             (f.what.clone(), f.write.take())
         };
         if let Some(w) = w {
-            let hash = content_hash(&w.content);
-            let entries = match what {
-                Watched::Store => self.entries(&w.content),
-                Watched::External(_) => Vec::new(),
-            };
-            self.emit(
-                w.begin_ns,
-                Event::WriteBegin {
-                    op: w.op,
-                    hash: hash.clone(),
-                    file: what.file_name(),
-                },
-            );
-            self.wrote(w.last_ns.max(w.begin_ns), w.op, &what, hash, entries);
+            self.complete_write(&what, w);
         }
     }
 
-    fn finish_read(&mut self, file: &Rc<RefCell<OpenFile>>) {
+    /// An in-place write is complete: its `write_begin` and `write`, at the times it began and
+    /// had its last write call (which may be before now: the history is ordered by time).
+    fn complete_write(&mut self, what: &Watched, w: WriteSession) {
+        let hash = content_hash(&w.content);
+        let entries = match what {
+            Watched::Store => self.entries(&w.content),
+            Watched::External(_) => Vec::new(),
+        };
+        self.emit(
+            w.begin_ns,
+            Event::WriteBegin {
+                op: w.op,
+                hash: hash.clone(),
+                file: what.file_name(),
+            },
+        );
+        self.wrote(w.last_ns.max(w.begin_ns), w.op, what, hash, entries);
+    }
+
+    /// `file`'s read ends (at its time and in its operation); `pause`: this is the moment it
+    /// ended (its EOF or close), where `after_load` may hold the subject, not a later call that
+    /// found it ended.
+    fn finish_read(&mut self, file: &Rc<RefCell<OpenFile>>, pause: bool) {
         let (what, r) = {
             let mut f = file.borrow_mut();
             (f.what.clone(), f.read.take())
@@ -669,13 +723,13 @@ impl Observed {
         self.emit(
             r.last_ns,
             Event::Read {
-                op: self.op(),
+                op: r.op,
                 hash,
                 outcome,
                 file: what.file_name(),
             },
         );
-        if loaded {
+        if loaded && pause {
             // The worker applies it to the first such read of a `load_pool` only.
             self.pause(Pause::AfterLoad);
         }
@@ -779,6 +833,13 @@ fn in_root(t: &dyn Tracee, path: &Path) -> PathBuf {
     p
 }
 
+/// The size of the file a descriptor names.
+fn file_size(t: &dyn Tracee, fd: i32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{}/fd/{fd}", t.tid()))
+        .ok()
+        .map(|m| m.len())
+}
+
 /// A descriptor's file position, from `/proc/PID/fdinfo`.
 fn position(t: &dyn Tracee, fd: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", t.tid())).ok()?;
@@ -857,6 +918,238 @@ mod tests {
         let req = b"POST /oauth/token HTTP/1.1\r\nHost: x\r\n\r\ngrant_type=refresh_token&refresh_token=r%2Bx+y";
         assert_eq!(refresh_token(req).as_deref(), Some("r+x y"));
         assert_eq!(refresh_token(b"POST /oauth/token HTTP/1.1\r\n"), None);
+    }
+
+    use std::collections::HashMap;
+    use std::fs::{File, OpenOptions};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    use std::sync::Mutex;
+
+    /// A traced process of the test: its descriptors are this test process's (so `/proc`
+    /// answers for them), its thread group is its own, its memory a map of buffers.
+    struct Fake {
+        tgid: i32,
+        mem: HashMap<u64, Vec<u8>>,
+    }
+
+    impl Tracee for Fake {
+        fn tid(&self) -> i32 {
+            std::process::id() as i32
+        }
+        fn tgid(&self) -> i32 {
+            self.tgid
+        }
+        fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
+            let b = self.mem.get(&addr).cloned().unwrap_or_default();
+            b[..len.min(b.len())].to_vec()
+        }
+    }
+
+    const PATH: u64 = 0x1000;
+    const BUF: u64 = 0x2000;
+
+    /// An observer of the store in a temporary directory; the events it emits, in order.
+    struct Rig {
+        obs: Observed,
+        op: Arc<AtomicU64>,
+        events: Arc<Mutex<Vec<Event>>>,
+        store: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let store = dir.path().join("auth.json");
+            std::fs::write(&store, b"{}").unwrap();
+            let events = Arc::new(Mutex::new(Vec::new()));
+            let ev = events.clone();
+            // A pause's sender is dropped at once: the observer goes on.
+            let sink: Sink = Box::new(move |r| {
+                if let Report::Event { event, .. } = r {
+                    ev.lock().unwrap().push(event);
+                }
+            });
+            let cfg = Config {
+                store: store.clone(),
+                external: Vec::new(),
+                issuer_port: 0,
+                provider: "anthropic".into(),
+            };
+            let op = Arc::new(AtomicU64::new(0));
+            Rig {
+                obs: Observed::new(cfg, sink, op.clone()),
+                op,
+                events,
+                store,
+                _dir: dir,
+            }
+        }
+
+        fn process(&self, tgid: i32) -> Fake {
+            let mut path = std::os::unix::ffi::OsStrExt::as_bytes(self.store.as_os_str()).to_vec();
+            path.push(0);
+            Fake {
+                tgid,
+                mem: HashMap::from([(PATH, path)]),
+            }
+        }
+
+        /// `p` opens the store (really, and through the observer): the file and its fd.
+        fn open(&mut self, p: &Fake, write: bool) -> (File, i32) {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(&self.store)
+                .unwrap();
+            let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+            let call = Call::Open {
+                dirfd: libc::AT_FDCWD,
+                path: PATH,
+                flags,
+            };
+            let pending = self.obs.entry(p, call).unwrap();
+            self.obs.exit(p, pending, f.as_raw_fd() as i64);
+            let fd = f.as_raw_fd();
+            (f, fd)
+        }
+
+        fn truncate(&mut self, p: &Fake, f: &File, len: u64) {
+            let fd = f.as_raw_fd();
+            let pending = self.obs.entry(p, Call::Truncate { fd, len }).unwrap();
+            f.set_len(len).unwrap();
+            self.obs.exit(p, pending, 0);
+        }
+
+        fn pwrite(&mut self, p: &mut Fake, f: &File, data: &[u8], at: u64) {
+            p.mem.insert(BUF, data.to_vec());
+            let call = Call::Write {
+                fd: f.as_raw_fd(),
+                iov: Iov::Buf(BUF, data.len() as u64),
+                offset: Some(at),
+            };
+            let pending = self.obs.entry(p, call).unwrap();
+            f.write_all_at(data, at).unwrap();
+            self.obs.exit(p, pending, data.len() as i64);
+        }
+
+        /// A `pread` of `len` bytes at `at`; what it read.
+        fn pread(&mut self, p: &mut Fake, f: &File, len: usize, at: u64) -> Vec<u8> {
+            let call = Call::Read {
+                fd: f.as_raw_fd(),
+                iov: Iov::Buf(BUF, len as u64),
+                offset: Some(at),
+            };
+            let pending = self.obs.entry(p, call).unwrap();
+            let mut buf = vec![0; len];
+            let n = f.read_at(&mut buf, at).unwrap();
+            buf.truncate(n);
+            p.mem.insert(BUF, buf.clone());
+            self.obs.exit(p, pending, n as i64);
+            buf
+        }
+
+        fn close(&mut self, p: &Fake, fd: i32) {
+            assert!(self.obs.entry(p, Call::Close { fd }).is_none());
+        }
+
+        /// (kind, op, hash) of every read and write emitted so far.
+        fn seen(&self) -> Vec<(&'static str, u64, String)> {
+            self.events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Read { op, hash, .. } => Some(("read", *op, hash.clone())),
+                    Event::Write { op, hash, .. } => Some(("write", *op, hash.clone())),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    const V1: &[u8] = br#"{"credential_pool":{"anthropic":[]},"v":1}"#;
+    const V2: &[u8] = br#"{"credential_pool":{"anthropic":[]},"v":22}"#;
+
+    #[test]
+    fn each_truncate_and_write_cycle_on_a_kept_descriptor_is_its_own_write() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let mut b = rig.process(20);
+        let (wf, wfd) = rig.open(&a, true);
+        // Operation 1 of the writer: truncate, write V1 (ftruncate + pwrite at 0).
+        rig.op.store(1, Ordering::SeqCst);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, V1, 0);
+        // Another process reads V1 whole, to EOF.
+        rig.op.store(0, Ordering::SeqCst);
+        let (rf, rfd) = rig.open(&b, false);
+        assert_eq!(rig.pread(&mut b, &rf, 4096, 0), V1);
+        assert!(rig.pread(&mut b, &rf, 4096, V1.len() as u64).is_empty());
+        rig.close(&b, rfd);
+        // Operation 2 of the writer, through the same descriptor: write V2 the same way,
+        // then (Python's `seek(0); write(); truncate()`) once more with V1's bytes.
+        rig.op.store(2, Ordering::SeqCst);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, V2, 0);
+        rig.op.store(3, Ordering::SeqCst);
+        rig.pwrite(&mut a, &wf, V1, 0);
+        rig.truncate(&a, &wf, V1.len() as u64);
+        rig.close(&a, wfd);
+        let (h1, h2) = (content_hash(V1), content_hash(V2));
+        assert_eq!(
+            rig.seen(),
+            vec![
+                ("read", 0, h1.clone()),
+                ("write", 1, h1.clone()),
+                ("write", 2, h2),
+                ("write", 3, h1),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_write_in_chunks_after_a_truncate_is_one_write() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let (wf, wfd) = rig.open(&a, true);
+        rig.truncate(&a, &wf, 0);
+        for (i, chunk) in V2.chunks(8).enumerate() {
+            rig.pwrite(&mut a, &wf, chunk, 8 * i as u64);
+        }
+        rig.close(&a, wfd);
+        assert_eq!(rig.seen(), vec![("write", 0, content_hash(V2))]);
+    }
+
+    #[test]
+    fn reads_of_exactly_the_size_on_a_kept_descriptor_are_each_a_read() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let mut b = rig.process(20);
+        std::fs::write(&rig.store, V1).unwrap();
+        let (rf, rfd) = rig.open(&b, false);
+        // A read of exactly the file's size, never reading EOF...
+        rig.op.store(1, Ordering::SeqCst);
+        assert_eq!(rig.pread(&mut b, &rf, V1.len(), 0), V1);
+        // ...then another process writes V2, and the reader reads again from 0: first a
+        // prefix (a peek, dropped: not the whole file), then the whole of it.
+        rig.op.store(2, Ordering::SeqCst);
+        let (wf, wfd) = rig.open(&a, true);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, V2, 0);
+        rig.close(&a, wfd);
+        rig.op.store(3, Ordering::SeqCst);
+        assert_eq!(rig.pread(&mut b, &rf, 4, 0), &V2[..4]);
+        assert_eq!(rig.pread(&mut b, &rf, V2.len(), 0), V2);
+        rig.op.store(0, Ordering::SeqCst);
+        rig.close(&b, rfd);
+        let (h1, h2) = (content_hash(V1), content_hash(V2));
+        assert_eq!(
+            rig.seen(),
+            // Emitted in this order: the first read is found ended at the third's start.
+            vec![("write", 2, h2.clone()), ("read", 1, h1), ("read", 3, h2)]
+        );
     }
 
     #[test]
