@@ -4,21 +4,43 @@
 //! points, held until the worker releases them.
 //!
 //! - A read of a watched file is the bytes read from offset 0 through one open file, finished
-//!   at the call that returns 0 (EOF) or at the last close; a read that skipped bytes is
-//!   dropped (not a whole version). Its hash is that of those bytes; it is `parsed` when they
-//!   parse as a store (or, for an external file, as JSON).
+//!   at the call that returns 0 (EOF), at the last close, or, when those bytes reached the
+//!   file's size at the return of its last call (a `pread` of exactly `st_size` that never
+//!   reads EOF), at the next read from offset 0 through that open file. A read that skipped
+//!   bytes, or that is followed by a read from offset 0 before it reached the file's size (a
+//!   peek at a prefix), is dropped (not a whole version). Its hash is that of those bytes; it is
+//!   `parsed` when they parse as a store (or, for an external file, as JSON). Its operation is
+//!   the one in flight at its last call.
 //! - A write by `rename(2)` onto a watched path begins at the call (after `before_rename`) and
 //!   completes at its successful return; its bytes are the renamed file's, read while the
-//!   subject is stopped at the call. An in-place write begins at the truncating open (or its
-//!   first write call or `ftruncate`), is the content its own calls leave, and completes at its
-//!   last write call, reported when its last descriptor closes.
+//!   subject is stopped at the call. An in-place write begins at the truncating open (or the
+//!   first write call or `ftruncate` of an open file that has none in progress), is the content
+//!   its own calls leave, and completes at its last write call. It is reported when it is known
+//!   to be complete: when its last descriptor closes (or its process exits), or when a call
+//!   through the same open file starts the content over after it has had a write call: an
+//!   `ftruncate` to length 0, or a write call at offset 0. That call begins the next write.
+//!   So a descriptor kept open for the process's life gives one write per truncate-and-write
+//!   cycle, each with the content that cycle left, which is what the file held in between.
+//!   A write in several calls at increasing offsets after its truncate, or a write at offset 0
+//!   followed by an `ftruncate` to its length (`seek(0); write(); truncate()`), stays one
+//!   write. Not used as completion, because each can split one real write in two and make a
+//!   half-written file look written (hiding a torn read): the end of the pool operation (a pool
+//!   may answer before a background thread finishes its write) and releasing a lock (a pool may
+//!   unlock between the chunks of its write; and a lock released by `close`, or held on
+//!   another file, is not tied to the write). A write that returns to offset 0 within itself
+//!   (a header rewritten after the body) is taken as two writes.
+//! - A read or write found complete only at a later call is emitted then, stamped with its own
+//!   times and operation (the history is ordered by time); `after_load` holds the subject only
+//!   at a read's own end (its EOF or close).
 //! - A write's `base` is not told (`null`): the checkers take the newest store version the
 //!   subject read or wrote before it, and judge lost updates from content too
 //!   (`check::lost_update`).
 //! - A refresh is a `POST` whose request line names `/oauth/token` on a socket connected to the
 //!   issuer's port; `before_redeem` holds its first send, `after_redeem` the return of the first
 //!   receive of its response, whose status line gives the outcome. Its entry is the one whose
-//!   refresh token the last version the subject saw holds (`unknown` when none does).
+//!   refresh token the last version the subject saw holds (`unknown` when none does): by
+//!   time, a whole store read counting from the return of its call that reached the file's
+//!   size (before it is emitted), a read or write emitted late not replacing a newer one.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -162,8 +184,9 @@ pub struct Observed {
     pub tables: Tables,
     sink: Sink,
     op: Arc<AtomicU64>,
-    /// Hash and entries of the newest store version the subject read or wrote.
-    seen: Option<(String, Vec<EntrySummary>)>,
+    /// When the subject had it, and the entries of, the newest store version it read or wrote
+    /// (by time: a read or write emitted late does not replace a newer one).
+    seen: Option<(u64, Vec<EntrySummary>)>,
     /// (operation, store writes it completed): a later write of that operation begins at
     /// `between_persists`.
     persisted: (u64, u32),
@@ -496,6 +519,18 @@ impl Observed {
                 };
                 if done {
                     self.finish_read(&file, true);
+                } else {
+                    // A whole store read that has not ended (it may never read EOF): the
+                    // subject has that version now, e.g. for the refresh it does next.
+                    let whole = {
+                        let f = file.borrow();
+                        let r = f.read.as_ref().filter(|s| s.whole);
+                        r.filter(|_| f.what == Watched::Store)
+                            .and_then(|s| self.parsed_entries(&s.bytes))
+                    };
+                    if let Some(entries) = whole {
+                        self.saw(now, entries);
+                    }
                 }
             }
             Pending::Write { file, iov, offset } => {
@@ -718,7 +753,7 @@ impl Observed {
         let loaded = what == Watched::Store && outcome == ReadOutcome::Parsed;
         if loaded {
             let entries = self.entries(&r.bytes);
-            self.seen = Some((hash.clone(), entries));
+            self.saw(r.last_ns, entries);
         }
         self.emit(
             r.last_ns,
@@ -744,7 +779,7 @@ impl Observed {
         entries: Vec<EntrySummary>,
     ) {
         if *what == Watched::Store {
-            self.seen = Some((hash.clone(), entries.clone()));
+            self.saw(at, entries.clone());
             self.persisted = match self.persisted {
                 (o, n) if o == op => (o, n + 1),
                 _ => (op, 1),
@@ -762,8 +797,20 @@ impl Observed {
         );
     }
 
+    /// The subject had a store version with `entries` at `at`.
+    fn saw(&mut self, at: u64, entries: Vec<EntrySummary>) {
+        if self.seen.as_ref().is_none_or(|(t, _)| *t <= at) {
+            self.seen = Some((at, entries));
+        }
+    }
+
     /// This provider's entries in store bytes (empty when they do not parse).
     fn entries(&self, bytes: &[u8]) -> Vec<EntrySummary> {
+        self.parsed_entries(bytes).unwrap_or_default()
+    }
+
+    /// This provider's entries in store bytes, if they parse.
+    fn parsed_entries(&self, bytes: &[u8]) -> Option<Vec<EntrySummary>> {
         serde_json::from_slice::<pool_core::store::Store>(bytes)
             .map(|s| {
                 s.entries(&self.cfg.provider)
@@ -771,7 +818,7 @@ impl Observed {
                     .map(pool_core::pool::summary)
                     .collect()
             })
-            .unwrap_or_default()
+            .ok()
     }
 
     /// A send on the issuer's socket: recognise a token request and hold it at
@@ -1050,6 +1097,46 @@ mod tests {
             buf
         }
 
+        /// `p` POSTs refresh token `rt` to the issuer and gets a 200: the refresh's entry.
+        fn refresh(&mut self, p: &mut Fake, rt: &str) -> String {
+            const ADDR: u64 = 0x3000;
+            const REQ: u64 = 0x4000;
+            const RESP: u64 = 0x5000;
+            let mut sa = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+            sa.extend_from_slice(&[0; 14]); // port 0: the rig's issuer port
+            let req = format!(
+                "POST /oauth/token HTTP/1.1\r\n\r\ngrant_type=refresh_token&refresh_token={rt}"
+            );
+            let resp = b"HTTP/1.1 200 OK\r\n";
+            p.mem.insert(ADDR, sa);
+            p.mem.insert(REQ, req.clone().into_bytes());
+            p.mem.insert(RESP, resp.to_vec());
+            let connect = Call::Connect {
+                fd: 99,
+                addr: ADDR,
+                len: 16,
+            };
+            assert!(self.obs.entry(p, connect).is_none());
+            let send = Call::Write {
+                fd: 99,
+                iov: Iov::Buf(REQ, req.len() as u64),
+                offset: None,
+            };
+            assert!(self.obs.entry(p, send).is_none());
+            let recv = Call::Read {
+                fd: 99,
+                iov: Iov::Buf(RESP, 64),
+                offset: None,
+            };
+            let pending = self.obs.entry(p, recv).unwrap();
+            self.obs.exit(p, pending, resp.len() as i64);
+            let last = self.events.lock().unwrap().pop();
+            match last {
+                Some(Event::Refresh { entry, .. }) => entry,
+                other => panic!("not a refresh: {other:?}"),
+            }
+        }
+
         fn close(&mut self, p: &Fake, fd: i32) {
             assert!(self.obs.entry(p, Call::Close { fd }).is_none());
         }
@@ -1150,6 +1237,44 @@ mod tests {
             // Emitted in this order: the first read is found ended at the third's start.
             vec![("write", 2, h2.clone()), ("read", 1, h1), ("read", 3, h2)]
         );
+    }
+
+    #[test]
+    fn a_refresh_after_a_whole_read_that_has_not_ended_is_for_that_reads_entry() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let store = br#"{"version":1,"credential_pool":{"anthropic":[{"id":"e1","label":"x","auth_type":"oauth","priority":0,"source":"manual","refresh_token":"rt-1"}]}}"#;
+        std::fs::write(&rig.store, store).unwrap();
+        let (rf, _rfd) = rig.open(&a, true);
+        rig.op.store(1, Ordering::SeqCst);
+        assert_eq!(rig.pread(&mut a, &rf, store.len(), 0), store);
+        // The read of exactly the file's size has not ended (no EOF, no close) when the
+        // process POSTs the refresh token it holds.
+        assert_eq!(rig.refresh(&mut a, "rt-1"), "e1");
+    }
+
+    /// A store with entry e1 holding refresh token `rt`.
+    fn store_with(rt: &str) -> Vec<u8> {
+        format!(r#"{{"version":1,"credential_pool":{{"anthropic":[{{"id":"e1","auth_type":"oauth","refresh_token":"{rt}"}}]}}}}"#).into_bytes()
+    }
+
+    #[test]
+    fn a_write_emitted_late_does_not_hide_a_newer_version_from_a_refresh() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let mut b = rig.process(11); // another process of the same subject's tree
+        let (wf, _wfd) = rig.open(&a, true);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, &store_with("rt-0"), 0);
+        // The other process rotates the token and writes (complete at its close)...
+        let (bf, bfd) = rig.open(&b, true);
+        rig.truncate(&b, &bf, 0);
+        rig.pwrite(&mut b, &bf, &store_with("rt-1"), 0);
+        rig.close(&b, bfd);
+        // ...then the first starts its next write, which completes its first one (older),
+        // and POSTs the newer token.
+        rig.truncate(&a, &wf, 0);
+        assert_eq!(rig.refresh(&mut a, "rt-1"), "e1");
     }
 
     #[test]
