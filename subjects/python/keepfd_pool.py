@@ -13,6 +13,11 @@ library only; a poolcheck subject, judged with ``poolcheck --observe syscalls``)
 * A refresh POSTs the refresh token read from disk under the lock, so each token is spent
   once among all processes.
 
+It never reads the other CLIs' credential files (``external`` in the hello), so where their
+CLIs rotate an entry's pair (``seed-8040``, ``external-cli``) it keeps a redeemed token:
+``dead_credential`` and ``double_redeem`` there are this pool's, as they would be for any pool
+that ignores those files.
+
 It reports no events and no pauses (``--silent`` is accepted and changes nothing).
 ``harness/tests/observe.rs`` pins that the observer judges it clean in ``refresh-race`` and
 ``lost-update``: several in-place writes through one descriptor are several writes.
