@@ -240,6 +240,55 @@ fn the_fixed_node_pool_is_clean_observed() {
     }
 }
 
+/// A correct pool that keeps one `O_RDWR` descriptor on the store for its life: every
+/// operation under an exclusive flock, a read is one `pread` of exactly the file's size, a write
+/// `ftruncate(fd, 0)` + `pwrite` chunks + `fsync` through that descriptor.
+const KEEPFD: &str = "python3 subjects/python/keepfd_pool.py";
+
+#[test]
+fn a_pool_that_keeps_its_store_descriptor_open_is_clean_observed() {
+    for sc in ["refresh-race", "lost-update"] {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = dir.path().join("run");
+        let r = run(
+            KEEPFD,
+            sc,
+            &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
+        );
+        // Each of a process's in-place writes is a write of its own (not merged into its last
+        // one), so a peer's read of an earlier one is a read of a written version.
+        assert_eq!(r["verdict"], "clean", "{sc}: {r}");
+        // Clean because its reads and writes were seen: every operation's one read (none
+        // reads EOF), and some process's several writes through its one descriptor.
+        let mut most_writes = 0;
+        for f in std::fs::read_dir(keep.join("logs")).unwrap() {
+            // pN.jsonl: a process's history; p0 is the harness's.
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap();
+            let proc = name
+                .strip_prefix('p')
+                .and_then(|n| n.strip_suffix(".jsonl"));
+            if proc.is_none_or(|n| n == "0" || n.parse::<u32>().is_err()) {
+                continue;
+            }
+            let mut evs = std::collections::BTreeMap::<String, usize>::new();
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                if let Some(ev) = v["event"]["ev"].as_str() {
+                    *evs.entry(ev.to_string()).or_default() += 1;
+                }
+            }
+            let n = |ev: &str| evs.get(ev).copied().unwrap_or(0);
+            assert!(
+                n("op_begin") > 0 && n("read") == n("op_begin"),
+                "{sc} {p:?}: {evs:?}"
+            );
+            most_writes = most_writes.max(n("write"));
+        }
+        assert!(most_writes >= 2, "{sc}: no process wrote twice");
+    }
+}
+
 #[test]
 fn observed_locks_are_in_the_history_with_their_file() {
     let dir = tempfile::tempdir().unwrap();

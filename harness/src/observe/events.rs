@@ -4,21 +4,43 @@
 //! points, held until the worker releases them.
 //!
 //! - A read of a watched file is the bytes read from offset 0 through one open file, finished
-//!   at the call that returns 0 (EOF) or at the last close; a read that skipped bytes is
-//!   dropped (not a whole version). Its hash is that of those bytes; it is `parsed` when they
-//!   parse as a store (or, for an external file, as JSON).
+//!   at the call that returns 0 (EOF), at the last close, or, when those bytes reached the
+//!   file's size at the return of its last call (a `pread` of exactly `st_size` that never
+//!   reads EOF), at the next read from offset 0 through that open file. A read that skipped
+//!   bytes, or that is followed by a read from offset 0 before it reached the file's size (a
+//!   peek at a prefix), is dropped (not a whole version). Its hash is that of those bytes; it is
+//!   `parsed` when they parse as a store (or, for an external file, as JSON). Its operation is
+//!   the one in flight at its last call.
 //! - A write by `rename(2)` onto a watched path begins at the call (after `before_rename`) and
 //!   completes at its successful return; its bytes are the renamed file's, read while the
-//!   subject is stopped at the call. An in-place write begins at the truncating open (or its
-//!   first write call or `ftruncate`), is the content its own calls leave, and completes at its
-//!   last write call, reported when its last descriptor closes.
+//!   subject is stopped at the call. An in-place write begins at the truncating open (or the
+//!   first write call or `ftruncate` of an open file that has none in progress), is the content
+//!   its own calls leave, and completes at its last write call. It is reported when it is known
+//!   to be complete: when its last descriptor closes (or its process exits), or when a call
+//!   through the same open file starts the content over after it has had a write call: an
+//!   `ftruncate` to length 0, or a write call at offset 0. That call begins the next write.
+//!   So a descriptor kept open for the process's life gives one write per truncate-and-write
+//!   cycle, each with the content that cycle left, which is what the file held in between.
+//!   A write in several calls at increasing offsets after its truncate, or a write at offset 0
+//!   followed by an `ftruncate` to its length (`seek(0); write(); truncate()`), stays one
+//!   write. Not used as completion, because each can split one real write in two and make a
+//!   half-written file look written (hiding a torn read): the end of the pool operation (a pool
+//!   may answer before a background thread finishes its write) and releasing a lock (a pool may
+//!   unlock between the chunks of its write; and a lock released by `close`, or held on
+//!   another file, is not tied to the write). A write that returns to offset 0 within itself
+//!   (a header rewritten after the body) is taken as two writes.
+//! - A read or write found complete only at a later call is emitted then, stamped with its own
+//!   times and operation (the history is ordered by time); `after_load` holds the subject only
+//!   at a read's own end (its EOF or close).
 //! - A write's `base` is not told (`null`): the checkers take the newest store version the
 //!   subject read or wrote before it, and judge lost updates from content too
 //!   (`check::lost_update`).
 //! - A refresh is a `POST` whose request line names `/oauth/token` on a socket connected to the
 //!   issuer's port; `before_redeem` holds its first send, `after_redeem` the return of the first
 //!   receive of its response, whose status line gives the outcome. Its entry is the one whose
-//!   refresh token the last version the subject saw holds (`unknown` when none does).
+//!   refresh token the last version the subject saw holds (`unknown` when none does): by
+//!   time, a whole store read counting from the return of its call that reached the file's
+//!   size (before it is emitted), a read or write emitted late not replacing a newer one.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -119,6 +141,7 @@ pub enum Pending {
     },
     Read {
         file: Rc<RefCell<OpenFile>>,
+        fd: i32,
         iov: Iov,
         offset: u64,
     },
@@ -161,8 +184,9 @@ pub struct Observed {
     pub tables: Tables,
     sink: Sink,
     op: Arc<AtomicU64>,
-    /// Hash and entries of the newest store version the subject read or wrote.
-    seen: Option<(String, Vec<EntrySummary>)>,
+    /// When the subject had it, and the entries of, the newest store version it read or wrote
+    /// (by time: a read or write emitted late does not replace a newer one).
+    seen: Option<(u64, Vec<EntrySummary>)>,
     /// (operation, store writes it completed): a later write of that operation begins at
     /// `between_persists`.
     persisted: (u64, u32),
@@ -257,14 +281,19 @@ impl Observed {
             Call::Read { fd, iov, offset } => match self.tables.get(tgid, fd)? {
                 Fd::File(file) => {
                     let offset = offset.or_else(|| position(t, fd))?;
-                    Some(Pending::Read { file, iov, offset })
+                    Some(Pending::Read {
+                        file,
+                        fd,
+                        iov,
+                        offset,
+                    })
                 }
                 Fd::Issuer(sock) => Some(Pending::Recv { sock, iov }),
             },
             Call::Write { fd, iov, offset } => match self.tables.get(tgid, fd)? {
                 Fd::File(file) => {
                     let offset = offset.or_else(|| position(t, fd))?;
-                    let calls = self.begin_in_place(t, fd, &file, now_ns());
+                    let calls = self.begin_in_place(t, fd, &file, now_ns(), offset == 0);
                     if calls > 0 && file.borrow().what == Watched::Store {
                         self.pause(Pause::MidWrite);
                     }
@@ -292,7 +321,7 @@ impl Observed {
             }
             Call::Truncate { fd, len } => match self.tables.get(tgid, fd)? {
                 Fd::File(file) => {
-                    self.begin_in_place(t, fd, &file, now_ns());
+                    self.begin_in_place(t, fd, &file, now_ns(), len == 0);
                     Some(Pending::Truncate { file, len })
                 }
                 Fd::Issuer(_) => None,
@@ -424,11 +453,35 @@ impl Observed {
                     }
                 }
             }
-            Pending::Read { file, iov, offset } => {
+            Pending::Read {
+                file,
+                fd,
+                iov,
+                offset,
+            } => {
                 if ret < 0 {
                     return;
                 }
                 let n = ret as usize;
+                // A read from offset 0 over bytes already read starts a new read: the one
+                // before it ended there. It is a read of the whole file if its bytes reached
+                // the file's size (a `pread` of exactly `st_size`, never reading EOF);
+                // otherwise it is dropped (a prefix, not a whole version).
+                let restarts = offset == 0
+                    && file
+                        .borrow()
+                        .read
+                        .as_ref()
+                        .is_some_and(|s| !s.bytes.is_empty());
+                if restarts {
+                    if file.borrow().read.as_ref().is_some_and(|s| s.whole) {
+                        self.finish_read(&file, false);
+                    } else {
+                        file.borrow_mut().read = None;
+                    }
+                }
+                let op = self.op();
+                let size = if n > 0 { file_size(t, fd) } else { None };
                 let done = {
                     let mut f = file.borrow_mut();
                     if n > 0 {
@@ -440,20 +493,23 @@ impl Observed {
                             _ if offset == 0 => {
                                 f.read = Some(ReadSession {
                                     bytes,
-                                    last_ns: now,
+                                    ..ReadSession::default()
                                 })
                             }
                             _ => f.read = None,
                         }
                         if let Some(s) = &mut f.read {
                             s.last_ns = now;
+                            s.op = op;
+                            s.whole = size == Some(s.bytes.len() as u64);
                         }
                         false
                     } else {
                         if offset == 0 && f.read.is_none() {
                             f.read = Some(ReadSession {
-                                bytes: Vec::new(),
                                 last_ns: now,
+                                op,
+                                ..ReadSession::default()
                             });
                         }
                         f.read
@@ -462,7 +518,19 @@ impl Observed {
                     }
                 };
                 if done {
-                    self.finish_read(&file);
+                    self.finish_read(&file, true);
+                } else {
+                    // A whole store read that has not ended (it may never read EOF): the
+                    // subject has that version now, e.g. for the refresh it does next.
+                    let whole = {
+                        let f = file.borrow();
+                        let r = f.read.as_ref().filter(|s| s.whole);
+                        r.filter(|_| f.what == Watched::Store)
+                            .and_then(|s| self.parsed_entries(&s.bytes))
+                    };
+                    if let Some(entries) = whole {
+                        self.saw(now, entries);
+                    }
                 }
             }
             Pending::Write { file, iov, offset } => {
@@ -587,23 +655,35 @@ impl Observed {
     }
 
     /// Start an in-place write on `file` if none is in progress (its content is the file's
-    /// current bytes); returns the write calls it has had.
+    /// current bytes); returns the write calls it has had. `restart`: this call starts the
+    /// file's content over (a truncate to 0, a write at offset 0), so an in-progress write that
+    /// has already had a write call is complete (its content is a version the file held) and
+    /// a new one begins.
     fn begin_in_place(
-        &self,
+        &mut self,
         t: &dyn Tracee,
         fd: i32,
         file: &Rc<RefCell<OpenFile>>,
         at: u64,
+        restart: bool,
     ) -> u32 {
-        let mut f = file.borrow_mut();
-        if let Some(w) = &f.write {
-            return w.calls;
+        let done = {
+            let mut f = file.borrow_mut();
+            match &f.write {
+                Some(w) if restart && w.calls > 0 => f.write.take(),
+                Some(w) => return w.calls,
+                None => None,
+            }
+        };
+        let what = file.borrow().what.clone();
+        if let Some(w) = done {
+            self.complete_write(&what, w);
         }
-        if f.what == Watched::Store {
+        if what == Watched::Store {
             self.store_write_begins();
         }
         let content = std::fs::read(format!("/proc/{}/fd/{fd}", t.tid())).unwrap_or_default();
-        f.write = Some(WriteSession {
+        file.borrow_mut().write = Some(WriteSession {
             begin_ns: at,
             op: self.op(),
             content,
@@ -615,30 +695,39 @@ impl Observed {
 
     /// The last descriptor of `file` closed: its read and its in-place write end.
     fn finish(&mut self, file: &Rc<RefCell<OpenFile>>) {
-        self.finish_read(file);
+        self.finish_read(file, true);
         let (what, w) = {
             let mut f = file.borrow_mut();
             (f.what.clone(), f.write.take())
         };
         if let Some(w) = w {
-            let hash = content_hash(&w.content);
-            let entries = match what {
-                Watched::Store => self.entries(&w.content),
-                Watched::External(_) => Vec::new(),
-            };
-            self.emit(
-                w.begin_ns,
-                Event::WriteBegin {
-                    op: w.op,
-                    hash: hash.clone(),
-                    file: what.file_name(),
-                },
-            );
-            self.wrote(w.last_ns.max(w.begin_ns), w.op, &what, hash, entries);
+            self.complete_write(&what, w);
         }
     }
 
-    fn finish_read(&mut self, file: &Rc<RefCell<OpenFile>>) {
+    /// An in-place write is complete: its `write_begin` and `write`, at the times it began and
+    /// had its last write call (which may be before now: the history is ordered by time).
+    fn complete_write(&mut self, what: &Watched, w: WriteSession) {
+        let hash = content_hash(&w.content);
+        let entries = match what {
+            Watched::Store => self.entries(&w.content),
+            Watched::External(_) => Vec::new(),
+        };
+        self.emit(
+            w.begin_ns,
+            Event::WriteBegin {
+                op: w.op,
+                hash: hash.clone(),
+                file: what.file_name(),
+            },
+        );
+        self.wrote(w.last_ns.max(w.begin_ns), w.op, what, hash, entries);
+    }
+
+    /// `file`'s read ends (at its time and in its operation); `pause`: this is the moment it
+    /// ended (its EOF or close), where `after_load` may hold the subject, not a later call that
+    /// found it ended.
+    fn finish_read(&mut self, file: &Rc<RefCell<OpenFile>>, pause: bool) {
         let (what, r) = {
             let mut f = file.borrow_mut();
             (f.what.clone(), f.read.take())
@@ -664,18 +753,18 @@ impl Observed {
         let loaded = what == Watched::Store && outcome == ReadOutcome::Parsed;
         if loaded {
             let entries = self.entries(&r.bytes);
-            self.seen = Some((hash.clone(), entries));
+            self.saw(r.last_ns, entries);
         }
         self.emit(
             r.last_ns,
             Event::Read {
-                op: self.op(),
+                op: r.op,
                 hash,
                 outcome,
                 file: what.file_name(),
             },
         );
-        if loaded {
+        if loaded && pause {
             // The worker applies it to the first such read of a `load_pool` only.
             self.pause(Pause::AfterLoad);
         }
@@ -690,7 +779,7 @@ impl Observed {
         entries: Vec<EntrySummary>,
     ) {
         if *what == Watched::Store {
-            self.seen = Some((hash.clone(), entries.clone()));
+            self.saw(at, entries.clone());
             self.persisted = match self.persisted {
                 (o, n) if o == op => (o, n + 1),
                 _ => (op, 1),
@@ -708,8 +797,20 @@ impl Observed {
         );
     }
 
+    /// The subject had a store version with `entries` at `at`.
+    fn saw(&mut self, at: u64, entries: Vec<EntrySummary>) {
+        if self.seen.as_ref().is_none_or(|(t, _)| *t <= at) {
+            self.seen = Some((at, entries));
+        }
+    }
+
     /// This provider's entries in store bytes (empty when they do not parse).
     fn entries(&self, bytes: &[u8]) -> Vec<EntrySummary> {
+        self.parsed_entries(bytes).unwrap_or_default()
+    }
+
+    /// This provider's entries in store bytes, if they parse.
+    fn parsed_entries(&self, bytes: &[u8]) -> Option<Vec<EntrySummary>> {
         serde_json::from_slice::<pool_core::store::Store>(bytes)
             .map(|s| {
                 s.entries(&self.cfg.provider)
@@ -717,7 +818,7 @@ impl Observed {
                     .map(pool_core::pool::summary)
                     .collect()
             })
-            .unwrap_or_default()
+            .ok()
     }
 
     /// A send on the issuer's socket: recognise a token request and hold it at
@@ -777,6 +878,13 @@ fn in_root(t: &dyn Tracee, path: &Path) -> PathBuf {
     let mut p = PathBuf::from(format!("/proc/{}/root", t.tid()));
     p.push(path.strip_prefix("/").unwrap_or(path));
     p
+}
+
+/// The size of the file a descriptor names.
+fn file_size(t: &dyn Tracee, fd: i32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{}/fd/{fd}", t.tid()))
+        .ok()
+        .map(|m| m.len())
 }
 
 /// A descriptor's file position, from `/proc/PID/fdinfo`.
@@ -857,6 +965,316 @@ mod tests {
         let req = b"POST /oauth/token HTTP/1.1\r\nHost: x\r\n\r\ngrant_type=refresh_token&refresh_token=r%2Bx+y";
         assert_eq!(refresh_token(req).as_deref(), Some("r+x y"));
         assert_eq!(refresh_token(b"POST /oauth/token HTTP/1.1\r\n"), None);
+    }
+
+    use std::collections::HashMap;
+    use std::fs::{File, OpenOptions};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    use std::sync::Mutex;
+
+    /// A traced process of the test: its descriptors are this test process's (so `/proc`
+    /// answers for them), its thread group is its own, its memory a map of buffers.
+    struct Fake {
+        tgid: i32,
+        mem: HashMap<u64, Vec<u8>>,
+    }
+
+    impl Tracee for Fake {
+        fn tid(&self) -> i32 {
+            std::process::id() as i32
+        }
+        fn tgid(&self) -> i32 {
+            self.tgid
+        }
+        fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
+            let b = self.mem.get(&addr).cloned().unwrap_or_default();
+            b[..len.min(b.len())].to_vec()
+        }
+    }
+
+    const PATH: u64 = 0x1000;
+    const BUF: u64 = 0x2000;
+
+    /// An observer of the store in a temporary directory; the events it emits, in order.
+    struct Rig {
+        obs: Observed,
+        op: Arc<AtomicU64>,
+        events: Arc<Mutex<Vec<Event>>>,
+        store: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let store = dir.path().join("auth.json");
+            std::fs::write(&store, b"{}").unwrap();
+            let events = Arc::new(Mutex::new(Vec::new()));
+            let ev = events.clone();
+            // A pause's sender is dropped at once: the observer goes on.
+            let sink: Sink = Box::new(move |r| {
+                if let Report::Event { event, .. } = r {
+                    ev.lock().unwrap().push(event);
+                }
+            });
+            let cfg = Config {
+                store: store.clone(),
+                external: Vec::new(),
+                issuer_port: 0,
+                provider: "anthropic".into(),
+            };
+            let op = Arc::new(AtomicU64::new(0));
+            Rig {
+                obs: Observed::new(cfg, sink, op.clone()),
+                op,
+                events,
+                store,
+                _dir: dir,
+            }
+        }
+
+        fn process(&self, tgid: i32) -> Fake {
+            let mut path = std::os::unix::ffi::OsStrExt::as_bytes(self.store.as_os_str()).to_vec();
+            path.push(0);
+            Fake {
+                tgid,
+                mem: HashMap::from([(PATH, path)]),
+            }
+        }
+
+        /// `p` opens the store (really, and through the observer): the file and its fd.
+        fn open(&mut self, p: &Fake, write: bool) -> (File, i32) {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(&self.store)
+                .unwrap();
+            let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+            let call = Call::Open {
+                dirfd: libc::AT_FDCWD,
+                path: PATH,
+                flags,
+            };
+            let pending = self.obs.entry(p, call).unwrap();
+            self.obs.exit(p, pending, f.as_raw_fd() as i64);
+            let fd = f.as_raw_fd();
+            (f, fd)
+        }
+
+        fn truncate(&mut self, p: &Fake, f: &File, len: u64) {
+            let fd = f.as_raw_fd();
+            let pending = self.obs.entry(p, Call::Truncate { fd, len }).unwrap();
+            f.set_len(len).unwrap();
+            self.obs.exit(p, pending, 0);
+        }
+
+        fn pwrite(&mut self, p: &mut Fake, f: &File, data: &[u8], at: u64) {
+            p.mem.insert(BUF, data.to_vec());
+            let call = Call::Write {
+                fd: f.as_raw_fd(),
+                iov: Iov::Buf(BUF, data.len() as u64),
+                offset: Some(at),
+            };
+            let pending = self.obs.entry(p, call).unwrap();
+            f.write_all_at(data, at).unwrap();
+            self.obs.exit(p, pending, data.len() as i64);
+        }
+
+        /// A `pread` of `len` bytes at `at`; what it read.
+        fn pread(&mut self, p: &mut Fake, f: &File, len: usize, at: u64) -> Vec<u8> {
+            let call = Call::Read {
+                fd: f.as_raw_fd(),
+                iov: Iov::Buf(BUF, len as u64),
+                offset: Some(at),
+            };
+            let pending = self.obs.entry(p, call).unwrap();
+            let mut buf = vec![0; len];
+            let n = f.read_at(&mut buf, at).unwrap();
+            buf.truncate(n);
+            p.mem.insert(BUF, buf.clone());
+            self.obs.exit(p, pending, n as i64);
+            buf
+        }
+
+        /// `p` POSTs refresh token `rt` to the issuer and gets a 200: the refresh's entry.
+        fn refresh(&mut self, p: &mut Fake, rt: &str) -> String {
+            const ADDR: u64 = 0x3000;
+            const REQ: u64 = 0x4000;
+            const RESP: u64 = 0x5000;
+            let mut sa = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+            sa.extend_from_slice(&[0; 14]); // port 0: the rig's issuer port
+            let req = format!(
+                "POST /oauth/token HTTP/1.1\r\n\r\ngrant_type=refresh_token&refresh_token={rt}"
+            );
+            let resp = b"HTTP/1.1 200 OK\r\n";
+            p.mem.insert(ADDR, sa);
+            p.mem.insert(REQ, req.clone().into_bytes());
+            p.mem.insert(RESP, resp.to_vec());
+            let connect = Call::Connect {
+                fd: 99,
+                addr: ADDR,
+                len: 16,
+            };
+            assert!(self.obs.entry(p, connect).is_none());
+            let send = Call::Write {
+                fd: 99,
+                iov: Iov::Buf(REQ, req.len() as u64),
+                offset: None,
+            };
+            assert!(self.obs.entry(p, send).is_none());
+            let recv = Call::Read {
+                fd: 99,
+                iov: Iov::Buf(RESP, 64),
+                offset: None,
+            };
+            let pending = self.obs.entry(p, recv).unwrap();
+            self.obs.exit(p, pending, resp.len() as i64);
+            let last = self.events.lock().unwrap().pop();
+            match last {
+                Some(Event::Refresh { entry, .. }) => entry,
+                other => panic!("not a refresh: {other:?}"),
+            }
+        }
+
+        fn close(&mut self, p: &Fake, fd: i32) {
+            assert!(self.obs.entry(p, Call::Close { fd }).is_none());
+        }
+
+        /// (kind, op, hash) of every read and write emitted so far.
+        fn seen(&self) -> Vec<(&'static str, u64, String)> {
+            self.events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Read { op, hash, .. } => Some(("read", *op, hash.clone())),
+                    Event::Write { op, hash, .. } => Some(("write", *op, hash.clone())),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    const V1: &[u8] = br#"{"credential_pool":{"anthropic":[]},"v":1}"#;
+    const V2: &[u8] = br#"{"credential_pool":{"anthropic":[]},"v":22}"#;
+
+    #[test]
+    fn each_truncate_and_write_cycle_on_a_kept_descriptor_is_its_own_write() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let mut b = rig.process(20);
+        let (wf, wfd) = rig.open(&a, true);
+        // Operation 1 of the writer: truncate, write V1 (ftruncate + pwrite at 0).
+        rig.op.store(1, Ordering::SeqCst);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, V1, 0);
+        // Another process reads V1 whole, to EOF.
+        rig.op.store(0, Ordering::SeqCst);
+        let (rf, rfd) = rig.open(&b, false);
+        assert_eq!(rig.pread(&mut b, &rf, 4096, 0), V1);
+        assert!(rig.pread(&mut b, &rf, 4096, V1.len() as u64).is_empty());
+        rig.close(&b, rfd);
+        // Operation 2 of the writer, through the same descriptor: write V2 the same way,
+        // then (Python's `seek(0); write(); truncate()`) once more with V1's bytes.
+        rig.op.store(2, Ordering::SeqCst);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, V2, 0);
+        rig.op.store(3, Ordering::SeqCst);
+        rig.pwrite(&mut a, &wf, V1, 0);
+        rig.truncate(&a, &wf, V1.len() as u64);
+        rig.close(&a, wfd);
+        let (h1, h2) = (content_hash(V1), content_hash(V2));
+        assert_eq!(
+            rig.seen(),
+            vec![
+                ("read", 0, h1.clone()),
+                ("write", 1, h1.clone()),
+                ("write", 2, h2),
+                ("write", 3, h1),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_write_in_chunks_after_a_truncate_is_one_write() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let (wf, wfd) = rig.open(&a, true);
+        rig.truncate(&a, &wf, 0);
+        for (i, chunk) in V2.chunks(8).enumerate() {
+            rig.pwrite(&mut a, &wf, chunk, 8 * i as u64);
+        }
+        rig.close(&a, wfd);
+        assert_eq!(rig.seen(), vec![("write", 0, content_hash(V2))]);
+    }
+
+    #[test]
+    fn reads_of_exactly_the_size_on_a_kept_descriptor_are_each_a_read() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let mut b = rig.process(20);
+        std::fs::write(&rig.store, V1).unwrap();
+        let (rf, rfd) = rig.open(&b, false);
+        // A read of exactly the file's size, never reading EOF...
+        rig.op.store(1, Ordering::SeqCst);
+        assert_eq!(rig.pread(&mut b, &rf, V1.len(), 0), V1);
+        // ...then another process writes V2, and the reader reads again from 0: first a
+        // prefix (a peek, dropped: not the whole file), then the whole of it.
+        rig.op.store(2, Ordering::SeqCst);
+        let (wf, wfd) = rig.open(&a, true);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, V2, 0);
+        rig.close(&a, wfd);
+        rig.op.store(3, Ordering::SeqCst);
+        assert_eq!(rig.pread(&mut b, &rf, 4, 0), &V2[..4]);
+        assert_eq!(rig.pread(&mut b, &rf, V2.len(), 0), V2);
+        rig.op.store(0, Ordering::SeqCst);
+        rig.close(&b, rfd);
+        let (h1, h2) = (content_hash(V1), content_hash(V2));
+        assert_eq!(
+            rig.seen(),
+            // Emitted in this order: the first read is found ended at the third's start.
+            vec![("write", 2, h2.clone()), ("read", 1, h1), ("read", 3, h2)]
+        );
+    }
+
+    #[test]
+    fn a_refresh_after_a_whole_read_that_has_not_ended_is_for_that_reads_entry() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let store = br#"{"version":1,"credential_pool":{"anthropic":[{"id":"e1","label":"x","auth_type":"oauth","priority":0,"source":"manual","refresh_token":"rt-1"}]}}"#;
+        std::fs::write(&rig.store, store).unwrap();
+        let (rf, _rfd) = rig.open(&a, true);
+        rig.op.store(1, Ordering::SeqCst);
+        assert_eq!(rig.pread(&mut a, &rf, store.len(), 0), store);
+        // The read of exactly the file's size has not ended (no EOF, no close) when the
+        // process POSTs the refresh token it holds.
+        assert_eq!(rig.refresh(&mut a, "rt-1"), "e1");
+    }
+
+    /// A store with entry e1 holding refresh token `rt`.
+    fn store_with(rt: &str) -> Vec<u8> {
+        format!(r#"{{"version":1,"credential_pool":{{"anthropic":[{{"id":"e1","auth_type":"oauth","refresh_token":"{rt}"}}]}}}}"#).into_bytes()
+    }
+
+    #[test]
+    fn a_write_emitted_late_does_not_hide_a_newer_version_from_a_refresh() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let mut b = rig.process(11); // another process of the same subject's tree
+        let (wf, _wfd) = rig.open(&a, true);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, &store_with("rt-0"), 0);
+        // The other process rotates the token and writes (complete at its close)...
+        let (bf, bfd) = rig.open(&b, true);
+        rig.truncate(&b, &bf, 0);
+        rig.pwrite(&mut b, &bf, &store_with("rt-1"), 0);
+        rig.close(&b, bfd);
+        // ...then the first starts its next write, which completes its first one (older),
+        // and POSTs the newer token.
+        rig.truncate(&a, &wf, 0);
+        assert_eq!(rig.refresh(&mut a, "rt-1"), "e1");
     }
 
     #[test]

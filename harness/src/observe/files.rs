@@ -36,6 +36,11 @@ pub struct ReadSession {
     pub bytes: Vec<u8>,
     /// When the last read call returned.
     pub last_ns: u64,
+    /// The operation in flight at the last read call.
+    pub op: u64,
+    /// At the last read call's return the bytes read reached the file's size: the read had
+    /// the whole file, even if it never read EOF.
+    pub whole: bool,
 }
 
 /// An in-place write: the file's content as this writer's calls left it.
