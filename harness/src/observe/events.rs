@@ -89,6 +89,16 @@ pub enum Call {
         fd: i32,
         len: u64,
     },
+    /// sendfile, copy_file_range, splice: the kernel copies up to `len` bytes from `src` to
+    /// `dst`; an offset is a pointer to the tracee's `loff_t` (`None`: the descriptor's own
+    /// position).
+    Copy {
+        src: i32,
+        src_off: Option<u64>,
+        dst: i32,
+        dst_off: Option<u64>,
+        len: u64,
+    },
     Rename {
         olddir: i32,
         old: u64,
@@ -144,6 +154,8 @@ pub enum Pending {
         fd: i32,
         iov: Iov,
         offset: u64,
+        /// The file's size at the call's entry.
+        size_before: Option<u64>,
     },
     Write {
         file: Rc<RefCell<OpenFile>>,
@@ -160,6 +172,13 @@ pub enum Pending {
     Truncate {
         file: Rc<RefCell<OpenFile>>,
         len: u64,
+    },
+    /// A copy into `file` at `offset`; `bytes`: the source's bytes there, read at the entry
+    /// (`None`: the source is not a regular file, or could not be read).
+    Copy {
+        file: Rc<RefCell<OpenFile>>,
+        offset: u64,
+        bytes: Option<Vec<u8>>,
     },
     Rename {
         what: Watched,
@@ -286,6 +305,7 @@ impl Observed {
                         fd,
                         iov,
                         offset,
+                        size_before: file_size(t, fd),
                     })
                 }
                 Fd::Issuer(sock) => Some(Pending::Recv { sock, iov }),
@@ -326,6 +346,37 @@ impl Observed {
                 }
                 Fd::Issuer(_) => None,
             },
+            Call::Copy {
+                src,
+                src_off,
+                dst,
+                dst_off,
+                len,
+            } => {
+                let Fd::File(file) = self.tables.get(tgid, dst)? else {
+                    return None;
+                };
+                let offset = match dst_off {
+                    Some(p) => word(t, p)?,
+                    None => position(t, dst)?,
+                };
+                // The source's bytes, read while the subject is stopped at the call (as a
+                // renamed file's are): what the kernel copies when it resumes.
+                let bytes = match src_off {
+                    Some(p) => word(t, p),
+                    None => position(t, src),
+                }
+                .and_then(|at| read_regular(t, src, at, len));
+                let calls = self.begin_in_place(t, dst, &file, now_ns(), offset == 0);
+                if calls > 0 && file.borrow().what == Watched::Store {
+                    self.pause(Pause::MidWrite);
+                }
+                Some(Pending::Copy {
+                    file,
+                    offset,
+                    bytes,
+                })
+            }
             Call::Rename {
                 olddir,
                 old,
@@ -430,6 +481,7 @@ impl Observed {
                             content: Vec::new(),
                             calls: 0,
                             last_ns: now,
+                            unknown: false,
                         });
                         let f = OpenFile {
                             what,
@@ -458,6 +510,7 @@ impl Observed {
                 fd,
                 iov,
                 offset,
+                size_before,
             } => {
                 if ret < 0 {
                     return;
@@ -482,6 +535,7 @@ impl Observed {
                 }
                 let op = self.op();
                 let size = if n > 0 { file_size(t, fd) } else { None };
+                let short = asked(t, iov).is_some_and(|a| (n as u64) < a);
                 let done = {
                     let mut f = file.borrow_mut();
                     if n > 0 {
@@ -499,9 +553,10 @@ impl Observed {
                             _ => f.read = None,
                         }
                         if let Some(s) = &mut f.read {
+                            let len = Some(s.bytes.len() as u64);
                             s.last_ns = now;
                             s.op = op;
-                            s.whole = size == Some(s.bytes.len() as u64);
+                            s.whole = short || size == len || size_before == len;
                         }
                         false
                     } else {
@@ -512,9 +567,13 @@ impl Observed {
                                 ..ReadSession::default()
                             });
                         }
-                        f.read
-                            .as_ref()
-                            .is_some_and(|s| s.bytes.len() as u64 == offset)
+                        match &mut f.read {
+                            Some(s) if s.bytes.len() as u64 == offset => {
+                                s.whole = true;
+                                true
+                            }
+                            _ => false,
+                        }
                     }
                 };
                 if done {
@@ -545,6 +604,28 @@ impl Observed {
                         w.content.resize(at + bytes.len(), 0);
                     }
                     w.content[at..at + bytes.len()].copy_from_slice(&bytes);
+                    w.calls += 1;
+                    w.last_ns = now;
+                }
+            }
+            Pending::Copy {
+                file,
+                offset,
+                bytes,
+            } => {
+                if ret <= 0 {
+                    return;
+                }
+                let n = ret as usize;
+                if let Some(w) = &mut file.borrow_mut().write {
+                    let at = offset as usize;
+                    if w.content.len() < at + n {
+                        w.content.resize(at + n, 0);
+                    }
+                    match bytes.as_deref().and_then(|b| b.get(..n)) {
+                        Some(b) => w.content[at..at + n].copy_from_slice(b),
+                        None => w.unknown = true,
+                    }
                     w.calls += 1;
                     w.last_ns = now;
                 }
@@ -689,6 +770,7 @@ impl Observed {
             content,
             calls: 0,
             last_ns: at,
+            unknown: false,
         });
         0
     }
@@ -707,7 +789,20 @@ impl Observed {
 
     /// An in-place write is complete: its `write_begin` and `write`, at the times it began and
     /// had its last write call (which may be before now: the history is ordered by time).
+    /// A write with bytes of unknown content is only begun (its `write_begin`, with a hash
+    /// no content has): the checkers take its content as unknown from then on.
     fn complete_write(&mut self, what: &Watched, w: WriteSession) {
+        if w.unknown {
+            self.emit(
+                w.begin_ns,
+                Event::WriteBegin {
+                    op: w.op,
+                    hash: UNKNOWN.into(),
+                    file: what.file_name(),
+                },
+            );
+            return;
+        }
         let hash = content_hash(&w.content);
         let entries = match what {
             Watched::Store => self.entries(&w.content),
@@ -732,7 +827,10 @@ impl Observed {
             let mut f = file.borrow_mut();
             (f.what.clone(), f.read.take())
         };
-        let Some(r) = r else { return };
+        // A read that stopped short of the file's end read no version: dropped.
+        let Some(r) = r.filter(|r| r.whole) else {
+            return;
+        };
         let hash = content_hash(&r.bytes);
         let outcome = if r.bytes.is_empty() {
             ReadOutcome::Corrupt("the file is empty".into())
@@ -878,6 +976,45 @@ fn in_root(t: &dyn Tracee, path: &Path) -> PathBuf {
     let mut p = PathBuf::from(format!("/proc/{}/root", t.tid()));
     p.push(path.strip_prefix("/").unwrap_or(path));
     p
+}
+
+/// The hash of a write whose content is unknown: not a content hash (those are hex).
+pub const UNKNOWN: &str = "unknown";
+
+/// A `u64` in the tracee's memory.
+fn word(t: &dyn Tracee, addr: u64) -> Option<u64> {
+    let b = t.read_mem(addr, 8);
+    (b.len() == 8).then(|| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+}
+
+/// Up to `len` bytes at `at` of the regular file descriptor `fd` names (`None` for a pipe, a
+/// socket, anything else).
+fn read_regular(t: &dyn Tracee, fd: i32, at: u64, len: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let link = format!("/proc/{}/fd/{fd}", t.tid());
+    // Checked before opening: opening a pipe's link could block, or take its data.
+    std::fs::metadata(&link).ok().filter(|m| m.is_file())?;
+    let f = std::fs::File::open(&link).ok()?;
+    let size = f.metadata().ok()?.len();
+    let mut buf = vec![0; size.saturating_sub(at).min(len) as usize];
+    f.read_exact_at(&mut buf, at).ok()?;
+    Some(buf)
+}
+
+/// How many bytes a read call asked for.
+fn asked(t: &dyn Tracee, iov: Iov) -> Option<u64> {
+    match iov {
+        Iov::Buf(_, len) => Some(len),
+        Iov::Vec(addr, count) => {
+            let count = (count as usize).min(1024);
+            let raw = t.read_mem(addr, count * 16);
+            (raw.len() == count * 16).then(|| {
+                raw.chunks_exact(16)
+                    .map(|c| u64::from_ne_bytes(c[8..].try_into().expect("8 bytes")))
+                    .fold(0u64, u64::saturating_add)
+            })
+        }
+    }
 }
 
 /// The size of the file a descriptor names.
@@ -1062,6 +1199,40 @@ mod tests {
             (f, fd)
         }
 
+        /// `p` opens the store `O_WRONLY | O_TRUNC` (shutil.copyfile's destination).
+        fn open_trunc(&mut self, p: &Fake) -> (File, i32) {
+            let call = Call::Open {
+                dirfd: libc::AT_FDCWD,
+                path: PATH,
+                flags: libc::O_WRONLY | libc::O_TRUNC,
+            };
+            let pending = self.obs.entry(p, call).unwrap();
+            let f = File::create(&self.store).unwrap();
+            self.obs.exit(p, pending, f.as_raw_fd() as i64);
+            let fd = f.as_raw_fd();
+            (f, fd)
+        }
+
+        /// `p` copies `src` (from offset 0) into `dst` at its position, as `sendfile` does:
+        /// the observer sees the call, never the bytes.
+        fn sendfile(&mut self, p: &mut Fake, dst: &mut File, src: &File) {
+            use std::io::{Read, Write};
+            const OFF: u64 = 0x6000;
+            p.mem.insert(OFF, 0u64.to_ne_bytes().to_vec());
+            let call = Call::Copy {
+                src: src.as_raw_fd(),
+                src_off: Some(OFF),
+                dst: dst.as_raw_fd(),
+                dst_off: None,
+                len: 1 << 23,
+            };
+            let pending = self.obs.entry(p, call).unwrap();
+            let mut bytes = Vec::new();
+            (&*src).read_to_end(&mut bytes).unwrap();
+            dst.write_all(&bytes).unwrap();
+            self.obs.exit(p, pending, bytes.len() as i64);
+        }
+
         fn truncate(&mut self, p: &Fake, f: &File, len: u64) {
             let fd = f.as_raw_fd();
             let pending = self.obs.entry(p, Call::Truncate { fd, len }).unwrap();
@@ -1139,6 +1310,19 @@ mod tests {
 
         fn close(&mut self, p: &Fake, fd: i32) {
             assert!(self.obs.entry(p, Call::Close { fd }).is_none());
+        }
+
+        /// The hashes of the `write_begin`s emitted so far.
+        fn begun(&self) -> Vec<String> {
+            self.events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::WriteBegin { hash, .. } => Some(hash.clone()),
+                    _ => None,
+                })
+                .collect()
         }
 
         /// (kind, op, hash) of every read and write emitted so far.
@@ -1275,6 +1459,90 @@ mod tests {
         // and POSTs the newer token.
         rig.truncate(&a, &wf, 0);
         assert_eq!(rig.refresh(&mut a, "rt-1"), "e1");
+    }
+
+    #[test]
+    fn a_read_that_stops_before_the_end_is_no_read() {
+        let mut rig = Rig::new();
+        let mut b = rig.process(20);
+        std::fs::write(&rig.store, V2).unwrap();
+        // A peek at the first bytes, closed: no read.
+        let (rf, rfd) = rig.open(&b, false);
+        assert_eq!(rig.pread(&mut b, &rf, 16, 0), &V2[..16]);
+        rig.close(&b, rfd);
+        // A reader cut off by its process's exit in the middle: no read.
+        let (rf2, _) = rig.open(&b, false);
+        rig.pread(&mut b, &rf2, 8, 0);
+        rig.pread(&mut b, &rf2, 8, 8);
+        rig.obs.process_gone(20);
+        assert_eq!(rig.seen(), vec![]);
+        // A read that got fewer bytes than it asked for reached the end, even without EOF.
+        let (rf3, rfd3) = rig.open(&b, false);
+        rig.op.store(1, Ordering::SeqCst);
+        assert_eq!(rig.pread(&mut b, &rf3, 4096, 0), V2);
+        rig.close(&b, rfd3);
+        assert_eq!(rig.seen(), vec![("read", 1, content_hash(V2))]);
+    }
+
+    #[test]
+    fn a_read_to_the_end_during_an_in_place_write_is_a_read_of_what_it_found() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let mut b = rig.process(20);
+        let half = &V2[..V2.len() / 2];
+        let (wf, _wfd) = rig.open(&a, true);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, half, 0);
+        // Mid-write, one reader reads to EOF, another gets a short read and closes: both read
+        // the half-written file (a torn read, for the checker to find).
+        let (rf, rfd) = rig.open(&b, false);
+        assert_eq!(rig.pread(&mut b, &rf, 8, 0), &half[..8]);
+        assert_eq!(rig.pread(&mut b, &rf, 4096, 8), &half[8..]);
+        assert!(rig.pread(&mut b, &rf, 4096, half.len() as u64).is_empty());
+        rig.close(&b, rfd);
+        let (rf, rfd) = rig.open(&b, false);
+        assert_eq!(rig.pread(&mut b, &rf, 4096, 0), half);
+        rig.close(&b, rfd);
+        let h = content_hash(half);
+        assert_eq!(rig.seen(), vec![("read", 0, h.clone()), ("read", 0, h)]);
+    }
+
+    #[test]
+    fn a_copy_into_the_store_is_a_write_of_the_sources_bytes() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let tmp = rig.store.with_file_name("auth.json.tmp");
+        std::fs::write(&tmp, V2).unwrap();
+        let src = File::open(&tmp).unwrap();
+        let (mut dst, dfd) = rig.open_trunc(&a);
+        rig.sendfile(&mut a, &mut dst, &src);
+        rig.close(&a, dfd);
+        assert_eq!(std::fs::read(&rig.store).unwrap(), V2);
+        assert_eq!(rig.seen(), vec![("write", 0, content_hash(V2))]);
+    }
+
+    #[test]
+    fn a_copy_from_a_source_that_cannot_be_read_is_a_write_of_unknown_content() {
+        let mut rig = Rig::new();
+        let a = rig.process(10);
+        // A socket as the source (as `splice` from a pipe): its bytes cannot be read aside.
+        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut tx, V2).unwrap();
+        let (mut dst, dfd) = rig.open_trunc(&a);
+        let call = Call::Copy {
+            src: rx.as_raw_fd(),
+            src_off: None,
+            dst: dst.as_raw_fd(),
+            dst_off: None,
+            len: 4096,
+        };
+        let pending = rig.obs.entry(&a, call).unwrap();
+        std::io::Write::write_all(&mut dst, V2).unwrap();
+        rig.obs.exit(&a, pending, V2.len() as i64);
+        rig.close(&a, dfd);
+        // Begun, never completed: no write of the empty file, no content claimed.
+        assert_eq!(rig.seen(), vec![]);
+        assert_eq!(rig.begun(), vec![UNKNOWN.to_string()]);
     }
 
     #[test]

@@ -38,8 +38,11 @@ pub struct ReadSession {
     pub last_ns: u64,
     /// The operation in flight at the last read call.
     pub op: u64,
-    /// At the last read call's return the bytes read reached the file's size: the read had
-    /// the whole file, even if it never read EOF.
+    /// The read reached the file's end: a call returned 0 at its end or fewer bytes than it
+    /// asked for, or the bytes read reached the file's size at the entry or the return of the
+    /// last call (a `pread` of exactly `st_size` that never reads EOF). Only such a read is a
+    /// read of a version: one that stopped short (a peek at a prefix, a reader cut off by its
+    /// process's exit) is dropped.
     pub whole: bool,
 }
 
@@ -55,6 +58,9 @@ pub struct WriteSession {
     pub calls: u32,
     /// When the last write call returned (the write's completion).
     pub last_ns: u64,
+    /// Some of its bytes came by a copy whose source could not be read (`splice` from a pipe,
+    /// say): its content is unknown, and it is reported as begun and never completed.
+    pub unknown: bool,
 }
 
 /// One open file description of a watched file.

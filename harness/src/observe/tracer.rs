@@ -168,6 +168,20 @@ fn decode(r: &libc::user_regs_struct) -> Call {
             Call::Dup { fd, onto: None }
         }
         libc::SYS_ftruncate => Call::Truncate { fd, len: a1 },
+        libc::SYS_sendfile => Call::Copy {
+            src: a1 as i32,
+            src_off: (a2 != 0).then_some(a2),
+            dst: fd,
+            dst_off: None,
+            len: a3,
+        },
+        libc::SYS_copy_file_range | libc::SYS_splice => Call::Copy {
+            src: fd,
+            src_off: (a1 != 0).then_some(a1),
+            dst: a2 as i32,
+            dst_off: (a3 != 0).then_some(a3),
+            len: r.r8,
+        },
         libc::SYS_flock => Call::Lock {
             fd,
             kind: LockCall::Flock(a1 as i32),
