@@ -289,6 +289,82 @@ fn a_pool_that_keeps_its_store_descriptor_open_is_clean_observed() {
     }
 }
 
+/// A correct pool (`keepfd_pool.py`'s logic under its flock) with switches for I/O the observer
+/// once mistook: `--sniff` peeks at the store's first 16 bytes before each read, `--copyfile`
+/// writes by `shutil.copyfile` (`sendfile(2)`), `--watcher` re-reads the store lock-free from a
+/// thread that the process's exit cuts off mid-read.
+const COPYIO: &str = "python3 subjects/python/copyio_pool.py";
+
+/// Per subject process of a kept run: (event kind, hash) -> count.
+fn events_by_process(
+    keep: &std::path::Path,
+) -> Vec<std::collections::BTreeMap<(String, String), usize>> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(keep.join("logs")).unwrap() {
+        let p = f.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap();
+        let proc = name
+            .strip_prefix('p')
+            .and_then(|n| n.strip_suffix(".jsonl"));
+        if proc.is_none_or(|n| n == "0" || n.parse::<u32>().is_err()) {
+            continue;
+        }
+        let mut evs = std::collections::BTreeMap::new();
+        for line in std::fs::read_to_string(&p).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if let Some(ev) = v["event"]["ev"].as_str() {
+                let hash = v["event"]["hash"].as_str().unwrap_or("").to_string();
+                *evs.entry((ev.to_string(), hash)).or_default() += 1;
+            }
+        }
+        out.push(evs);
+    }
+    out
+}
+
+#[test]
+fn prefix_peeks_reads_cut_off_at_exit_and_sendfile_copies_are_judged_clean_observed() {
+    const EMPTY: &str = "e3b0c44298fc1c14";
+    for mode in ["--sniff", "--copyfile", "--watcher"] {
+        for sc in ["refresh-race", "lost-update"] {
+            let dir = tempfile::tempdir().unwrap();
+            let keep = dir.path().join("run");
+            let r = run(
+                &format!("{COPYIO} {mode}"),
+                sc,
+                &["--observe", "syscalls", "--keep", keep.to_str().unwrap()],
+            );
+            // A 16-byte peek, or a read the exit cut off, is no read of the store; a copy's
+            // bytes are the source's, not the empty file the truncating open left.
+            assert_eq!(r["verdict"], "clean", "{mode} {sc}: {r}");
+            // Clean because the reads and writes were seen: every operation's whole read
+            // (the watcher's whole reads come on top), and the copies as writes.
+            let mut writes = 0;
+            for evs in events_by_process(&keep) {
+                let n = |ev: &str| -> usize {
+                    evs.iter()
+                        .filter(|((e, _), _)| e == ev)
+                        .map(|(_, c)| c)
+                        .sum()
+                };
+                let ops = n("op_begin");
+                assert!(ops > 0, "{mode} {sc}: {evs:?}");
+                if mode == "--watcher" {
+                    assert!(n("read") >= ops, "{mode} {sc}: {evs:?}");
+                } else {
+                    assert_eq!(n("read"), ops, "{mode} {sc}: {evs:?}");
+                }
+                assert!(
+                    !evs.contains_key(&("write".into(), EMPTY.into())),
+                    "{mode} {sc}: {evs:?}"
+                );
+                writes += n("write");
+            }
+            assert!(writes > 0, "{mode} {sc}: no write seen");
+        }
+    }
+}
+
 #[test]
 fn observed_locks_are_in_the_history_with_their_file() {
     let dir = tempfile::tempdir().unwrap();
