@@ -12,6 +12,11 @@ use std::path::Path;
 use pool_core::world::{EntrySummary, Event};
 use serde::{Deserialize, Serialize};
 
+/// The hash of a write whose content is unknown (`write_begin` only, never completed): the
+/// syscall observer's for an in-place write that a copy from a source it could not read
+/// (`splice` from a pipe) wrote into. No content hash is this (they are hex digits).
+pub const UNKNOWN_CONTENT: &str = "unknown";
+
 /// A process in a run: workers count from 1; 0 is the harness itself (setup and final check).
 pub type ProcId = u32;
 

@@ -5,12 +5,15 @@
 //! (the harness's initial ones included) ever began or completed, at any time in the run. A
 //! begun write counts: a process killed between its rename and its completion record left
 //! bytes that a write did produce. So does a machine crash: a read after it of what it left is
-//! not torn (a store the crash left corrupt is `corrupt_store`'s).
+//! not torn (a store the crash left corrupt is `corrupt_store`'s). A read that parses is not
+//! judged once a write of unknown content ([`UNKNOWN_CONTENT`]: the syscall observer could not
+//! read what a copy put into the file) of that file has begun before it: its bytes may be that
+//! write's. A read that does not parse is judged all the same.
 
 use pool_core::world::{Event, ReadOutcome};
 
 use super::{scrub, short, Finding, Index};
-use crate::history::{Ev, History};
+use crate::history::{Ev, History, UNKNOWN_CONTENT};
 
 pub fn check(h: &History) -> Finding {
     find(&Index::new(h))
@@ -40,6 +43,9 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
             _ if left_by_crash => continue,
             ReadOutcome::Corrupt(detail) => format!("does not parse ({})", scrub(detail)),
             ReadOutcome::Parsed if !ix.produced.contains(&(file.as_deref(), hash.as_str())) => {
+                if unknown_write_before(ix, i, file.as_deref()) {
+                    continue;
+                }
                 "parses, but no write ever produced these bytes".to_string()
             }
             _ => continue,
@@ -71,6 +77,14 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         witness = Some(s.finish());
     }
     Finding { count, witness }
+}
+
+/// Whether a write of unknown content of `file` began before record `i`.
+fn unknown_write_before(ix: &Index<'_>, i: usize, file: Option<&str>) -> bool {
+    ix.h.records[..i].iter().any(|r| {
+        matches!(&r.ev, Ev::Pool { event: Event::WriteBegin { hash, file: f, .. } }
+            if hash == UNKNOWN_CONTENT && f.as_deref() == file)
+    })
 }
 
 #[cfg(test)]
@@ -130,6 +144,20 @@ mod tests {
     fn a_read_of_a_begun_write_that_never_completed_is_not_torn() {
         let h = base().write_begin(2, 1, "h1").read(1, 1, "h1").build();
         assert_eq!(check(&h), Finding::none());
+    }
+
+    /// An observed copy from a pipe into the store: its content is unknown, so a read after
+    /// it began may be of its bytes; a read before it, or one that does not parse, is torn.
+    #[test]
+    fn a_parsed_read_after_a_write_of_unknown_content_began_is_not_judged() {
+        let h = base()
+            .read(1, 1, "h7")
+            .write_begin(2, 1, UNKNOWN_CONTENT)
+            .read(1, 1, "h8")
+            .read_corrupt(1, 1, "h9", "EOF")
+            .build();
+        let f = check(&h);
+        assert_eq!(f.count, 2, "{f:?}");
     }
 
     #[test]

@@ -4,18 +4,26 @@
 //! points, held until the worker releases them.
 //!
 //! - A read of a watched file is the bytes read from offset 0 through one open file, finished
-//!   at the call that returns 0 (EOF), at the last close, or, when those bytes reached the
-//!   file's size at the return of its last call (a `pread` of exactly `st_size` that never
-//!   reads EOF), at the next read from offset 0 through that open file. A read that skipped
-//!   bytes, or that is followed by a read from offset 0 before it reached the file's size (a
-//!   peek at a prefix), is dropped (not a whole version). Its hash is that of those bytes; it is
-//!   `parsed` when they parse as a store (or, for an external file, as JSON). Its operation is
-//!   the one in flight at its last call.
+//!   at the call that returns 0 (EOF), at the last close (or the process's exit), or at the
+//!   next read from offset 0 through that open file. It is emitted only if it reached the
+//!   file's end: a call returned 0 or fewer bytes than it asked for, or its bytes reached the
+//!   file's size at the entry or the return of its last call (a `pread` of exactly `st_size`
+//!   that never reads EOF). A read that skipped bytes, or that stopped short of the end (a
+//!   peek at a prefix, closed or restarted at 0; a reader cut off by its process's exit), is
+//!   dropped (not a whole version). Not guaranteed: a read of exactly the size it was told
+//!   whose file another process resized during that very call looks short and is dropped. Its
+//!   hash is that of those bytes; it is `parsed` when they parse as a store (or, for an
+//!   external file, as JSON). Its operation is the one in flight at its last call.
 //! - A write by `rename(2)` onto a watched path begins at the call (after `before_rename`) and
 //!   completes at its successful return; its bytes are the renamed file's, read while the
 //!   subject is stopped at the call. An in-place write begins at the truncating open (or the
-//!   first write call or `ftruncate` of an open file that has none in progress), is the content
-//!   its own calls leave, and completes at its last write call. It is reported when it is known
+//!   first write call, copy or `ftruncate` of an open file that has none in progress), is the
+//!   content its own calls leave, and completes at its last write call. A copy into the file
+//!   (`sendfile`, `copy_file_range`, `splice`) is a write call whose bytes are the source's,
+//!   read from the source file while the subject is stopped at the call (as a renamed file's
+//!   are); when the source is not a regular file (a pipe) they cannot be, and the write is
+//!   emitted as begun only, with hash [`UNKNOWN_CONTENT`]: its content is unknown. Not taken
+//!   from the file at the close: another process may have written since. It is reported when it is known
 //!   to be complete: when its last descriptor closes (or its process exits), or when a call
 //!   through the same open file starts the content over after it has had a write call: an
 //!   `ftruncate` to length 0, or a write call at offset 0. That call begins the next write.
@@ -55,7 +63,7 @@ use super::files::{
     Fd, OpenFile, ReadSession, Socket, Tables, Watched, WriteSession, REQUEST_PREFIX,
 };
 use super::{canonical, Config, Report, Sink};
-use crate::history::now_ns;
+use crate::history::{now_ns, UNKNOWN_CONTENT};
 
 /// A stopped call, decoded. Addresses and lengths are the tracee's.
 #[derive(Debug)]
@@ -797,7 +805,7 @@ impl Observed {
                 w.begin_ns,
                 Event::WriteBegin {
                     op: w.op,
-                    hash: UNKNOWN.into(),
+                    hash: UNKNOWN_CONTENT.into(),
                     file: what.file_name(),
                 },
             );
@@ -977,9 +985,6 @@ fn in_root(t: &dyn Tracee, path: &Path) -> PathBuf {
     p.push(path.strip_prefix("/").unwrap_or(path));
     p
 }
-
-/// The hash of a write whose content is unknown: not a content hash (those are hex).
-pub const UNKNOWN: &str = "unknown";
 
 /// A `u64` in the tracee's memory.
 fn word(t: &dyn Tracee, addr: u64) -> Option<u64> {
@@ -1542,7 +1547,7 @@ mod tests {
         rig.close(&a, dfd);
         // Begun, never completed: no write of the empty file, no content claimed.
         assert_eq!(rig.seen(), vec![]);
-        assert_eq!(rig.begun(), vec![UNKNOWN.to_string()]);
+        assert_eq!(rig.begun(), vec![UNKNOWN_CONTENT.to_string()]);
     }
 
     #[test]
