@@ -71,7 +71,7 @@ pub enum Cmd {
         seed: Option<u64>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
-        /// Run in DIR and keep the store, logs and ledger there (default: a temp dir, removed).
+        /// Run in DIR and keep the store, logs and ledger there; DIR must be new or empty (default: a temp dir, removed).
         #[arg(long, value_name = "DIR")]
         keep: Option<std::path::PathBuf>,
         /// At most two iterations per process (as `matrix --quick` and `gate --quick` run).

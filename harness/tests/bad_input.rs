@@ -240,3 +240,39 @@ fn a_store_in_a_read_only_directory_runs_and_nothing_is_written_there() {
     assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 1);
     assert_eq!(std::fs::read_to_string(&store).unwrap(), VALID);
 }
+
+/// `--keep DIR` on a directory that already holds a run is refused: its logs would be judged
+/// with the new run's (two runs' histories as one: false lost updates), and its files
+/// overwritten. The earlier run is left as it was.
+#[test]
+fn keeping_a_run_in_a_directory_that_holds_another_is_refused_and_it_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("run");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_poolcheck"))
+            .args([
+                "run",
+                "-q",
+                "--scenario",
+                "lost-update",
+                "--strategy",
+                "flock-txn",
+            ])
+            .args(["--format", "json", "--keep", keep.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(0));
+    let store = std::fs::read(keep.join("auth.json")).unwrap();
+    let p0 = std::fs::read(keep.join("logs/p0.jsonl")).unwrap();
+    let again = run();
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains(keep.to_str().unwrap()) && err.contains("not empty"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(keep.join("auth.json")).unwrap(), store);
+    assert_eq!(std::fs::read(keep.join("logs/p0.jsonl")).unwrap(), p0);
+}

@@ -1,8 +1,9 @@
 //! `partial_sync_read`: a read saw an intermediate state of another process's multi-write
 //! operation (race 3, #8040 as filed).
 //!
-//! A `Read` by process p whose content hash is that of a `Write` by another process q which
-//! was not the last write of q's operation (q's op wrote again later), and whose entries
+//! A `Read` by process p whose content hash is that of a `Write` by another process q, made
+//! inside an operation (op 0, writes outside any operation such as a background save, are no
+//! multi-write pass), which was not the last write of q's operation (q's op wrote again later), and whose entries
 //! differ both from those of that last write and from those of every version that may have
 //! been on disk before the operation's first write ([`Index::predecessors`]). Judged by entry
 //! state, not bytes: two writes of one operation that differ only in a timestamp
@@ -94,6 +95,12 @@ fn settled(
     depth: usize,
 ) -> bool {
     let w = &ix.writes[k];
+    if w.op == 0 {
+        // Outside any operation (the harness's setup, a pool's background save between
+        // operations): no multi-write pass to be part of. A process's op-0 writes are
+        // unrelated to one another, possibly across its restarts.
+        return true;
+    }
     let siblings = &of_op[&(w.proc, w.op)];
     let last = *siblings.last().expect("the write itself");
     if last == k || w.entries == ix.writes[last].entries {
@@ -205,6 +212,29 @@ mod tests {
             .write(1, 1, "h4", Some("h2"), &[e("aaaaaa"), e("bbbbbb")])
             .build();
         assert_eq!(check(&h).count, 1);
+    }
+
+    /// Writes outside any operation (op 0: a pool's background saves between operations) are
+    /// unrelated to one another: a read of one of them is of a whole version, not of part of
+    /// a pass.
+    #[test]
+    fn background_writes_outside_any_op_are_no_pass() {
+        let h = HistoryBuilder::new()
+            .role(1, "cli")
+            .role(2, "cli")
+            .init(&[e("aaaaaa"), e("bbbbbb")])
+            .write(1, 0, "h1", None, &[exhausted("aaaaaa", 5), e("bbbbbb")])
+            .op(2, 1, OpKind::LoadPool)
+            .read(2, 1, "h1")
+            .write(
+                1,
+                0,
+                "h2",
+                None,
+                &[exhausted("aaaaaa", 5), exhausted("bbbbbb", 5)],
+            )
+            .build();
+        assert_eq!(check(&h), Finding::none());
     }
 
     /// Item 9 of issue 13: the op's two writes differ only in bytes outside the entries.

@@ -138,6 +138,14 @@ pub fn run(sc: &Scenario, strategy: Strategy, opts: &RunOptions) -> Result<RunRe
     let tmp;
     let dir = match &opts.dir {
         Some(d) => {
+            // A kept run's logs are its history: the logs of an earlier run in the same
+            // directory would be judged with it (and its files overwritten).
+            if std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()) {
+                return Err(DriveError(format!(
+                    "--keep {}: the directory is not empty (an earlier run's store and logs would be judged with this one, or overwritten); give a new or empty directory",
+                    d.display()
+                )));
+            }
             std::fs::create_dir_all(d).map_err(io("cannot create run directory", d))?;
             d.clone()
         }
