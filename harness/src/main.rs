@@ -95,6 +95,16 @@ fn dispatch(cmd: Cmd, progress: Style) -> Result<ExitCode, BadInput> {
             let mut report = Report::new(vec![run]);
             report.invocation = Invocation::quick(quick);
             report.invocation.scenario(&sc.name, &scenario);
+            if let Some(n) = opts.procs {
+                report
+                    .invocation
+                    .run_args
+                    .extend(["--procs".into(), n.to_string()]);
+            }
+            if let Some(file) = &opts.store {
+                let file = file.display().to_string();
+                report.invocation.run_args.extend(["--store".into(), file]);
+            }
             if let Some(dir) = &html {
                 let page = report::html::write(dir, &report, &[rec.history]).map_err(BadInput)?;
                 eprintln!("HTML report: {}", page.display());

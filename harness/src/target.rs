@@ -75,14 +75,13 @@ impl Target {
     pub fn run_option(&self) -> String {
         match self {
             Target::Model(s) => format!("--strategy {}", s.spec()),
-            Target::Subject(s) if s.name == "subject" => {
-                format!("--subject {}", shell_quote(&s.command))
-            }
             Target::Subject(s) => {
-                format!(
-                    "--subject {}",
-                    shell_quote(&format!("{}={}", s.name, s.command))
-                )
+                let arg = match s.name.as_str() {
+                    "subject" => s.command.clone(),
+                    name => format!("{name}={}", s.command),
+                };
+                let observe = if s.observe { " --observe syscalls" } else { "" };
+                format!("--subject {}{observe}", shell_quote(&arg))
             }
         }
     }
@@ -147,7 +146,7 @@ pub fn of_report(r: &RunReport) -> Target {
             name: r.strategy.clone(),
             command: r.spec.clone(),
             timeout: SubjectSpec::new("").timeout,
-            observe: false,
+            observe: r.observed,
         }),
     }
 }

@@ -346,3 +346,53 @@ fn a_matrix_model_cell_replays_at_the_matrix_sizes() {
     let anomaly = cell["runs"][0]["witnesses"][0]["anomaly"].as_str().unwrap();
     assert_eq!(story(&replayed, anomaly), story(&cell, anomaly), "{replay}");
 }
+
+/// What a run does not record itself is in its replay command: an observed subject's
+/// `--observe syscalls` (without it the replay judges the subject's own reports, or nothing),
+/// and `run`'s `--procs`. The printed command, run, finds the same anomaly again.
+#[test]
+fn a_replay_command_keeps_the_observer_and_the_process_count() {
+    let replay_of = |args: &[&str]| -> String {
+        let mut all = args.to_vec();
+        all.extend(["--format", "markdown"]);
+        let t = String::from_utf8_lossy(&poolcheck(&all).stdout).into_owned();
+        t.lines()
+            .find_map(|l| l.trim().strip_prefix("Replay: `"))
+            .and_then(|l| l.strip_suffix('`'))
+            .unwrap_or_else(|| panic!("no replay line: {t}"))
+            .to_string()
+    };
+    let node = concat!(
+        "node ",
+        env!("CARGO_MANIFEST_DIR"),
+        "/../subjects/node/pool.js"
+    );
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/redeem-together.toml"
+    );
+    let replay = replay_of(&[
+        "run",
+        "--scenario",
+        scenario,
+        "--subject",
+        node,
+        "--observe",
+        "syscalls",
+    ]);
+    assert!(replay.contains(" --observe syscalls"), "{replay}");
+    let r = run_printed(&replay, &["--format", "json"]);
+    let rv: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert!(story(&rv, "double_redeem").is_some(), "{replay}: {rv}");
+
+    let replay = replay_of(&[
+        "run",
+        "--scenario",
+        "refresh-race",
+        "--strategy",
+        "none",
+        "--procs",
+        "3",
+    ]);
+    assert!(replay.ends_with(" --procs 3"), "{replay}");
+}

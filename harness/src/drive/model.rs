@@ -764,6 +764,7 @@ impl ModelRun {
             expectations,
             errors: Vec::new(),
             self_check: None,
+            observed: false,
         }
     }
 }
@@ -983,6 +984,7 @@ impl ModelRun {
             expectations: Vec::new(),
             errors: Vec::new(),
             self_check: None,
+            observed: false,
         }
     }
 }

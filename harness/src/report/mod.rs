@@ -73,6 +73,10 @@ pub struct RunReport {
     /// anomaly: no verdict depends on it). Absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_check: Option<self_check::SelfCheck>,
+    /// A subject run judged from its system calls (`--observe syscalls`): its replay command
+    /// says so. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub observed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -215,6 +219,7 @@ pub fn judge(
         expectations,
         errors,
         self_check: self_check::SelfCheck::of(history),
+        observed: matches!(target, Target::Subject(s) if s.observe),
     }
 }
 

@@ -5,7 +5,8 @@
 //! budget (real processes: the same interleavings are forced by the scenario's rendezvous, the
 //! times differ); a model counterexample by `poolcheck model ... --replay HANDLE`, which runs
 //! exactly the schedule that was found. What a run does not record itself (the scenario
-//! argument it was loaded from, `--quick`, a model run's `--procs`/`--ops`) comes from the
+//! argument it was loaded from, `--quick`, `run`'s `--procs` and `--store`, a model run's
+//! `--procs`/`--ops`) comes from the
 //! [`Invocation`] of the command that made the report.
 //!
 //! Guarantees: every command returned parses with the current CLI, and run, shows the run's
@@ -29,6 +30,9 @@ pub struct Invocation {
     /// The model runs are `matrix` cells, sized by its profile (`--matrix-sizes` replays them
     /// at those sizes).
     pub matrix: bool,
+    /// Extra `poolcheck run` arguments the fork and subject runs were made with and do not
+    /// record themselves (`--procs 6`, `--store FILE`).
+    pub run_args: Vec<String>,
 }
 
 impl Invocation {
@@ -60,12 +64,19 @@ impl Invocation {
 pub fn command(r: &RunReport, how: &Invocation) -> Option<String> {
     let scenario = how.scenario_arg(&r.scenario);
     match &r.stats.model {
-        None => Some(format!(
-            "poolcheck run --scenario {scenario} {} --seed {}{}",
-            of_report(r).run_option(),
-            r.stats.seed,
-            if how.quick { " --quick" } else { "" }
-        )),
+        None => {
+            let mut cmd = format!(
+                "poolcheck run --scenario {scenario} {} --seed {}{}",
+                of_report(r).run_option(),
+                r.stats.seed,
+                if how.quick { " --quick" } else { "" }
+            );
+            for a in &how.run_args {
+                cmd.push(' ');
+                cmd.push_str(&shell_quote(a));
+            }
+            Some(cmd)
+        }
         Some(m) => {
             let handle = m.replay.as_ref()?;
             let mut sizes = how.model_args.clone();
