@@ -570,6 +570,7 @@ mod tests {
             expectations: vec![],
             errors: vec![],
             self_check: None,
+            observed: false,
         }
     }
 
