@@ -79,6 +79,22 @@ fn the_fixed_python_pool_rolls_back_no_token_under_round_robin() {
     }
 }
 
+/// Events a subject reports after its last reply (a background thread's write finishing, a
+/// save on exit) are in the history like any other: here the fixed pool exits, and its
+/// wrapper then reports a read of bytes no write produced, which must be judged (it was
+/// dropped, and the peer reads of a late write looked torn).
+#[test]
+fn events_reported_after_the_last_reply_are_judged() {
+    require_python();
+    let late =
+        r#"{"event": {"ev": "read", "hash": "00000000feedf00d", "outcome": {"kind": "parsed"}}}"#;
+    let cmd = format!("{PY} --merge --batched --serialized-refresh; echo '{late}'");
+    let (v, code, stderr) = run_subject(&cmd, "lost-update", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(count(&v, "torn_read") >= 1, "{v}");
+    assert!(v.to_string().contains("00000000"), "{v}");
+}
+
 #[test]
 fn python_pool_as_of_8040_double_redeems_in_the_refresh_race() {
     require_python();

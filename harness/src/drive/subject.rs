@@ -368,17 +368,7 @@ impl<'h, 'a> Conn<'h, 'a> {
             };
             if let Some(ev) = msg.get("event") {
                 let ev = self.event(ev, n)?;
-                if self.observer.is_some() {
-                    // Observed subjects' own reports are checked, not recorded.
-                    self.check.told(&ev);
-                } else if let Event::WriteBegin { .. } = ev {
-                    // The line arrived after the subject sent it, maybe after its rename: the
-                    // moment the subject was last sent a line is the bound that holds.
-                    let at = self.last_sent_ns;
-                    self.hooks.log().push_at(at, Ev::Pool { event: ev });
-                } else {
-                    self.hooks.record(ev);
-                }
+                self.told(ev);
             } else if let Some(p) = msg.get("pause") {
                 let point = p.as_str().and_then(Pause::from_name).ok_or_else(|| {
                     self.fail(format!(
@@ -397,6 +387,21 @@ impl<'h, 'a> Conn<'h, 'a> {
             } else {
                 return Ok(msg);
             }
+        }
+    }
+
+    /// An event the subject reported: recorded, or (observed subjects) checked.
+    fn told(&mut self, ev: Event) {
+        if self.observer.is_some() {
+            // Observed subjects' own reports are checked, not recorded.
+            self.check.told(&ev);
+        } else if let Event::WriteBegin { .. } = ev {
+            // The line arrived after the subject sent it, maybe after its rename: the
+            // moment the subject was last sent a line is the bound that holds.
+            let at = self.last_sent_ns;
+            self.hooks.log().push_at(at, Ev::Pool { event: ev });
+        } else {
+            self.hooks.record(ev);
         }
     }
 
@@ -631,8 +636,18 @@ impl PoolUnderTest for Conn<'_, '_> {
         let until = std::time::Instant::now() + Duration::from_secs(2);
         while std::time::Instant::now() < until {
             while let Ok(line) = self.lines.try_recv() {
-                if let Line::Observed(r) = line {
-                    self.observed(r);
+                match line {
+                    Line::Observed(r) => self.observed(r),
+                    // Events it reports after its last reply (a write its background thread
+                    // finished, a save on exit) are part of the history like any other.
+                    Line::Text(n, text) => {
+                        let msg = serde_json::from_str::<Value>(text.trim_end()).ok();
+                        if let Some(ev) = msg.as_ref().and_then(|m| m.get("event")) {
+                            let ev = self.event(ev, n)?;
+                            self.told(ev);
+                        }
+                    }
+                    Line::Eof(_) | Line::Failed(..) => {}
                 }
             }
             if self.exited().is_some() {
