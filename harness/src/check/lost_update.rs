@@ -222,6 +222,8 @@ struct Lost<'h> {
     had: Value,
     now: Option<Value>,
     by: usize,
+    /// Judged from content (no base told): the older version the write was built from.
+    source: Option<usize>,
 }
 
 pub(crate) fn find(ix: &Index<'_>) -> Finding {
@@ -326,6 +328,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
                             had,
                             now,
                             by,
+                            source,
                         },
                         k,
                     ));
@@ -427,12 +430,23 @@ fn story(ix: &Index<'_>, l: Lost<'_>, k: usize) -> Told {
         }
     }
     let intro = &ix.writes[l.by];
-    let mut text = format!(
-        "{lost}: this writer never saw {} op {}'s write {}",
-        ix.h.who(intro.proc),
-        intro.op,
-        short(intro.hash)
-    );
+    let mut text = match l.source {
+        // Judged from content: the writer may well have read the change, and wrote from an
+        // older snapshot all the same.
+        Some(o) => format!(
+            "{lost}: written from the older version {} its process had read, not from {} op {}'s write {} (no base told: judged from content)",
+            short(ix.writes[o].hash),
+            ix.h.who(intro.proc),
+            intro.op,
+            short(intro.hash)
+        ),
+        None => format!(
+            "{lost}: this writer never saw {} op {}'s write {}",
+            ix.h.who(intro.proc),
+            intro.op,
+            short(intro.hash)
+        ),
+    };
     if let (Some((b, false)), Some(claimed)) = (checked, w.base) {
         text += &format!(
             " (it claims base {}, a version it never read or wrote; judged from {})",
@@ -869,7 +883,14 @@ mod tests {
                 .write(1, 2, "h2", None, &[e("aaaaaa")])
                 .build()
         };
-        assert_eq!(check(&benched(None)).count, 1);
+        let f = check(&benched(None));
+        assert_eq!(f.count, 1);
+        // P read h1 before writing: the witness must not say it never saw it.
+        let last = f.witness.unwrap().last().cloned().unwrap();
+        assert!(
+            last.contains("written from the older version h0") && !last.contains("never saw"),
+            "{last}"
+        );
         // A cooldown that had ended (reset at its own stamp) may be cleared by a select.
         assert_eq!(check(&benched(Some(50))).count, 0);
         // So may one whose entry took new tokens (a re-sync from another CLI's file).
