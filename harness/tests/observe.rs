@@ -261,27 +261,16 @@ fn a_pool_that_keeps_its_store_descriptor_open_is_clean_observed() {
         // Clean because its reads and writes were seen: every operation's one read (none
         // reads EOF), and some process's several writes through its one descriptor.
         let mut most_writes = 0;
-        for f in std::fs::read_dir(keep.join("logs")).unwrap() {
-            // pN.jsonl: a process's history; p0 is the harness's.
-            let p = f.unwrap().path();
-            let name = p.file_name().unwrap().to_str().unwrap();
-            let proc = name
-                .strip_prefix('p')
-                .and_then(|n| n.strip_suffix(".jsonl"));
-            if proc.is_none_or(|n| n == "0" || n.parse::<u32>().is_err()) {
-                continue;
-            }
-            let mut evs = std::collections::BTreeMap::<String, usize>::new();
-            for line in std::fs::read_to_string(&p).unwrap().lines() {
-                let v: Value = serde_json::from_str(line).unwrap();
-                if let Some(ev) = v["event"]["ev"].as_str() {
-                    *evs.entry(ev.to_string()).or_default() += 1;
-                }
-            }
-            let n = |ev: &str| evs.get(ev).copied().unwrap_or(0);
+        for evs in events_by_process(&keep) {
+            let n = |ev: &str| -> usize {
+                evs.iter()
+                    .filter(|((kind, _), _)| kind == ev)
+                    .map(|(_, count)| count)
+                    .sum()
+            };
             assert!(
                 n("op_begin") > 0 && n("read") == n("op_begin"),
-                "{sc} {p:?}: {evs:?}"
+                "{sc}: {evs:?}"
             );
             most_writes = most_writes.max(n("write"));
         }

@@ -20,8 +20,6 @@ Without ``--copyfile`` a write is a temp file, ``fsync`` and ``rename``. It repo
 and no pauses. ``harness/tests/observe.rs`` pins that the observer judges each mode clean in
 ``refresh-race`` and ``lost-update``.
 """
-import fcntl
-import json
 import os
 import shutil
 import sys
@@ -70,25 +68,6 @@ class Pool(keepfd_pool.Pool):
             os.unlink(tmp)
         else:
             os.rename(tmp, self.store)
-
-    def txn(self, body):
-        """body(entries) under the lock, on a fresh read; the store is written if it changed."""
-        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
-        try:
-            data = self.read()
-            try:
-                doc = json.loads(data)
-            except ValueError as e:
-                raise pc.ReadFailed(str(e))
-            before = json.dumps(doc, sort_keys=True)
-            entries = doc.setdefault("credential_pool", {}).setdefault(self.provider, [])
-            result = body(entries)
-            if json.dumps(doc, sort_keys=True) != before:
-                self.write((json.dumps(doc, indent=2) + "\n").encode())
-            self.snap = {e.get("id"): e.get("access_token") for e in entries}
-            return result
-        finally:
-            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":

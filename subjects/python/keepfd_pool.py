@@ -52,12 +52,24 @@ class Pool:
             self.fd = os.open(self.store, os.O_RDWR)
         return self.fd
 
+    def read(self):
+        """The store's bytes: one pread of its size through the kept descriptor."""
+        fd = self.descriptor()
+        return os.pread(fd, os.fstat(fd).st_size, 0)
+
+    def write(self, out):
+        """The store rewritten in place through the kept descriptor, in chunks, fsynced."""
+        fd = self.descriptor()
+        os.ftruncate(fd, 0)
+        for at in range(0, len(out), self.chunk):
+            os.pwrite(fd, out[at:at + self.chunk], at)
+        os.fsync(fd)
+
     def txn(self, body):
         """body(entries) under the lock, on a fresh read; the store is written if it changed."""
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         try:
-            fd = self.descriptor()
-            data = os.pread(fd, os.fstat(fd).st_size, 0)
+            data = self.read()
             try:
                 doc = json.loads(data)
             except ValueError as e:
@@ -66,11 +78,7 @@ class Pool:
             entries = doc.setdefault("credential_pool", {}).setdefault(self.provider, [])
             result = body(entries)
             if json.dumps(doc, sort_keys=True) != before:
-                out = (json.dumps(doc, indent=2) + "\n").encode()
-                os.ftruncate(fd, 0)
-                for at in range(0, len(out), self.chunk):
-                    os.pwrite(fd, out[at:at + self.chunk], at)
-                os.fsync(fd)
+                self.write((json.dumps(doc, indent=2) + "\n").encode())
             self.snap = {e.get("id"): e.get("access_token") for e in entries}
             return result
         finally:
