@@ -58,7 +58,7 @@ impl<'de> Deserialize<'de> for Store {
         let providers = take(&mut m, &mut carried, "providers").unwrap_or_default();
         // Not a map of lists of entries: not a credential store (the module docs).
         let credential_pool = match m.shift_remove("credential_pool") {
-            Some(Value::Null) | None => BTreeMap::new(),
+            None => BTreeMap::new(),
             Some(v) => BTreeMap::deserialize(&v).map_err(D::Error::custom)?,
         };
         let suppressed_sources = m.shift_remove("suppressed_sources").unwrap_or(Value::Null);
@@ -744,6 +744,7 @@ mod tests {
         // Not a credential store: no version, or a pool that is not a map of lists.
         assert!(serde_json::from_str::<Store>(r#"{"credential_pool":{}}"#).is_err());
         assert!(serde_json::from_str::<Store>(r#"{"version":1,"credential_pool":[1]}"#).is_err());
+        assert!(serde_json::from_str::<Store>(r#"{"version":1,"credential_pool":null}"#).is_err());
     }
 
     #[test]

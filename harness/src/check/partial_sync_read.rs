@@ -1,11 +1,13 @@
 //! `partial_sync_read`: a read saw an intermediate state of another process's multi-write
 //! operation (race 3, #8040 as filed).
 //!
-//! A `Read` by process p whose content hash is that of a `Write` by another process q, made
-//! inside an operation (op 0, writes outside any operation such as a background save, are no
-//! multi-write pass), which was not the last write of q's operation (q's op wrote again later), and whose entries
-//! differ both from those of that last write and from those of every version that may have
-//! been on disk before the operation's first write ([`Index::predecessors`]). Judged by entry
+//! A `Read` by process p whose content hash is that of a `Write` by another process q which
+//! was not the last write of q's pass (q wrote again later in it), and whose entries differ
+//! both from those of that last write and from those of every settled version that may have
+//! been on disk before the pass's first write ([`Index::predecessors`]). A pass is an
+//! operation's writes, or q's writes outside any operation (op 0) between two of its
+//! operations: a background sync loop is one pass, two background saves with an operation
+//! between them are two. Judged by entry
 //! state, not bytes: two writes of one operation that differ only in a timestamp
 //! (`updated_at`) leave a reader of the first with the operation's final entries, and a first
 //! write that changed nothing (a pool that saves after a sync pass that found nothing to
@@ -28,11 +30,7 @@ pub fn check(h: &History) -> Finding {
 }
 
 pub(crate) fn find(ix: &Index<'_>) -> Finding {
-    // (proc, op) -> position of the op's writes, in order
-    let mut of_op: HashMap<(ProcId, u64), Vec<usize>> = HashMap::new();
-    for (k, w) in ix.writes.iter().enumerate() {
-        of_op.entry((w.proc, w.op)).or_default().push(k);
-    }
+    let of_op = Passes::of(ix);
     let mut count = 0;
     let mut witness = None;
     for (i, r) in ix.h.records.iter().enumerate() {
@@ -58,7 +56,7 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         if settled(ix, &of_op, k, ix.writes.len()) {
             continue;
         }
-        let siblings = &of_op[&(w.proc, w.op)];
+        let siblings = of_op.siblings(k);
         let last = *siblings.last().expect("the write itself");
         count += 1;
         if witness.is_none() {
@@ -83,25 +81,59 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
     Finding { count, witness }
 }
 
-/// Whether write `k`'s entries are a settled state, not part of an operation: `k` is its
-/// operation's last write, or has that write's entries, or has the entries of a settled
-/// version that may have been on disk before its operation's first write (the operation had
-/// changed nothing yet). Unknown versions before an operation settle nothing. `depth` bounds
-/// the walk back.
-fn settled(
-    ix: &Index<'_>,
-    of_op: &HashMap<(ProcId, u64), Vec<usize>>,
-    k: usize,
-    depth: usize,
-) -> bool {
-    let w = &ix.writes[k];
-    if w.op == 0 {
-        // Outside any operation (the harness's setup, a pool's background save between
-        // operations): no multi-write pass to be part of. A process's op-0 writes are
-        // unrelated to one another, possibly across its restarts.
-        return true;
+/// The writes of each pass, in order. A pass is an operation's writes, or a process's writes
+/// outside any operation (op 0: a background save, a loop after the reply) between two of its
+/// operations: a background sync loop is a pass as much as a select's, and two background
+/// saves with an operation between them are two.
+struct Passes {
+    of: HashMap<(ProcId, u64, usize), Vec<usize>>,
+    key: Vec<(ProcId, u64, usize)>,
+}
+
+impl Passes {
+    fn of(ix: &Index<'_>) -> Passes {
+        // Per process, the records at which its operations began, in order.
+        let mut begins: HashMap<ProcId, Vec<usize>> = HashMap::new();
+        for (i, r) in ix.h.records.iter().enumerate() {
+            if let Ev::Pool {
+                event: Event::OpBegin { .. },
+            } = &r.ev
+            {
+                begins.entry(r.proc).or_default().push(i);
+            }
+        }
+        let key: Vec<_> = ix
+            .writes
+            .iter()
+            .map(|w| {
+                let burst = match w.op {
+                    0 => begins
+                        .get(&w.proc)
+                        .map_or(0, |b| b.partition_point(|&i| i < w.rec)),
+                    _ => 0,
+                };
+                (w.proc, w.op, burst)
+            })
+            .collect();
+        let mut of: HashMap<_, Vec<usize>> = HashMap::new();
+        for (k, g) in key.iter().enumerate() {
+            of.entry(*g).or_default().push(k);
+        }
+        Passes { of, key }
     }
-    let siblings = &of_op[&(w.proc, w.op)];
+
+    fn siblings(&self, k: usize) -> &[usize] {
+        &self.of[&self.key[k]]
+    }
+}
+
+/// Whether write `k`'s entries are a settled state, not part of a pass: `k` is its pass's
+/// last write, or has that write's entries, or has the entries of a settled version that may
+/// have been on disk before its pass's first write (the pass had changed nothing yet).
+/// Unknown versions before a pass settle nothing. `depth` bounds the walk back.
+fn settled(ix: &Index<'_>, of_op: &Passes, k: usize, depth: usize) -> bool {
+    let w = &ix.writes[k];
+    let siblings = of_op.siblings(k);
     let last = *siblings.last().expect("the write itself");
     if last == k || w.entries == ix.writes[last].entries {
         return true;
@@ -214,30 +246,38 @@ mod tests {
         assert_eq!(check(&h).count, 1);
     }
 
-    /// Writes outside any operation (op 0: a pool's background saves between operations) are
-    /// unrelated to one another: a read of one of them is of a whole version, not of part of
-    /// a pass.
+    /// Writes outside any operation (op 0) with one of the writer's operations between them
+    /// are two passes (background saves after two replies): a read of the first is of a whole
+    /// version. Without an operation between them they are one pass (a background sync loop),
+    /// and a read of its first write is partial.
     #[test]
-    fn background_writes_outside_any_op_are_no_pass() {
-        let h = HistoryBuilder::new()
-            .role(1, "cli")
-            .role(2, "cli")
-            .init(&[e("aaaaaa"), e("bbbbbb")])
-            .write(1, 0, "h1", None, &[exhausted("aaaaaa", 5), e("bbbbbb")])
-            .op(2, 1, OpKind::LoadPool)
-            .read(2, 1, "h1")
-            .write(
+    fn background_writes_are_one_pass_until_an_operation_comes_between() {
+        let h = |op_between: bool| {
+            let b = HistoryBuilder::new()
+                .role(1, "cli")
+                .role(2, "cli")
+                .init(&[e("aaaaaa"), e("bbbbbb")])
+                .write(1, 0, "h1", None, &[exhausted("aaaaaa", 5), e("bbbbbb")])
+                .op(2, 1, OpKind::LoadPool)
+                .read(2, 1, "h1");
+            let b = if op_between {
+                b.op(1, 7, OpKind::Select).read(1, 7, "h1")
+            } else {
+                b
+            };
+            b.write(
                 1,
                 0,
                 "h2",
                 None,
                 &[exhausted("aaaaaa", 5), exhausted("bbbbbb", 5)],
             )
-            .build();
-        assert_eq!(check(&h), Finding::none());
+            .build()
+        };
+        assert_eq!(check(&h(true)), Finding::none());
+        assert_eq!(check(&h(false)).count, 1);
     }
 
-    /// Item 9 of issue 13: the op's two writes differ only in bytes outside the entries.
     #[test]
     fn a_read_of_a_write_whose_entries_are_already_final_is_not_partial() {
         let h = HistoryBuilder::new()

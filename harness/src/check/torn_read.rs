@@ -79,12 +79,22 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
     Finding { count, witness }
 }
 
-/// Whether a write of unknown content of `file` began before record `i`.
+/// Whether a write of unknown content of `file` began before record `i` and no write of known
+/// content of that file completed between the two (after which the file held known bytes
+/// again, and a read of bytes no write produced is torn as ever).
 fn unknown_write_before(ix: &Index<'_>, i: usize, file: Option<&str>) -> bool {
-    ix.h.records[..i].iter().any(|r| {
-        matches!(&r.ev, Ev::Pool { event: Event::WriteBegin { hash, file: f, .. } }
-            if hash == UNKNOWN_CONTENT && f.as_deref() == file)
-    })
+    for r in ix.h.records[..i].iter().rev() {
+        match &r.ev {
+            Ev::Pool {
+                event: Event::WriteBegin { hash, file: f, .. },
+            } if hash == UNKNOWN_CONTENT && f.as_deref() == file => return true,
+            Ev::Pool {
+                event: Event::Write { hash, file: f, .. },
+            } if hash != UNKNOWN_CONTENT && f.as_deref() == file => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -158,6 +168,15 @@ mod tests {
             .build();
         let f = check(&h);
         assert_eq!(f.count, 2, "{f:?}");
+        // Once a write of known content has completed after it, the file holds known bytes
+        // again: a later read of bytes no write produced is torn as ever.
+        let h = base()
+            .write_begin(2, 1, UNKNOWN_CONTENT)
+            .read(1, 1, "h8")
+            .write(2, 1, "h1", Some("h0"), &[e("aaaaaa")])
+            .read(1, 1, "h9")
+            .build();
+        assert_eq!(check(&h).count, 1, "h9 only");
     }
 
     #[test]
