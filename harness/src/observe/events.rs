@@ -321,7 +321,7 @@ impl Observed {
             Call::Write { fd, iov, offset } => match self.tables.get(tgid, fd)? {
                 Fd::File(file) => {
                     let offset = offset.or_else(|| position(t, fd))?;
-                    let calls = self.begin_in_place(t, fd, &file, now_ns(), offset == 0);
+                    let calls = self.begin_in_place(t, fd, &file, now_ns(), Start::at(offset));
                     if calls > 0 && file.borrow().what == Watched::Store {
                         self.pause(Pause::MidWrite);
                     }
@@ -349,7 +349,7 @@ impl Observed {
             }
             Call::Truncate { fd, len } => match self.tables.get(tgid, fd)? {
                 Fd::File(file) => {
-                    self.begin_in_place(t, fd, &file, now_ns(), len == 0);
+                    self.begin_in_place(t, fd, &file, now_ns(), Start::truncate(len));
                     Some(Pending::Truncate { file, len })
                 }
                 Fd::Issuer(_) => None,
@@ -375,7 +375,7 @@ impl Observed {
                     None => position(t, src),
                 }
                 .and_then(|at| read_regular(t, src, at, len));
-                let calls = self.begin_in_place(t, dst, &file, now_ns(), offset == 0);
+                let calls = self.begin_in_place(t, dst, &file, now_ns(), Start::at(offset));
                 if calls > 0 && file.borrow().what == Watched::Store {
                     self.pause(Pause::MidWrite);
                 }
@@ -744,22 +744,22 @@ impl Observed {
     }
 
     /// Start an in-place write on `file` if none is in progress (its content is the file's
-    /// current bytes); returns the write calls it has had. `restart`: this call starts the
-    /// file's content over (a truncate to 0, a write at offset 0), so an in-progress write that
-    /// has already had a write call is complete (its content is a version the file held) and
-    /// a new one begins.
+    /// current bytes); returns the write calls it has had. When this call starts the file's
+    /// content over ([`Start::completes`]: a truncate to 0, or a write at offset 0 over a
+    /// whole version), an in-progress write that has already had a write call is complete
+    /// (its content is a version the file held) and a new one begins.
     fn begin_in_place(
         &mut self,
         t: &dyn Tracee,
         fd: i32,
         file: &Rc<RefCell<OpenFile>>,
         at: u64,
-        restart: bool,
+        start: Start,
     ) -> u32 {
         let done = {
             let mut f = file.borrow_mut();
             match &f.write {
-                Some(w) if restart && w.calls > 0 => f.write.take(),
+                Some(w) if start.completes(w) => f.write.take(),
                 Some(w) => return w.calls,
                 None => None,
             }
@@ -1098,6 +1098,50 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// How a write call or truncate starts the file's content, for an in-place write in progress
+/// on it ([`Observed::begin_in_place`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// Within the content: the write in progress goes on.
+    Within,
+    /// A truncate to 0: the content starts over.
+    Over,
+    /// A write at offset 0: the content starts over if what the write in progress left is a
+    /// whole version (it parses); a pool that writes its body and then a header at 0 is still
+    /// in one write.
+    AtZero,
+}
+
+impl Start {
+    fn at(offset: u64) -> Start {
+        if offset == 0 {
+            Start::AtZero
+        } else {
+            Start::Within
+        }
+    }
+
+    fn truncate(len: u64) -> Start {
+        if len == 0 {
+            Start::Over
+        } else {
+            Start::Within
+        }
+    }
+
+    /// Whether the write in progress `w` is complete at this call.
+    fn completes(self, w: &WriteSession) -> bool {
+        w.calls > 0
+            && match self {
+                Start::Within => false,
+                Start::Over => true,
+                Start::AtZero => {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&w.content).is_ok()
+                }
+            }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1396,6 +1440,29 @@ mod tests {
         }
         rig.close(&a, wfd);
         assert_eq!(rig.seen(), vec![("write", 0, content_hash(V2))]);
+    }
+
+    /// A pool that writes its body and then a header at offset 0: the write at 0 does not
+    /// start the content over (what was there does not parse: it is the same write's half).
+    /// One that rewrites a whole version from 0 without truncating does.
+    #[test]
+    fn a_header_written_at_zero_after_the_body_is_one_write() {
+        let mut rig = Rig::new();
+        let mut a = rig.process(10);
+        let (wf, wfd) = rig.open(&a, true);
+        rig.truncate(&a, &wf, 0);
+        rig.pwrite(&mut a, &wf, &V2[8..], 8);
+        rig.pwrite(&mut a, &wf, &V2[..8], 0);
+        rig.pwrite(&mut a, &wf, V1, 0);
+        rig.truncate(&a, &wf, V1.len() as u64);
+        rig.close(&a, wfd);
+        assert_eq!(
+            rig.seen(),
+            vec![
+                ("write", 0, content_hash(V2)),
+                ("write", 0, content_hash(V1))
+            ]
+        );
     }
 
     #[test]
