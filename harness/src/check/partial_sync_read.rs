@@ -30,7 +30,7 @@ pub fn check(h: &History) -> Finding {
 }
 
 pub(crate) fn find(ix: &Index<'_>) -> Finding {
-    let of_op = Passes::of(ix);
+    let passes = Passes::of(ix);
     let mut count = 0;
     let mut witness = None;
     for (i, r) in ix.h.records.iter().enumerate() {
@@ -53,10 +53,10 @@ pub(crate) fn find(ix: &Index<'_>) -> Finding {
         if w.proc == r.proc {
             continue;
         }
-        if settled(ix, &of_op, k, ix.writes.len()) {
+        if settled(ix, &passes, k, ix.writes.len()) {
             continue;
         }
-        let siblings = of_op.siblings(k);
+        let siblings = passes.siblings(k);
         let last = *siblings.last().expect("the write itself");
         count += 1;
         if witness.is_none() {
@@ -131,9 +131,9 @@ impl Passes {
 /// last write, or has that write's entries, or has the entries of a settled version that may
 /// have been on disk before its pass's first write (the pass had changed nothing yet).
 /// Unknown versions before a pass settle nothing. `depth` bounds the walk back.
-fn settled(ix: &Index<'_>, of_op: &Passes, k: usize, depth: usize) -> bool {
+fn settled(ix: &Index<'_>, passes: &Passes, k: usize, depth: usize) -> bool {
     let w = &ix.writes[k];
-    let siblings = of_op.siblings(k);
+    let siblings = passes.siblings(k);
     let last = *siblings.last().expect("the write itself");
     if last == k || w.entries == ix.writes[last].entries {
         return true;
@@ -144,7 +144,7 @@ fn settled(ix: &Index<'_>, of_op: &Passes, k: usize, depth: usize) -> bool {
     ix.predecessors(siblings[0]).is_some_and(|before| {
         before
             .iter()
-            .any(|&p| ix.writes[p].entries == w.entries && settled(ix, of_op, p, depth - 1))
+            .any(|&p| ix.writes[p].entries == w.entries && settled(ix, passes, p, depth - 1))
     })
 }
 
